@@ -1,0 +1,46 @@
+# make run   - create .venv if missing, install, start the daemon on monitor.yaml
+# make test  - create .venv if missing, install the dev extras, start PostgreSQL and
+#              Redis when installed but stopped, run every test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= monitor.yaml
+
+.PHONY: run test test-fast lint schema bench clean services
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml setup.py
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/watchkeeper --config $(CONFIG) run
+
+services:
+	@sh tests/services.sh
+
+test: $(VENV)/.installed-dev services
+	$(BIN)/pytest
+
+test-fast: $(VENV)/.installed-dev services
+	$(BIN)/pytest -m "not slow"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schema: $(VENV)/.installed
+	$(BIN)/watchkeeper schema > schema/monitor.schema.json
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/validate_10k.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,106 @@
+"""Time `watchkeeper validate` on a generated 10,000-check config (target: <= 1.5 s).
+
+    python bench/validate_10k.py [--checks N] [--runs R]
+
+Prints the wall time of each run of the real CLI (a fresh process, as CI runs it), the
+best and median, and the ratio to the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 1.5
+CRONS = ["*/5 * * * *", "0 * * * *", "*/15 * * * *", "30 2 * * *", "0 9 * * MON-FRI"]
+
+
+def generate(n: int) -> str:
+    lines = [
+        "version: 1",
+        "defaults: {timeout: 10s, schedule: {every: 1m}}",
+        "environments:",
+        "  production: {base_url: https://prod.example.com}",
+        "  staging: {base_url: https://staging.example.com}",
+        "notifiers:",
+        "  console: {type: log}",
+        "  hook: {type: webhook, url: https://hooks.example.com/x}",
+        "routes:",
+        "  - {match: {severity: critical}, notify: [hook]}",
+        "  - {match: {}, notify: [console]}",
+        "checks:",
+    ]
+    for i in range(n):
+        kind = i % 4
+        lines.append(f"  check-{i}:")
+        if kind == 0:
+            lines += [
+                "    probe: http",
+                f"    url: ${{env.base_url}}/api/{i}",
+                "    environments: [production, staging]",
+                f'    schedule: {{cron: "{CRONS[i % len(CRONS)]}", timezone: Europe/Berlin}}',
+                "    expect: {status: 200, headers: {X-Frame-Options: DENY}}",
+                "    thresholds:",
+                "      - {name: slow, metric: response_time, above: 2s, severity: warning}",
+                "      - {name: slow, metric: response_time, above: 5s, severity: high}",
+            ]
+        elif kind == 1:
+            lines += [
+                "    probe: tcp",
+                f"    host: host-{i}.internal",
+                f"    port: {1000 + i % 60000}",
+                "    schedule: {every: 30s, jitter: 5s}",
+                "    labels: {team: infra}",
+            ]
+        elif kind == 2:
+            lines += [
+                "    probe: http",
+                f"    url: https://svc-{i}.example.com/health",
+                "    thresholds: [{metric: response_time, agg: p95, window: 1h, above: 2s, "
+                "for: 3, severity: warning}]",
+                f"    depends_on: [check-{i - 1}]",
+            ]
+        else:
+            lines += [
+                "    probe: command",
+                f"    argv: [/usr/bin/true, '{i}']",
+                f'    schedule: {{cron: "{CRONS[i % len(CRONS)]}"}}',
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checks", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    exe = Path(sys.executable).with_name("watchkeeper")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "monitor.yaml"
+        path.write_text(generate(args.checks))
+        size = path.stat().st_size
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [str(exe), "-c", str(path), "validate"], capture_output=True, text=True
+            )
+            times.append(time.perf_counter() - start)
+            if proc.returncode != 0:
+                sys.exit(f"validate failed:\n{proc.stdout}{proc.stderr}")
+    best, median = min(times), statistics.median(times)
+    print(f"config: {args.checks} checks, {size / 1e6:.1f} MB")
+    print("runs:   " + "  ".join(f"{t:.3f}s" for t in times))
+    print(
+        f"best:   {best:.3f}s   median: {median:.3f}s   target: <= {TARGET}s   "
+        f"median/target: {median / TARGET:.2f}x   {'MET' if median <= TARGET else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

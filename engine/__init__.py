@@ -1,0 +1,1 @@
+"""The engine: config loading, scheduling, evaluation, alerting, backups, API and CLI."""

@@ -1,0 +1,5 @@
+"""`python -m watchkeeper.engine` works like the `watchkeeper` console script."""
+
+from watchkeeper.engine.cli import main
+
+main()

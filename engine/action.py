@@ -1,0 +1,28 @@
+"""What a self-healing action is: the class contract run by escalation level 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from watchkeeper.schema.alerting import ActionOptions
+
+
+@dataclass(slots=True)
+class ActionResult:
+    """What an action did; recorded on the alert and shown in later notices."""
+
+    ok: bool
+    message: str = ""
+    duration: float = 0.0
+
+
+class Action:
+    """Base of action plugins: a `type`, an `Options` model and `run()`."""
+
+    type: ClassVar[str]
+    Options: ClassVar[type[ActionOptions]]
+
+    async def run(self, options: Any, ctx: Any) -> ActionResult:
+        """Run the action once for an alert and report what happened."""
+        raise NotImplementedError(f"action {self.type!r} does not implement run()")

@@ -1,0 +1,108 @@
+"""The typer application, its global options and what every command shares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from watchkeeper.engine.redaction import REDACTOR
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # something checked is wrong: invalid config, failing check, failed backup
+EXIT_USAGE = 2  # a usage error or a file that cannot be read
+
+app = typer.Typer(
+    name="watchkeeper",
+    help="Declarative monitoring and maintenance runner: one monitor.yaml for checks, "
+    "alerts, maintenance windows, escalation and backups.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+fast_exit = False
+"""Set by commands that leave nothing to clean up, so `main` may skip interpreter teardown."""
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@dataclass
+class CliState:
+    config: Path
+    log_format: str = "text"
+    log_level: str = "info"
+
+
+def state(ctx: typer.Context) -> CliState:
+    """Return the global options of this invocation."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        from watchkeeper.engine.config import default_path
+
+        root.obj = CliState(config=Path(default_path()))
+    return root.obj
+
+
+class _RedactingConsole(Console):
+    """A rich console whose every rendered line has secrets masked."""
+
+    def _render_buffer(self, buffer):  # type: ignore[override]
+        return REDACTOR.redact(super()._render_buffer(buffer))
+
+
+console = _RedactingConsole(highlight=False, soft_wrap=True)
+err_console = _RedactingConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+def echo_json(data: Any) -> None:
+    """Print machine-readable output, secrets masked."""
+    text = json.dumps(REDACTOR.redact_obj(data), indent=2, default=str)
+    sys.stdout.write(text + "\n")
+
+
+def echo(text: str = "", *, err: bool = False) -> None:
+    """Print plain text, secrets masked (no rich markup interpretation)."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(REDACTOR.redact(text) + "\n")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print an error for a person and exit with the given code."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def load_or_exit(ctx: typer.Context, *, strict: bool = True, path: Path | None = None):
+    """Validate the configuration for use; on problems print them and exit 1 (2 if unreadable)."""
+    from watchkeeper.engine.config import load_config
+    from watchkeeper.engine.plugins import PluginError
+    from watchkeeper.engine.problems import ConfigError
+
+    config_path = path or state(ctx).config
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            echo(problem.text(), err=True)
+        err_console.print(
+            f"[bold red]error:[/] {config_path} is not valid "
+            f"({len(exc.problems)} problem(s)); nothing was done",
+            markup=True,
+        )
+        raise typer.Exit(EXIT_FAILED) from None
+    except PluginError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        fail(str(exc), EXIT_USAGE)

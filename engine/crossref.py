@@ -1,0 +1,454 @@
+"""Rules across sections: every name referenced exists, severities are declared, no cycles.
+
+These run after schema validation, on the validated model, and point each problem at
+the value in the file that is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from watchkeeper.engine import loader
+from watchkeeper.engine.config import mark_at
+from watchkeeper.engine.plugins import Registry
+from watchkeeper.engine.problems import Problem
+
+GROUP_FIELDS = {"check", "environment", "severity", "rule", "route"}
+
+
+class _Checker:
+    def __init__(self, config: Any, loaded: loader.Loaded, reg: Registry):
+        self.config = config
+        self.loaded = loaded
+        self.reg = reg
+        self.problems: list[Problem] = []
+        self.severities = list(config.severities)
+        self.checks = config.checks
+        self.instances = {
+            f"{name}@{env}" for name, c in self.checks.items() for env in (c.environments or [])
+        }
+        # names defined in the file, including entries dropped for their own schema errors
+        # (so that a reference to them is not reported a second time)
+        self.names = {
+            section: set(getattr(config, section) or {}) | _raw_names(loaded.data, (section,))
+            for section in ("checks", "notifiers", "actions", "escalation", "environments")
+        }
+        for group in ("jobs", "destinations"):
+            self.names[group] = set(getattr(config.backups, group)) | _raw_names(
+                loaded.data, ("backups", group)
+            )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def error(self, path: tuple, message: str, *, level: str = "error", key: bool = False):
+        self.problems.append(
+            Problem.at(
+                mark_at(self.loaded.data, path, value=not key), loader.dotted(path), message, level
+            )
+        )  # type: ignore[arg-type]
+
+    def warn(self, path: tuple, message: str):
+        self.error(path, message, level="warning")
+
+    def refs(self, names: Iterable[str], known: Iterable[str], what: str, path: tuple):
+        known = list(known)
+        for index, name in enumerate(names):
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                listing = ", ".join(sorted(known)) or "none defined"
+                self.error((*path, index), f"unknown {what} {name!r}{hint} (defined: {listing})")
+
+    def severity(self, value: str | None, path: tuple):
+        if value is None or value in self.severities:
+            return
+        close = difflib.get_close_matches(value, self.severities, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        self.error(
+            path,
+            f"severity {value!r} is not declared{hint} (severities: {', '.join(self.severities)})",
+        )
+
+    def check_ref(self, name: str, path: tuple, what: str = "check"):
+        if name in self.names["checks"] or name in self.instances:
+            return
+        if "@" in name and name.split("@")[0] in self.names["checks"] - set(self.checks):
+            return
+        known = list(self.names["checks"])
+        close = difflib.get_close_matches(name.split("@")[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        self.error(path, f"unknown {what} {name!r}{hint}")
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def run(self) -> list[Problem]:
+        c = self.config
+        self.severity(c.defaults.severity, ("defaults", "severity"))
+        if len(set(self.severities)) != len(self.severities):
+            self.error(("severities",), "severities must be unique")
+        for name, check in self.checks.items():
+            self.check(name, check)
+        self.dependency_cycles()
+        self.env_references()
+        self.routes()
+        for name, levels in c.escalation.items():
+            self.escalation(name, levels)
+        for index, window in enumerate(c.maintenance):
+            self.maintenance(index, window)
+        for name, task in c.tasks.items():
+            self.refs(task.notify, self.names["notifiers"], "notifier", ("tasks", name, "notify"))
+        self.backups()
+        for name, slo in c.slos.items():
+            path = ("slos", name)
+            self.check_ref(slo.check, (*path, "check"))
+            if slo.alert:
+                self.severity(slo.alert.severity, (*path, "alert", "severity"))
+        for name, notifier in c.notifiers.items():
+            self.notifier(name, notifier)
+        return self.problems
+
+    def check(self, name: str, check: Any):
+        path = ("checks", name)
+        probe = self.reg.types["probe"].get(check.probe)
+        self.severity(check.severity, (*path, "severity"))
+        self.refs(
+            check.environments or [],
+            self.names["environments"],
+            "environment",
+            (*path, "environments"),
+        )
+        if getattr(probe, "passive", False) and check.schedule is not None:
+            self.error(
+                (*path, "schedule"),
+                f"a {check.probe} check has no `schedule`: it is "
+                "evaluated when its inputs change"
+                + (
+                    " (use `expect_every` for when beats are due)"
+                    if check.probe == "heartbeat"
+                    else ""
+                ),
+                key=True,
+            )
+        for index, dep in enumerate(check.depends_on):
+            if dep == name:
+                self.error((*path, "depends_on", index), "a check cannot depend on itself")
+            else:
+                self.check_ref(dep, (*path, "depends_on", index))
+        if check.probe == "composite":
+            for index, member in enumerate(check.of):
+                if member.split("@")[0] == name:
+                    self.error((*path, "of", index), "a composite check cannot include itself")
+                else:
+                    self.check_ref(member, (*path, "of", index))
+        tiers: dict[str, tuple[int, Any]] = {}
+        for index, rule in enumerate(check.thresholds):
+            rpath = (*path, "thresholds", index)
+            self.severity(rule.severity, (*rpath, "severity"))
+            rid = rule.rule_id
+            if rid == "up":
+                self.error(
+                    (*rpath, "name"),
+                    "`up` is the implicit rule of every check; choose another name",
+                )
+            first = tiers.get(rid)
+            if first is None:
+                tiers[rid] = (index, rule)
+            elif (first[1].metric, first[1].direction) != (rule.metric, rule.direction):
+                self.error(
+                    rpath,
+                    f"tiers of rule {rid!r} must share one metric and one "
+                    f"direction: thresholds[{first[0]}] is {first[1].metric} "
+                    f"{first[1].direction}, this is {rule.metric} {rule.direction}",
+                )
+            elif first[1].severity == rule.severity:
+                self.warn(rpath, f"rule {rid!r} has two tiers of severity {rule.severity!r}")
+            if rule.metric in ("error_rate", "uptime"):
+                self.rate_rule(check, rule, rpath)
+
+    def rate_rule(self, check: Any, rule: Any, path: tuple):
+        if rule.window is None:
+            self.error(path, f"{rule.metric} is computed over a `window`; add e.g. window: 15m")
+            return
+        runs = self.runs_in(check, rule.window)
+        if runs is None or runs <= 0:
+            return
+        weight = 1.0 / runs
+        limit = rule.above if rule.metric == "error_rate" and rule.above is not None else None
+        if limit is None and rule.below is not None:
+            limit = 1.0 - rule.below if rule.metric == "uptime" else None
+        if limit is not None and weight > limit:
+            from watchkeeper.schema.units import format_duration
+
+            self.warn(
+                path,
+                f"one failed run moves {rule.metric} by {weight:.0%} over "
+                f"{format_duration(rule.window)} (about {runs:g} runs), more than the "
+                f"{limit:.1%} threshold: a single failure fires it; lengthen the window "
+                "or run the check more often",
+            )
+        minimum = rule.min_samples or check.min_samples or self.config.defaults.min_samples or 5
+        if runs < minimum:
+            self.warn(
+                path,
+                f"the {runs:g} runs in the window are fewer than min_samples "
+                f"({minimum}): this rule can never change the alert",
+            )
+
+    def runs_in(self, check: Any, window: float) -> float | None:
+        schedule = check.schedule or self.config.defaults.schedule
+        if schedule is None:
+            return window / 300.0  # the built-in default: every 5m
+        if schedule.every:
+            return window / schedule.every
+        return _cron_runs_per_week(schedule.cron, schedule.timezone or "UTC") * window / WEEK
+
+    def env_references(self):
+        for path, key in self.loaded.env_refs:
+            if len(path) < 2 or path[0] != "checks" or path[1] not in self.checks:
+                self.error(
+                    path,
+                    f"${{env.{key}}} is only available in the fields of a check "
+                    "that lists `environments`",
+                )
+                continue
+            environments = self.checks[path[1]].environments or []
+            if not environments:
+                self.error(path, f"${{env.{key}}} needs the check to list `environments`")
+            for env in environments:
+                values = self.config.environments.get(env)
+                if values is not None and key not in values:
+                    self.error(
+                        path,
+                        f"environment {env!r} has no key {key!r} "
+                        f"(it has: {', '.join(sorted(values)) or 'none'})",
+                    )
+
+    def dependency_cycles(self):
+        graph = {
+            n: [d.split("@")[0] for d in c.depends_on if d.split("@")[0] in self.checks]
+            for n, c in self.checks.items()
+        }
+        state: dict[str, int] = {}
+        reported: set[frozenset] = set()
+
+        def visit(node: str, stack: list[str]):
+            state[node] = 1
+            stack.append(node)
+            for dep in graph[node]:
+                if state.get(dep) == 1:
+                    cycle = [*stack[stack.index(dep) :], dep]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        index = self.checks[node].depends_on.index(
+                            next(d for d in self.checks[node].depends_on if d.split("@")[0] == dep)
+                        )
+                        self.error(
+                            ("checks", node, "depends_on", index),
+                            "depends_on forms a cycle: " + " -> ".join(cycle),
+                        )
+                elif state.get(dep) is None:
+                    visit(dep, stack)
+            stack.pop()
+            state[node] = 2
+
+        for node in graph:
+            if node not in state:
+                visit(node, [])
+
+    def routes(self):
+        c = self.config
+        for index, route in enumerate(c.routes):
+            path = ("routes", index)
+            self.refs(route.notify, self.names["notifiers"], "notifier", (*path, "notify"))
+            if route.escalate is not None and route.escalate not in self.names["escalation"]:
+                self.error(
+                    (*path, "escalate"),
+                    f"unknown escalation policy {route.escalate!r}"
+                    f" (defined: {', '.join(sorted(self.names['escalation'])) or 'none'})",
+                )
+            match = route.match
+            severities = (
+                match.severity
+                if isinstance(match.severity, list)
+                else ([match.severity] if match.severity else [])
+            )
+            for s in severities:
+                self.severity(
+                    s.removeprefix(">=").removeprefix("<=").strip(), (*path, "match", "severity")
+                )
+            envs = (
+                match.environment
+                if isinstance(match.environment, list)
+                else ([match.environment] if match.environment else [])
+            )
+            for e in envs:
+                if e not in self.names["environments"]:
+                    self.error((*path, "match", "environment"), f"unknown environment {e!r}")
+            checks = (
+                match.check
+                if isinstance(match.check, list)
+                else ([match.check] if match.check else [])
+            )
+            for pattern in checks:
+                if not any(
+                    fnmatch.fnmatchcase(n, pattern) for n in [*self.checks, *self.instances]
+                ):
+                    self.warn((*path, "match", "check"), f"no check matches {pattern!r}")
+            for g_index, g in enumerate(route.group_by):
+                if g not in GROUP_FIELDS and not g.startswith("labels."):
+                    self.error(
+                        (*path, "group_by", g_index),
+                        f"cannot group by {g!r}; expected "
+                        f"{', '.join(sorted(GROUP_FIELDS))} or labels.<name>",
+                    )
+            if not route.notify and not route.escalate:
+                self.warn(
+                    path,
+                    "this route notifies no one (no `notify`, no `escalate`): "
+                    "what it matches is dropped",
+                )
+
+    def escalation(self, name: str, levels: list[Any]):
+        path = ("escalation", name)
+        if not levels:
+            self.error(path, "an escalation policy needs at least one level")
+        previous = -1.0
+        for index, level in enumerate(levels):
+            lpath = (*path, index)
+            self.refs(level.notify, self.names["notifiers"], "notifier", (*lpath, "notify"))
+            self.refs(level.actions, self.names["actions"], "action", (*lpath, "actions"))
+            if level.after < previous:
+                self.error((*lpath, "after"), "levels must be in order of `after`")
+            previous = level.after
+            if level.repeat is not None and index != len(levels) - 1:
+                self.error((*lpath, "repeat"), "only the last level may `repeat`")
+            if not level.notify and not level.actions:
+                self.warn(lpath, "this level neither notifies nor runs an action")
+
+    def maintenance(self, index: int, window: Any):
+        path = ("maintenance", index)
+        c = self.config
+        if window.start is not None and window.end is not None and window.end <= window.start:
+            self.error((*path, "end"), "the window must end after it starts")
+        if window.duration is not None and window.duration <= 0:
+            self.error((*path, "duration"), "the duration must be longer than 0s")
+        for c_index, name in enumerate(window.checks):
+            self.check_ref(name, (*path, "checks", c_index))
+        self.refs(
+            window.environments, self.names["environments"], "environment", (*path, "environments")
+        )
+        self.refs(window.backups, self.names["jobs"], "backup job", (*path, "backups"))
+        if window.announce:
+            self.refs(
+                window.announce.notify,
+                self.names["notifiers"],
+                "notifier",
+                (*path, "announce", "notify"),
+            )
+        names = [w.name for w in c.maintenance]
+        if names.count(window.name) > 1 and names.index(window.name) != index:
+            self.error((*path, "name"), f"window name {window.name!r} is used twice")
+
+    def backups(self):
+        b = self.config.backups
+        for name, job in b.jobs.items():
+            path = ("backups", "jobs", name)
+            self.refs(job.to, self.names["destinations"], "destination", (*path, "to"))
+            self.severity(job.severity, (*path, "severity"))
+            if job.encrypt:
+                for r_index, recipient in enumerate(job.encrypt.recipients):
+                    if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
+                        self.error(
+                            (*path, "encrypt", "recipients", r_index),
+                            "expected an age public key (age1...) or an SSH public key",
+                        )
+        for name, drill in b.drills.items():
+            path = ("backups", "drills", name)
+            self.severity(drill.severity, (*path, "severity"))
+            job = b.jobs.get(drill.job)
+            if job is None:
+                if drill.job not in self.names["jobs"]:
+                    self.error((*path, "job"), f"unknown backup job {drill.job!r}")
+                continue
+            source = self.reg.types["backup source"].get(job.source.type)
+            restores_to = getattr(source, "restores_to", "database")
+            if restores_to == "database" and drill.scratch_dsn is None:
+                self.error(
+                    path,
+                    f"drill of {job.source.type} job {drill.job!r} needs "
+                    "`scratch_dsn`: the server the copy is restored into",
+                )
+            if restores_to == "directory" and drill.scratch_dir is None and drill.verify:
+                self.warn(
+                    path,
+                    "drills of file backups restore into a temporary directory; "
+                    "`verify` checks cannot be pointed at it",
+                )
+            for v_index, check in enumerate(drill.verify):
+                self.check_ref(check, (*path, "verify", v_index))
+
+    def notifier(self, name: str, notifier: Any):
+        allowed = getattr(type(notifier), "template_names", ())
+        if not notifier.templates:
+            return
+        from jinja2 import TemplateSyntaxError
+        from jinja2.sandbox import SandboxedEnvironment
+
+        env = SandboxedEnvironment()
+        for key, text in notifier.templates.items():
+            path = ("notifiers", name, "templates", key)
+            if key not in allowed:
+                self.error(
+                    path,
+                    f"notifier type {notifier.type!r} has no template {key!r} "
+                    f"(templates: {', '.join(allowed) or 'none'})",
+                    key=True,
+                )
+                continue
+            try:
+                env.parse(text)
+            except TemplateSyntaxError as exc:
+                self.error(path, f"template syntax error on its line {exc.lineno}: {exc.message}")
+
+
+WEEK = 7 * 86400.0
+
+
+@functools.lru_cache(maxsize=256)
+def _cron_runs_per_week(expr: str, tz: str) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from watchkeeper.engine.timetable import CronSeries
+
+    start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday: any week is as good
+    horizon = start + timedelta(seconds=WEEK)
+    count = 0
+    for at in CronSeries(expr, tz, start=start):
+        if at > horizon or count > 20_000:
+            break
+        count += 1
+    return count
+
+
+def _raw_names(data: Any, path: tuple) -> set[str]:
+    node = _walk_or_none(data, path)
+    return {str(k) for k in node} if isinstance(node, dict) else set()
+
+
+def _walk_or_none(data: Any, path: tuple) -> Any:
+    try:
+        for part in path:
+            data = data[part]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return data
+
+
+def cross_check(config: Any, loaded: loader.Loaded, reg: Registry) -> list[Problem]:
+    """Return every cross-reference problem of a schema-valid configuration."""
+    return _Checker(config, loaded, reg).run()

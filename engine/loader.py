@@ -1,0 +1,563 @@
+"""Read monitor.yaml: YAML with a position for every value, interpolation and includes.
+
+libyaml composes the node tree (fast, with marks); this module turns nodes into plain
+dicts and lists that remember where each of their entries was written, so that a schema
+error deep in the data still reports `file:line:col`. Duplicate keys are errors; anchors,
+aliases and `<<` merges work; `${VAR}`, `${VAR:-default}` and `${file:/path}` are read
+here, while `${env.key}` stays as written until a check is expanded per environment.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from watchkeeper.engine.problems import Mark, Problem
+from watchkeeper.engine.redaction import REDACTOR, is_secret_name
+
+try:
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - libyaml missing: slower, same behaviour
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+STR = "tag:yaml.org,2002:str"
+INT = "tag:yaml.org,2002:int"
+FLOAT = "tag:yaml.org,2002:float"
+BOOL = "tag:yaml.org,2002:bool"
+NULL = "tag:yaml.org,2002:null"
+TIMESTAMP = "tag:yaml.org,2002:timestamp"
+MERGE = "tag:yaml.org,2002:merge"
+
+# sections an included file may add to; everything else belongs to the main file
+MERGED_MAPPINGS = ("checks", "notifiers", "actions", "escalation", "tasks", "slos", "environments")
+MERGED_BACKUP_MAPPINGS = ("destinations", "jobs", "drills")
+MERGED_LISTS = ("routes", "maintenance")
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+
+
+class MarkedDict(dict):
+    """A dict that knows where each of its keys and values was written."""
+
+    __slots__ = ("file", "marks", "node")
+
+    def __init__(self, file: str, node: yaml.Node | None):
+        super().__init__()
+        self.file = file
+        self.node = node
+        # key -> (file, key node, value node) for entries not found in `node` itself
+        # (merged with `<<` or added by an include)
+        self.marks: dict[Any, tuple[str, yaml.Node, yaml.Node]] = {}
+
+    def mark_of(self, key: Any, *, value: bool = True) -> Mark | None:
+        """Return where `key` (or its value) was written."""
+        if key in self.marks:
+            file, key_node, value_node = self.marks[key]
+            return _mark(file, value_node if value else key_node)
+        if self.node is not None:
+            for key_node, value_node in self.node.value:
+                if getattr(key_node, "value", None) == str(key):
+                    return _mark(self.file, value_node if value else key_node)
+        return self.mark_self()
+
+    def mark_self(self) -> Mark | None:
+        return _mark(self.file, self.node) if self.node is not None else None
+
+
+class MarkedList(list):
+    """A list that knows where each item was written."""
+
+    __slots__ = ("file", "foreign", "node")
+
+    def __init__(self, file: str, node: yaml.Node | None):
+        super().__init__()
+        self.file = file
+        self.node = node
+        self.foreign: dict[int, tuple[str, yaml.Node]] = {}  # items appended by includes
+
+    def mark_of(self, index: int, *, value: bool = True) -> Mark | None:
+        if index in self.foreign:
+            return _mark(*self.foreign[index])
+        if self.node is not None and isinstance(index, int) and 0 <= index < len(self.node.value):
+            return _mark(self.file, self.node.value[index])
+        return self.mark_self()
+
+    def extend_from(self, other: MarkedList) -> None:
+        """Append another file's items, remembering where each was written."""
+        start = len(self)
+        self.extend(other)
+        if other.node is not None:
+            for offset, node in enumerate(other.node.value):
+                self.foreign[start + offset] = (other.file, node)
+
+    def mark_self(self) -> Mark | None:
+        return _mark(self.file, self.node) if self.node is not None else None
+
+
+def _mark(file: str, node: yaml.Node) -> Mark:
+    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+@dataclass
+class Loaded:
+    """What reading the configuration produced: the data, its files, its problems."""
+
+    data: MarkedDict
+    files: list[str]
+    problems: list[Problem] = field(default_factory=list)
+    unset: dict[tuple, str] = field(default_factory=dict)  # path -> variable never set
+    secrets: set[str] = field(default_factory=set)
+    env_refs: list[tuple[tuple, str]] = field(default_factory=list)  # (path, key) of ${env.key}
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+
+class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
+    """Compose only: every plain scalar is tagged PLAIN and typed by `_Reader`, which is
+    cheaper than PyYAML's resolver walk for each of hundreds of thousands of nodes."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode:
+            return PLAIN if implicit[0] else STR
+        return SEQ if kind is yaml.SequenceNode else MAP
+
+
+PLAIN = "!watchkeeper/plain"
+SEQ = "tag:yaml.org,2002:seq"
+MAP = "tag:yaml.org,2002:map"
+_IMPLICIT = yaml.resolver.Resolver.yaml_implicit_resolvers
+
+
+def _plain(text: str) -> Any:
+    """Type a plain scalar exactly as YAML 1.1 (PyYAML's SafeLoader) would."""
+    for tag, regexp in _IMPLICIT.get(text[:1], ()):
+        if regexp.match(text):
+            if tag == INT:
+                try:
+                    return int(text.replace("_", ""), 0)
+                except ValueError:
+                    return _Loader.construct_yaml_int(_constructor(), yaml.ScalarNode(tag, text))
+            if tag == FLOAT:
+                return _Loader.construct_yaml_float(_constructor(), yaml.ScalarNode(tag, text))
+            if tag == BOOL:
+                return text.lower() in ("true", "yes", "on")
+            if tag == NULL:
+                return None
+            return text  # timestamps stay text; the models parse them
+    return text
+
+
+class _Reader:
+    """Turn one file's node tree into marked plain data, collecting problems."""
+
+    def __init__(self, file: str, base_dir: Path, env: Mapping[str, str], loaded: Loaded):
+        self.file = file
+        self.base_dir = base_dir
+        self.env = env
+        self.loaded = loaded
+        self.memo: dict[int, Any] = {}
+
+    def problem(self, node: yaml.Node, path: tuple, message: str, level="error") -> None:
+        self.loaded.problems.append(
+            Problem.at(_mark(self.file, node), dotted(path), message, level)
+        )
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        if type(node) is yaml.ScalarNode:
+            return self.scalar(node, path)
+        cached = self.memo.get(id(node))
+        if cached is not None:
+            return cached  # an alias of a node already built
+        scalar, build = self.scalar, self.build
+        if type(node) is yaml.SequenceNode:
+            result = MarkedList(self.file, node)
+            self.memo[id(node)] = result
+            append = result.append
+            for index, item in enumerate(node.value):
+                append(
+                    scalar(item, (*path, index))
+                    if type(item) is yaml.ScalarNode
+                    else build(item, (*path, index))
+                )
+            return result
+        result = MarkedDict(self.file, node)
+        self.memo[id(node)] = result
+        merges = []
+        for key_node, value_node in node.value:
+            if type(key_node) is not yaml.ScalarNode:
+                self.problem(key_node, path, "a key must be a plain value, not a list or mapping")
+                continue
+            if key_node.tag == MERGE or (key_node.value == "<<" and key_node.tag == PLAIN):
+                merges.append(value_node)
+                continue
+            key = key_node.value  # keys are names: always text, even `on` or `200`
+            if key in result:
+                first = result.mark_of(key, value=False)
+                self.problem(
+                    key_node,
+                    (*path, key),
+                    f"duplicate key {key!r} (first defined at line {first.line if first else '?'})",
+                )
+                continue
+            result[key] = (
+                scalar(value_node, (*path, key))
+                if type(value_node) is yaml.ScalarNode
+                else build(value_node, (*path, key))
+            )
+        for merge_node in merges:
+            self.merge(result, merge_node, path)
+        return result
+
+    def merge(self, target: MarkedDict, node: yaml.Node, path: tuple) -> None:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for source_node in sources:
+            source = self.build(source_node, path)
+            if not isinstance(source, MarkedDict):
+                self.problem(source_node, path, "`<<` merges a mapping or a list of mappings")
+                continue
+            for key, value in source.items():
+                if key not in target:
+                    target[key] = value
+                    mark_node = _entry_nodes(source, key)
+                    if mark_node is not None:
+                        target.marks[key] = (source.file, *mark_node)
+
+    def scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
+        tag, text = node.tag, node.value
+        if tag == PLAIN:
+            if "$" in text:
+                return self.interpolate(node, text, path)
+            return _plain(text)
+        if tag in (STR, TIMESTAMP):
+            return self.interpolate(node, text, path) if "$" in text else text
+        if tag == INT:
+            return _Loader.construct_yaml_int(_constructor(), node)
+        if tag == FLOAT:
+            return _Loader.construct_yaml_float(_constructor(), node)
+        if tag == BOOL:
+            return _Loader.construct_yaml_bool(_constructor(), node)
+        if tag == NULL:
+            return None
+        self.problem(
+            node,
+            path,
+            f"unsupported YAML tag {tag!r}; use plain strings, numbers, "
+            "booleans, lists and mappings",
+        )
+        return text
+
+    def interpolate(self, node: yaml.ScalarNode, text: str, path: tuple) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"  # `$${` writes a literal `${`
+            inner = match.group(1).strip()
+            if inner.startswith("env."):
+                self.loaded.env_refs.append((path, inner[4:].strip()))
+                return match.group(0)  # resolved per check instance
+            if inner.startswith("file:"):
+                return self.read_file(node, inner[5:].strip(), path)
+            name, sep, default = inner.partition(":-")
+            name = name.strip()
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                self.problem(
+                    node,
+                    path,
+                    f"`${{{inner}}}` is not a variable reference; expected "
+                    "${NAME}, ${NAME:-default}, ${env.key} or ${file:/path}",
+                )
+                return match.group(0)
+            value = self.env.get(name)
+            if value is None or (value == "" and sep):
+                if sep:
+                    return default
+                self.loaded.unset[path] = name
+                self.problem(node, path, f"environment variable {name} is not set", level="warning")
+                return ""
+            if is_secret_name(name):
+                self.loaded.secrets.add(value)
+            return value
+
+        return _REFERENCE.sub(replace, text)
+
+    def read_file(self, node: yaml.Node, name: str, path: tuple) -> str:
+        file_path = Path(os.path.expanduser(name))
+        if not file_path.is_absolute():
+            file_path = self.base_dir / file_path
+        try:
+            value = file_path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            self.problem(
+                node,
+                path,
+                f"cannot read secret file {str(file_path)!r}: {exc.strerror or exc}",
+                level="warning",
+            )
+            self.loaded.unset[path] = f"file:{name}"
+            return ""
+        self.loaded.secrets.add(value)
+        return value
+
+
+_CONSTRUCTOR: Any = None
+
+
+def _constructor():
+    global _CONSTRUCTOR
+    if _CONSTRUCTOR is None:
+        _CONSTRUCTOR = yaml.SafeLoader("")
+    return _CONSTRUCTOR
+
+
+def _entry_nodes(source: MarkedDict, key: Any):
+    if key in source.marks:
+        return source.marks[key][1:]
+    if source.node is not None:
+        for key_node, value_node in source.node.value:
+            if getattr(key_node, "value", None) == str(key):
+                return key_node, value_node
+    return None
+
+
+def dotted(path: tuple) -> str:
+    """Render a key path as `checks.api-health.thresholds[0].above`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{display}: no such file") from None
+    except OSError as exc:
+        raise OSError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        loaded.problems.append(
+            Problem(display, 1, 1, "", "error", f"the file is not UTF-8 text: {exc.reason}")
+        )
+        return None
+    try:
+        node = yaml.compose(text, Loader=_FastLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.problem:
+            message = f"YAML syntax error: {exc.problem} ({exc.context})"
+        loaded.problems.append(
+            Problem(
+                display,
+                mark.line + 1 if mark else 1,
+                mark.column + 1 if mark else 1,
+                "",
+                "error",
+                message,
+            )
+        )
+        return None
+    except yaml.YAMLError as exc:
+        loaded.problems.append(Problem(display, 1, 1, "", "error", f"YAML error: {exc}"))
+        return None
+    if node is None:
+        return MarkedDict(display, None)
+    reader = _Reader(display, path.parent, env, loaded)
+    return reader.build(node, ())
+
+
+def _display(path: Path) -> str:
+    return os.path.normpath(str(path))
+
+
+def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Loaded:
+    """Read the configuration file and its includes; raise OSError if it cannot be read.
+
+    Problems (YAML syntax, duplicate keys, includes, unset variables) are collected on the
+    result rather than raised, so `validate` can report every one of them.
+    """
+    env = os.environ if env is None else env
+    main = Path(path)
+    display = _display(main)
+    loaded = Loaded(data=MarkedDict(display, None), files=[display])
+    # the node tree is hundreds of thousands of objects that live until the load ends;
+    # collector passes over them would cost more than the load itself
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        data = _read_file(main, display, env, loaded)
+        if data is None:
+            return loaded
+        if not isinstance(data, MarkedDict):
+            loaded.problems.append(
+                Problem.at(
+                    _mark_any(data, display),
+                    "",
+                    "the file must be a mapping of sections (version, checks, ...)",
+                )
+            )
+            return loaded
+        loaded.data = data
+        _apply_includes(data, main.parent, env, loaded)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return loaded
+
+
+def register_secrets(loaded: Loaded) -> None:
+    """Make every secret value read from the environment or files redacted from now on."""
+    for value in loaded.secrets:
+        REDACTOR.add(value)
+
+
+def _mark_any(data: Any, file: str) -> Mark:
+    if isinstance(data, MarkedDict | MarkedList) and data.node is not None:
+        return data.mark_self()  # type: ignore[return-value]
+    return Mark(file, 1, 1)
+
+
+def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded: Loaded):
+    patterns = data.get("include")
+    if patterns is None:
+        return
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        loaded.problems.append(
+            Problem.at(data.mark_of("include"), "include", "expected a list of file paths or globs")
+        )
+        return
+    for index, pattern in enumerate(patterns):
+        full = pattern if os.path.isabs(pattern) else str(base / pattern)
+        matches = sorted(glob.glob(full, recursive=True))
+        if not matches:
+            loaded.problems.append(
+                Problem.at(
+                    patterns.mark_of(index), f"include[{index}]", f"no file matches {pattern!r}"
+                )
+            )
+            continue
+        for match in matches:
+            display = _display(Path(match))
+            loaded.files.append(display)
+            try:
+                part = _read_file(Path(match), display, env, loaded)
+            except OSError as exc:
+                loaded.problems.append(
+                    Problem.at(patterns.mark_of(index), f"include[{index}]", str(exc))
+                )
+                continue
+            if part is None:
+                continue
+            if not isinstance(part, MarkedDict):
+                loaded.problems.append(
+                    Problem.at(
+                        _mark_any(part, display),
+                        "",
+                        "an included file must be a mapping of sections",
+                    )
+                )
+                continue
+            _merge_part(data, part, loaded)
+
+
+def _merge_part(data: MarkedDict, part: MarkedDict, loaded: Loaded) -> None:
+    for section, value in part.items():
+        if section in MERGED_MAPPINGS:
+            _merge_mapping(data, section, value, part, (section,), loaded)
+        elif section == "backups" and isinstance(value, MarkedDict):
+            target = data.get("backups")
+            if target is None:
+                data["backups"] = target = MarkedDict(value.file, value.node)
+            for sub, sub_value in value.items():
+                if sub not in MERGED_BACKUP_MAPPINGS:
+                    loaded.problems.append(
+                        Problem.at(
+                            value.mark_of(sub, value=False),
+                            f"backups.{sub}",
+                            "an included file may only add backups.destinations, jobs and drills",
+                        )
+                    )
+                    continue
+                _merge_mapping(target, sub, sub_value, value, ("backups", sub), loaded)
+        elif section in MERGED_LISTS:
+            if not isinstance(value, MarkedList):
+                loaded.problems.append(
+                    Problem.at(part.mark_of(section), section, "expected a list")
+                )
+                continue
+            target = data.get(section)
+            if target is None:
+                data[section] = value
+                data.marks[section] = (part.file, *_entry_nodes(part, section))
+            elif isinstance(target, MarkedList):
+                target.extend_from(value)
+        else:
+            loaded.problems.append(
+                Problem.at(
+                    part.mark_of(section, value=False),
+                    section,
+                    "an included file may only add checks, "
+                    "notifiers, actions, escalation, tasks, slos, "
+                    "environments, routes, maintenance and backups; "
+                    f"{section!r} belongs in the main file",
+                )
+            )
+
+
+def _merge_mapping(
+    target_parent: MarkedDict,
+    section: str,
+    value: Any,
+    part: MarkedDict,
+    path: tuple,
+    loaded: Loaded,
+) -> None:
+    if not isinstance(value, MarkedDict):
+        loaded.problems.append(
+            Problem.at(part.mark_of(section), dotted(path), "expected a mapping of names")
+        )
+        return
+    target = target_parent.get(section)
+    if target is None:
+        target_parent[section] = value
+        nodes = _entry_nodes(part, section)
+        if nodes:
+            target_parent.marks[section] = (part.file, *nodes)
+        return
+    if not isinstance(target, MarkedDict):
+        return  # the main file's own value is wrong; schema validation reports it
+    for name, item in value.items():
+        if name in target:
+            first = target.mark_of(name, value=False)
+            where = f"{first.file}:{first.line}" if first else "the main file"
+            loaded.problems.append(
+                Problem.at(
+                    value.mark_of(name, value=False),
+                    dotted((*path, name)),
+                    f"{name!r} is already defined at {where}",
+                )
+            )
+            continue
+        target[name] = item
+        nodes = _entry_nodes(value, name)
+        if nodes:
+            target.marks[name] = (value.file, *nodes)
+
+
+def mark_of_item(container: Any, key: Any, *, value: bool = True) -> Mark | None:
+    """Return where an entry of a loaded container was written (None for plain data)."""
+    if isinstance(container, MarkedDict | MarkedList):
+        return container.mark_of(key, value=value)
+    return None

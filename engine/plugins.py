@@ -1,0 +1,185 @@
+"""The plugin manager: built-ins and entry-point plugins, and the types they provide."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from dataclasses import dataclass, field
+
+import pluggy
+from pydantic import BaseModel
+
+from watchkeeper.engine import hookspecs
+
+ENTRY_POINT_GROUP = "watchkeeper"
+DISABLE_ENV = "WATCHKEEPER_DISABLE_PLUGINS"
+BUILTIN_PREFIX = "watchkeeper.plugins."
+
+DEFAULT_PLUGINS = (
+    "watchkeeper.plugins.probes.http",
+    "watchkeeper.plugins.probes.tcp",
+    "watchkeeper.plugins.probes.dns",
+    "watchkeeper.plugins.probes.tls",
+    "watchkeeper.plugins.probes.postgres",
+    "watchkeeper.plugins.probes.redis",
+    "watchkeeper.plugins.probes.system",
+    "watchkeeper.plugins.probes.command",
+    "watchkeeper.plugins.probes.env",
+    "watchkeeper.plugins.probes.heartbeat",
+    "watchkeeper.plugins.probes.composite",
+    "watchkeeper.plugins.probes.sentry",
+    "watchkeeper.plugins.notifiers.log",
+    "watchkeeper.plugins.notifiers.webhook",
+    "watchkeeper.plugins.notifiers.slack",
+    "watchkeeper.plugins.notifiers.email",
+    "watchkeeper.plugins.notifiers.pagerduty",
+    "watchkeeper.plugins.notifiers.sentry",
+    "watchkeeper.plugins.notifiers.apprise",
+    "watchkeeper.plugins.backup_sources.postgres",
+    "watchkeeper.plugins.backup_sources.json_export",
+    "watchkeeper.plugins.backup_sources.files",
+    "watchkeeper.plugins.destinations.local",
+    "watchkeeper.plugins.destinations.s3",
+    "watchkeeper.plugins.stores.sqlite",
+    "watchkeeper.plugins.stores.postgres",
+    "watchkeeper.plugins.stores.redis",
+    "watchkeeper.plugins.actions.command",
+    "watchkeeper.plugins.actions.http",
+)
+
+# kind -> provider hook; the kind names are what messages and `watchkeeper plugins` show
+KINDS: dict[str, str] = {
+    "probe": "watchkeeper_probes",
+    "notifier": "watchkeeper_notifiers",
+    "backup source": "watchkeeper_backup_sources",
+    "backup destination": "watchkeeper_backup_destinations",
+    "state store": "watchkeeper_state_stores",
+    "action": "watchkeeper_actions",
+}
+
+
+class PluginError(Exception):
+    """A plugin is broken or conflicts with another: the daemon cannot start with it."""
+
+
+@dataclass
+class PluginInfo:
+    """One registered plugin: its name, where it came from and the types it provides."""
+
+    name: str
+    origin: str  # "built-in" or "<distribution> <version>"
+    types: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def builtin(self) -> bool:
+        return self.origin == "built-in"
+
+
+@dataclass(eq=False)
+class Registry:
+    """Every plugin type by kind, e.g. `registry.types["probe"]["http"]`."""
+
+    manager: pluggy.PluginManager
+    plugins: list[PluginInfo]
+    types: dict[str, dict[str, type]]
+
+    def kind(self, kind: str) -> dict[str, type]:
+        return self.types[kind]
+
+    def get(self, kind: str, type_name: str) -> type:
+        try:
+            return self.types[kind][type_name]
+        except KeyError:
+            known = ", ".join(sorted(self.types[kind])) or "none"
+            raise PluginError(
+                f"no {kind} plugin provides type {type_name!r} (known: {known})"
+            ) from None
+
+
+def blocked_names() -> set[str]:
+    """Return plugin names blocked by WATCHKEEPER_DISABLE_PLUGINS (comma separated)."""
+    raw = os.environ.get(DISABLE_ENV, "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    # a built-in may be named in full or relative to watchkeeper.plugins
+    return names | {BUILTIN_PREFIX + name for name in names if not name.startswith("watchkeeper.")}
+
+
+def create_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
+    """Build a plugin manager with the built-ins and, unless disabled, entry-point plugins."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name in blocked_names():
+        manager.set_blocked(name)
+    for module_name in DEFAULT_PLUGINS:
+        if manager.is_blocked(module_name):
+            continue
+        manager.register(importlib.import_module(module_name), name=module_name)
+    if load_entry_points:
+        try:
+            manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r} is invalid: {exc}") from exc
+        except Exception as exc:  # an entry point that fails to import
+            raise PluginError(
+                f"a plugin of entry-point group {ENTRY_POINT_GROUP!r} failed "
+                f"to load: {type(exc).__name__}: {exc}"
+            ) from exc
+    try:
+        # a misspelled hook name must fail at start-up, not be silently ignored
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {manager.get_name(exc.plugin)!r}: {exc}") from exc
+    return manager
+
+
+def build_registry(manager: pluggy.PluginManager) -> Registry:
+    """Collect the types each plugin provides, rejecting invalid classes and duplicates."""
+    origins = {
+        id(plugin): f"{dist.project_name} {dist.version}"
+        for plugin, dist in manager.list_plugin_distinfo()
+    }
+    infos: dict[str, PluginInfo] = {}
+    types: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+    providers: dict[tuple[str, str], str] = {}
+    for kind, hook_name in KINDS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            plugin_name = impl.plugin_name
+            info = infos.setdefault(
+                plugin_name,
+                PluginInfo(plugin_name, origins.get(id(impl.plugin), "built-in")),
+            )
+            for cls in impl.function() or []:
+                _check_class(kind, plugin_name, cls)
+                previous = providers.get((kind, cls.type))
+                if previous is not None:
+                    raise PluginError(
+                        f"{kind} type {cls.type!r} is provided by both {previous!r} and "
+                        f"{plugin_name!r}; disable one with {DISABLE_ENV}={plugin_name}"
+                    )
+                providers[(kind, cls.type)] = plugin_name
+                types[kind][cls.type] = cls
+                info.types.setdefault(kind, []).append(cls.type)
+    for plugin in manager.get_plugins():
+        name = manager.get_name(plugin)
+        infos.setdefault(name, PluginInfo(name, origins.get(id(plugin), "built-in")))
+    return Registry(manager=manager, plugins=list(infos.values()), types=types)
+
+
+def _check_class(kind: str, plugin_name: str, cls: object) -> None:
+    type_name = getattr(cls, "type", None)
+    if not isinstance(type_name, str) or not type_name:
+        raise PluginError(
+            f"plugin {plugin_name!r} returned a {kind} class {cls!r} without a `type` name"
+        )
+    options = getattr(cls, "Options", None)
+    if not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise PluginError(
+            f"plugin {plugin_name!r}: {kind} type {type_name!r} has no `Options` pydantic model"
+        )
+
+
+@functools.cache
+def registry() -> Registry:
+    """Return the process-wide registry (built once; plugins do not change while running)."""
+    return build_registry(create_manager())

@@ -1,0 +1,75 @@
+"""Problems found in monitor.yaml, each pointing at a file, line, column and key path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A position in a file: 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+
+@dataclass(slots=True)
+class Problem:
+    """One thing wrong (or worth a warning) in the configuration."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    level: Level
+    message: str
+
+    @classmethod
+    def at(cls, mark: Mark | None, path: str, message: str, level: Level = "error") -> Problem:
+        if mark is None:
+            return cls("", 0, 0, path, level, message)
+        return cls(mark.file, mark.line, mark.column, path, level, message)
+
+    def text(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}: " if self.file else ""
+        path = f"{self.path}: " if self.path else ""
+        prefix = "warning: " if self.level == "warning" else ""
+        return f"{where}{path}{prefix}{self.message}"
+
+    def github(self) -> str:
+        command = "error" if self.level == "error" else "warning"
+        message = f"{self.path}: {self.message}" if self.path else self.message
+        # GitHub workflow commands need %, CR and LF escaped in the message
+        message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        if not self.file:
+            return f"::{command}::{message}"
+        return f"::{command} file={self.file},line={self.line},col={self.column}::{message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(p.text() for p in problems))
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """Order problems by file, then position, errors before warnings at one place."""
+    return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.level != "error"))
+
+
+def render(problems: list[Problem], fmt: str) -> str:
+    """Render problems as `text`, `json` (the validate shape) or `github` annotations."""
+    problems = sort_problems(problems)
+    if fmt == "json":
+        valid = not any(p.level == "error" for p in problems)
+        return json.dumps({"valid": valid, "problems": [asdict(p) for p in problems]}, indent=2)
+    if fmt == "github":
+        return "\n".join(p.github() for p in problems)
+    return "\n".join(p.text() for p in problems)

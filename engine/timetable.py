@@ -1,0 +1,389 @@
+"""Decide when schedules fire, in UTC, by the rules of DESIGN.md Semantics ► Time.
+
+The scheduler, `plan`, maintenance windows, heartbeat deadlines and catch-up all use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import heapq
+import math
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import CroniterBadDateError, CroniterError, CroniterUnsupportedSyntaxError, croniter
+
+__all__ = [
+    "CronSeries", "EverySeries", "cron_error", "format_instant", "previous_fire",
+    "series_for", "stable_fraction", "windows", "zone", "zone_error",
+]  # fmt: skip
+
+FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_EXPECTED = (
+    "0-59", "0-23", "1-31, L (last day) or 15W (nearest weekday)", "1-12 or JAN-DEC",
+    "0-7 or SUN-SAT, SUN#2 (nth weekday) or FRIL / 5L (last weekday)",
+)  # fmt: skip
+_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+            "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
+            "@annually": "0 0 1 1 *"}  # fmt: skip
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_NAMES = ({}, {}, {}, {m: i for i, m in enumerate(_MONTHS, 1)}, {d: i for i, d in enumerate(_DAYS)})
+_BOUNDS = (("0", "59"), ("0", "23"), ("1", "31"), ("1", "12"), ("0", "6"))
+_NAME_BOUNDS = ((), (), (), ("JAN", "DEC"), ("SUN", "SAT"))
+_RANGE = re.compile(r"^(\w+)-(\w+)(/\d+)?$")
+_LAST_WEEKDAY = re.compile(r"^([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)L$")
+_HASHED = re.compile(r"^[HR](?:\(|/|$)")  # croniter's H(ashed) and R(andom) are not repeatable
+# Fixed calendar start for validation, so "does it ever fire" has one answer.
+_PROBE_START = datetime(2000, 1, 1)
+_DAY = timedelta(days=1)
+
+
+class _Cron(NamedTuple):
+    text: str  # normalised 5-field expression croniter understands
+    wild_hour: bool  # runs in both repeated hours of a fall-back night
+
+
+def _croniter(text: str, start: datetime) -> croniter:
+    # implement_cron_bug gives Vixie's rule: if day-of-month or day-of-week starts
+    # with '*', the two fields are ANDed; croniter's default would OR them.
+    return croniter(text, start, day_or=True, implement_cron_bug=True)
+
+
+def _check_field(i: int, field: str) -> str | None:
+    """Return what croniter would accept but Vixie cron or watchkeeper would not."""
+    name = FIELDS[i]
+    for item in field.split(","):
+        if not item:
+            return f"{name} '{field}' has an empty list item"
+        if _HASHED.match(item.upper()):
+            return f"{name} '{item}': hashed/random values are not supported; use jitter"
+        # croniter wraps a backwards range around; Vixie cron rejects it.
+        if m := _RANGE.match(item.upper()):
+            lo, hi = (_NAMES[i].get(x, int(x) if x.isdigit() else None) for x in (m[1], m[2]))
+            hi = 7 if i == 4 and m[2] == "SUN" else hi  # MON-SUN means MON-7, as in Vixie
+            if lo is not None and hi is not None and lo > hi:
+                first, last = _NAME_BOUNDS[i] if m[1].isalpha() else _BOUNDS[i]
+                split = f"{m[1]}-{last}{m[3] or ''},{first}-{m[2]}{m[3] or ''}"
+                return f"{name} range '{item}' runs backwards; write it as '{split}'"
+    return None
+
+
+@functools.lru_cache(maxsize=32768)
+def _compile(expr: str) -> _Cron | str:
+    """Parse a cron expression into a `_Cron`, or return what is wrong with it."""
+    if not isinstance(expr, str):
+        return f"expected a cron expression string, got {type(expr).__name__}"
+    text = " ".join(expr.split())
+    if text.startswith("@"):
+        if text.lower() not in _ALIASES:
+            return f"unknown shortcut '{text}'; expected one of {', '.join(_ALIASES)}"
+        text = _ALIASES[text.lower()]
+    raw = text.split()
+    if len(raw) != 5:
+        extra = "; seconds and years are not supported" if len(raw) in (6, 7) else ""
+        return f"expected 5 fields ({' '.join(FIELDS)}), got {len(raw)}{extra}"
+    for i, field in enumerate(raw):
+        if problem := _check_field(i, field):
+            return problem
+    fields = [f.upper() for f in raw]
+    # croniter spells "last Friday" L5; accept the common 5L / FRIL spellings too.
+    fields[4] = ",".join(
+        f"L{_NAMES[4].get(m[1], m[1])}" if (m := _LAST_WEEKDAY.match(item)) else item
+        for item in fields[4].split(",")
+    )
+    text = " ".join(fields)
+    try:
+        cron = _croniter(text, _PROBE_START)
+        # Only a restricted month can rule out every day (Feb 30); skip the search otherwise.
+        if fields[3] != "*" and (fields[2], fields[4]) != ("*", "*"):
+            cron.get_next(datetime)
+    except CroniterBadDateError:
+        return f"never fires: no date has day-of-month '{fields[2]}' in month '{fields[3]}'"
+    except CroniterError as exc:
+        return _blame_field(fields, raw, exc)
+    hour = fields[1].split(",")
+    return _Cron(text, any(h.startswith("*") or "/" in h for h in hour))
+
+
+def _blame_field(fields: list[str], raw: list[str], exc: CroniterError) -> str:
+    """Name the field croniter rejected, with what it expects there."""
+    for i, field in enumerate(fields):
+        name, shown = FIELDS[i], raw[i]
+        try:
+            croniter(" ".join(field if j == i else "*" for j in range(5)), _PROBE_START)
+        except CroniterUnsupportedSyntaxError:
+            return f"{name} '{shown}' mixes plain weekdays with '#'; use one form"
+        except CroniterError as err:
+            if "step" in str(err):
+                return f"{name} '{shown}' has a bad step; expected */n with n >= 1"
+            what = "is out of range" if "out of range" in str(err) else "is not valid"
+            return f"{name} '{shown}' {what}; expected {_EXPECTED[i]}"
+    return f"invalid cron expression: {exc}"
+
+
+@functools.lru_cache(maxsize=32768)
+def cron_error(expr: str) -> str | None:
+    """Return why a 5-field cron expression is invalid, or None when it is valid."""
+    result = _compile(expr)
+    return result if isinstance(result, str) else None
+
+
+def _spec(expr: str) -> _Cron:
+    result = _compile(expr)
+    if isinstance(result, str):
+        raise ValueError(f"cron {expr!r}: {result}")
+    return result
+
+
+@functools.lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """Return the IANA zone called `name`."""
+    return ZoneInfo(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def zone_error(name: str) -> str | None:
+    """Return why `name` is not an IANA timezone (with a suggestion), or None."""
+    try:
+        zone(name)
+        return None
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        pass
+    # Listing every zone reads the whole tz database: only done on an error.
+    by_lower = {z.lower(): z for z in available_timezones()}
+    close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.6)
+    hint = f"; did you mean '{by_lower[close[0]]}'?" if close else " (expected e.g. Europe/Berlin)"
+    return f"unknown timezone '{name}'{hint}"
+
+
+def _tz(tz: str | tzinfo) -> tzinfo:
+    if not isinstance(tz, str):
+        return tz
+    if problem := zone_error(tz):
+        raise ValueError(problem)
+    return zone(tz)
+
+
+def stable_fraction(key: str) -> float:
+    """Map `key` to a float in [0, 1) that is the same in every process and host."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    # 53 bits fit a float exactly, so the result can never round up to 1.0.
+    return (int.from_bytes(digest, "big") >> 11) / (1 << 53)
+
+
+def _seconds(value: float | timedelta | None) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value or 0)
+
+
+def _aware(dt: datetime, what: str) -> datetime:
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware, got {dt!r}")
+    return dt.astimezone(UTC)
+
+
+def _transition(tz: tzinfo, before: datetime, after: datetime) -> datetime:
+    """Return the first instant in (before, after] that has `after`'s UTC offset."""
+    target = after.astimezone(tz).utcoffset()
+    lo, hi = math.floor(before.timestamp()), math.ceil(after.timestamp())
+    while hi - lo > 1:  # tz transitions fall on whole seconds
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == target:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _instants(naive: datetime, tz: tzinfo, both: bool) -> tuple[datetime, ...]:
+    """Map a local wall-clock time to the UTC instants it fires at, earliest first."""
+    first = naive.replace(tzinfo=tz).astimezone(UTC)
+    second = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if first == second:
+        return (first,)
+    if first < second:  # repeated (fall-back) time: fold 0 is the first occurrence
+        return (first, second) if both else (first,)
+    # Gap (spring-forward): fold 0 lands after the gap and fold 1 before it.
+    return (_transition(tz, second, first),)
+
+
+def _offsets(tz: tzinfo, at: datetime) -> list[timedelta]:
+    # Offsets in force a day either side bound the local times that map near `at`.
+    return [x.astimezone(tz).utcoffset() or timedelta() for x in (at - _DAY, at, at + _DAY)]
+
+
+def previous_fire(expr: str, tz: str | tzinfo, before: datetime, *,
+                  jitter: float = 0.0, key: str = "") -> datetime | None:  # fmt: skip
+    """Return the most recent fire time <= `before`, or None if there is none."""
+    spec, zi = _spec(expr), _tz(tz)
+    shift = timedelta(seconds=stable_fraction(key + "|jitter") * _seconds(jitter))
+    limit = _aware(before, "before") - shift
+    # No local time later than limit + the largest nearby offset can map to <= limit.
+    latest = (limit + max(_offsets(zi, limit))).replace(tzinfo=None)
+    cron = _croniter(spec.text, latest + timedelta(seconds=1))
+    best = None
+    while True:
+        try:
+            naive = cron.get_prev(datetime)
+        except CroniterBadDateError:
+            break
+        every = _instants(naive, zi, both=True)
+        for t in every if spec.wild_hour else every[:1]:
+            if t <= limit and (best is None or t > best):
+                best = t
+        # every[-1] never decreases with the local time, so nothing earlier can win.
+        if best is not None and every[-1] <= best:
+            break
+    return None if best is None else best + shift
+
+
+class _Series:
+    """Share the iterator API; subclasses supply peek(), _step() and _seek(after)."""
+
+    def __iter__(self) -> _Series:
+        return self
+
+    def __next__(self) -> datetime:
+        t = self.peek()
+        self._step()
+        return t
+
+    def advance_past(self, t: datetime) -> None:
+        """Skip to the first fire time strictly after `t`."""
+        for _ in range(16):  # the usual case: a few ticks behind, step over them
+            if self.peek() > t:
+                return
+            self._step()
+        self._seek(t)  # far behind (suspend, clock jump): re-aim the cursor instead
+
+
+class CronSeries(_Series):
+    """Iterate the UTC instants, strictly after `start`, at which a cron expression fires."""
+
+    previous_fire = staticmethod(previous_fire)
+
+    def __init__(self, expr: str, tz: str | tzinfo = "UTC", *, start: datetime,
+                 jitter: float = 0.0, key: str = "") -> None:  # fmt: skip
+        spec = _spec(expr)
+        self.expr = expr
+        self.tz = _tz(tz)
+        self.jitter_offset = stable_fraction(key + "|jitter") * _seconds(jitter)
+        self._shift = timedelta(seconds=self.jitter_offset)
+        self._both = spec.wild_hour
+        # One croniter over naive local times (calendar only); only its cursor moves.
+        self._cron = _croniter(spec.text, _PROBE_START)
+        self._seek(start)
+
+    def _seek(self, after: datetime) -> None:
+        """Restart the series at the first fire strictly after `after`."""
+        self._after = _aware(after, "start") - self._shift
+        self._frontier = self._after
+        self._heap: list[datetime] = []
+        self._peeked: datetime | None = None
+        # Fold-1 instants of earlier local times may still lie after `after`,
+        # so start from the smallest offset in force around it.
+        earliest = self._after + min(_offsets(self.tz, self._after))
+        self._cron.set_current(earliest.replace(tzinfo=None))
+
+    def _pull(self) -> datetime:
+        while True:
+            # Every instant yet to come is >= the frontier, so these are final.
+            if self._heap and self._heap[0] <= self._frontier:
+                t = heapq.heappop(self._heap)
+                if t > self._after:  # also drops gap times that collapse onto one instant
+                    self._after = t
+                    return t
+                continue
+            try:
+                naive = self._cron.get_next(datetime)
+            except CroniterBadDateError:
+                raise StopIteration from None
+            instants = _instants(naive, self.tz, self._both)
+            self._frontier = instants[0]
+            for t in instants:
+                heapq.heappush(self._heap, t)
+
+    def peek(self) -> datetime:
+        """Return the next fire time without consuming it."""
+        if self._peeked is None:
+            self._peeked = self._pull() + self._shift
+        return self._peeked
+
+    def _step(self) -> None:
+        self.peek()
+        self._peeked = None
+
+
+class EverySeries(_Series):
+    """Iterate fire times `epoch + phase + k*every`, phase-locked to a hash of `key`."""
+
+    def __init__(self, every: float, *, key: str, start: datetime, jitter: float = 0.0) -> None:
+        every = _seconds(every)
+        if not (math.isfinite(every) and every >= 0.001):
+            raise ValueError(f"every must be at least 1ms, got {every!r} seconds")
+        self.every = every
+        # Jitter beyond one period would only wrap around, so cap it below `every`.
+        self.jitter_offset = stable_fraction(key + "|jitter") * min(_seconds(jitter), every)
+        self.phase = (stable_fraction(key) * every + self.jitter_offset) % every
+        self._seek(start)
+
+    def _at(self, k: int) -> datetime:
+        return datetime.fromtimestamp(self.phase + k * self.every, UTC)
+
+    def _seek(self, after: datetime) -> None:
+        after = _aware(after, "start")
+        k = math.floor((after.timestamp() - self.phase) / self.every) + 1
+        # Float division can be off by one either way; settle it on the datetimes.
+        while self._at(k) <= after:
+            k += 1
+        while self._at(k - 1) > after:
+            k -= 1
+        self._k = k
+
+    def peek(self) -> datetime:
+        """Return the next fire time without consuming it."""
+        return self._at(self._k)
+
+    def _step(self) -> None:
+        self._k += 1
+
+
+def series_for(schedule: object, *, key: str, start: datetime,
+               default_tz: str = "UTC") -> CronSeries | EverySeries:  # fmt: skip
+    """Build the series for a schedule object with `every`/`cron`/`timezone`/`jitter`."""
+    cron, every = getattr(schedule, "cron", None), getattr(schedule, "every", None)
+    jitter = _seconds(getattr(schedule, "jitter", None))
+    if cron and every:
+        raise ValueError("schedule sets both 'every' and 'cron'; expected one")
+    if cron:
+        tz = getattr(schedule, "timezone", None) or default_tz
+        return CronSeries(cron, tz, start=start, jitter=jitter, key=key)
+    if every:
+        return EverySeries(every, key=key, start=start, jitter=jitter)
+    raise ValueError("schedule sets neither 'every' nor 'cron'; expected one")
+
+
+def windows(expr: str, tz: str | tzinfo, duration: float, *, start: datetime,
+            end: datetime) -> list[tuple[datetime, datetime]]:  # fmt: skip
+    """Return the cron-started windows of `duration` seconds that overlap [start, end)."""
+    length = timedelta(seconds=_seconds(duration))
+    if length <= timedelta():
+        raise ValueError(f"window duration must be positive, got {duration!r}")
+    end = _aware(end, "end")
+    found = []
+    # A window that opened up to `duration` ago is still under way at `start`.
+    for opened in CronSeries(expr, tz, start=_aware(start, "start") - length):
+        if opened >= end:
+            break
+        found.append((opened, opened + length))
+    return found
+
+
+def format_instant(dt: datetime) -> str:
+    """Format an aware datetime as ISO-8601 with its offset, to the second."""
+    _aware(dt, "instant")
+    return dt.isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""The built-in plugins; each module registers exactly like a third-party plugin."""

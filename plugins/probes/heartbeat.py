@@ -1,0 +1,56 @@
+"""The `heartbeat` probe: passive; something must report in on schedule."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from watchkeeper.engine.hookspecs import hookimpl
+from watchkeeper.engine.probe import Probe
+from watchkeeper.schema.base import ConfigModel, Secret
+from watchkeeper.schema.checks import Extraction, ProbeOptions
+from watchkeeper.schema.schedule import CronExpr, TimezoneName
+from watchkeeper.schema.units import Duration
+
+
+class Expectation(ConfigModel):
+    """How often beats are due: `{every: 1h}` or `{cron: "0 2 * * *"}`."""
+
+    every: Duration | None = Field(None, description="A beat is due this often.")
+    cron: CronExpr | None = Field(None, description="A beat is due at these times.")
+    timezone: TimezoneName | None = Field(None, description="Timezone of `cron`.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expectation:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("expect_every needs exactly one of `every` or `cron`")
+        return self
+
+
+class HeartbeatOptions(ProbeOptions):
+    """Alert when no `ok` beat arrives by the next due time plus grace."""
+
+    expect_every: Expectation = Field(description="When beats are due.")
+    grace: Duration = Field(300.0, description="How late a beat may be.")
+    max_runtime: Duration | None = Field(
+        None, description="After a `start` beat, `ok` must follow within this."
+    )
+    token: Secret | None = Field(
+        None, description="Token accepted for this check's beats besides the admin token."
+    )
+    extract: dict[str, Extraction] = Field(
+        default_factory=dict,
+        description="Metrics read from the beat's body, besides its `metrics`.",
+    )
+
+
+class HeartbeatProbe(Probe):
+    """Metrics: runtime (start to ok), and any posted with the beat."""
+
+    type = "heartbeat"
+    Options = HeartbeatOptions
+    passive = True
+
+
+@hookimpl
+def watchkeeper_probes():
+    return [HeartbeatProbe]

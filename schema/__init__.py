@@ -1,0 +1,1 @@
+"""The models of monitor.yaml and the generated monitor.schema.json."""

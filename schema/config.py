@@ -1,0 +1,189 @@
+"""The whole of monitor.yaml, assembled from the core sections and the installed plugins.
+
+The fixed sections are declared here; every plugin-typed place (checks by `probe`,
+notifiers, actions, backup sources and destinations, the state store by `type`) becomes a
+discriminated union of the options models the installed plugins register, so a
+third-party probe is validated and appears in the JSON Schema like a built-in one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model
+
+from watchkeeper.schema.alerting import EscalationLevel, MaintenanceWindow, Route, Task
+from watchkeeper.schema.backups import BackupJobBase, Drill
+from watchkeeper.schema.base import ConfigModel, Name
+from watchkeeper.schema.checks import CheckCommon, Defaults
+from watchkeeper.schema.daemon import Sentry, Server
+from watchkeeper.schema.slos import SLO
+
+DEFAULT_SEVERITIES = ["critical", "high", "medium", "warning", "low", "info"]
+DEFAULT_STORE = {"type": "sqlite"}
+
+
+class ConfigBase(ConfigModel):
+    """The sections of monitor.yaml that no plugin shapes."""
+
+    version: Literal[1] = Field(description="Format version; always 1.")
+    include: list[str] = Field(
+        default_factory=list,
+        description="Further files (globs, "
+        "relative to this file) whose sections are merged into this "
+        "one, e.g. [checks/*.yaml].",
+    )
+    defaults: Defaults = Field(
+        default_factory=Defaults, description="Settings every check inherits."
+    )
+    environments: dict[Name, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Named sets of values a check's string fields read as ${env.key}.",
+    )
+    server: Server = Field(default_factory=Server, description="HTTP API, status page and metrics.")
+    sentry: Sentry = Field(
+        default_factory=Sentry, description="The daemon's own error reporting and check-ins."
+    )
+    severities: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SEVERITIES),
+        min_length=1,
+        description="Severity names, most severe first; routes match `>=high` by this order.",
+    )
+    routes: list[Route] = Field(
+        default_factory=list, description="Routing rules, first match wins unless `continue: true`."
+    )
+    escalation: dict[Name, list[EscalationLevel]] = Field(
+        default_factory=dict, description="Escalation policies: levels by time unacknowledged."
+    )
+    maintenance: list[MaintenanceWindow] = Field(
+        default_factory=list, description="Quiet windows, recurring or one-off."
+    )
+    tasks: dict[Name, Task] = Field(
+        default_factory=dict, description="Recurring checklists posted on schedule."
+    )
+    slos: dict[Name, SLO] = Field(default_factory=dict, description="Service level objectives.")
+
+
+def _title(type_name: str, suffix: str) -> str:
+    return "".join(part.capitalize() for part in type_name.replace("-", "_").split("_")) + suffix
+
+
+def _tagged(
+    options: type, key: str, type_name: str, title: str, extra_base: type | None = None
+) -> type:
+    bases = (options,) if extra_base is None else (options, extra_base)
+    if extra_base is not None:
+        clash = set(options.model_fields) & set(extra_base.model_fields)
+        if clash:
+            from watchkeeper.engine.plugins import PluginError
+
+            raise PluginError(
+                f"probe type {type_name!r} defines keys every check already "
+                f"has: {', '.join(sorted(clash))}"
+            )
+    model = create_model(
+        title,
+        __base__=bases,
+        __module__=options.__module__,
+        **{key: (Literal[type_name], Field(description=f"`{type_name}`"))},
+    )
+    model.__doc__ = (options.__doc__ or "").strip() or f"A {type_name} {key}."
+    return model
+
+
+def _union(models: list[type], key: str) -> Any:
+    if not models:
+        return Any
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator=key)]  # noqa: UP007
+
+
+def build_config_model(types: dict[str, dict[str, type]]) -> type[ConfigBase]:
+    """Return the monitor.yaml model for these plugin types (kind -> type name -> class)."""
+
+    def union(kind: str, suffix: str, key: str = "type", extra_base: type | None = None):
+        models = [
+            _tagged(cls.Options, key, name, _title(name, suffix), extra_base)
+            for name, cls in sorted(types.get(kind, {}).items())
+        ]
+        return _union(models, key), models
+
+    check, _ = union("probe", "Check", key="probe", extra_base=CheckCommon)
+    notifier, _ = union("notifier", "Notifier")
+    action, _ = union("action", "Action")
+    source, _ = union("backup source", "Source")
+    destination, _ = union("backup destination", "Destination")
+    store, store_models = union("state store", "Store")
+
+    job = create_model(
+        "BackupJob",
+        __base__=BackupJobBase,
+        __module__=__name__,
+        source=(source, Field(description="What is backed up (`type` selects the plugin).")),
+    )
+    backups = create_model(
+        "Backups",
+        __base__=ConfigModel,
+        __module__=__name__,
+        destinations=(
+            dict[Name, destination],
+            Field(default_factory=dict, description="Where backup copies are written, by name."),
+        ),
+        jobs=(dict[Name, job], Field(default_factory=dict, description="Scheduled backups.")),
+        drills=(
+            dict[Name, Drill],
+            Field(default_factory=dict, description="Scheduled restore tests."),
+        ),
+    )
+    backups.__doc__ = "Scheduled backups, their destinations and restore drills."
+
+    def default_store():
+        for model in store_models:
+            if model.model_fields["type"].annotation == Literal["sqlite"]:
+                return model(type="sqlite")
+        return None
+
+    model = create_model(
+        "MonitorConfig",
+        __base__=ConfigBase,
+        __module__=__name__,
+        state=(
+            store | None,
+            Field(
+                default_factory=default_store,
+                description="Where the "
+                "daemon keeps what it knows: sqlite (default), postgres or redis.",
+            ),
+        ),
+        checks=(
+            dict[Name, check],
+            Field(
+                default_factory=dict,
+                description="Health checks by "
+                "name; `probe` selects the plugin, the other keys are its options.",
+            ),
+        ),
+        notifiers=(
+            dict[Name, notifier],
+            Field(
+                default_factory=dict,
+                description="Receivers of notices by name; `type` selects the plugin.",
+            ),
+        ),
+        actions=(
+            dict[Name, action],
+            Field(
+                default_factory=dict, description="Self-healing actions run by escalation level 1."
+            ),
+        ),
+        backups=(
+            backups,
+            Field(
+                default_factory=backups,
+                description="Scheduled backups, destinations and restore drills.",
+            ),
+        ),
+    )
+    model.__doc__ = "monitor.yaml: what watchkeeper watches, who hears, what it backs up."
+    return model

@@ -1,0 +1,68 @@
+"""The daemon itself: its state store, HTTP server and Sentry reporting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from watchkeeper.schema.base import ConfigModel, PluginOptions, Secret
+from watchkeeper.schema.units import Duration, Ratio
+
+
+class StoreOptions(PluginOptions):
+    """Keys every state store has besides its type's own."""
+
+    plugin_kind = "state store"
+
+    retention: Duration = Field(30 * 86400.0, description="Raw results are kept this long.")
+    rollup_retention: Duration = Field(
+        400 * 86400.0, description="Daily rollups (uptime bars, reports) are kept this long."
+    )
+    lease_time: Duration = Field(
+        15.0,
+        description="Replica membership lease; a dead replica's "
+        "checks move to the others within this time.",
+    )
+
+
+class Server(ConfigModel):
+    """The daemon's HTTP API, status page and metrics."""
+
+    listen: str = Field(
+        "127.0.0.1:8080", description="host:port to listen on; default loopback only."
+    )
+    admin_token: Secret | None = Field(
+        None, description="Bearer token for /api/*; empty closes the admin API."
+    )
+    status_page: Literal["public", "token", "off"] = Field(
+        "public", description="Who may see `/` and the badges."
+    )
+    metrics: Literal["public", "token", "off"] = Field(
+        "public", description="Who may scrape `/metrics`."
+    )
+    title: str = Field("Status", description="Status page title.")
+    enabled: bool = Field(True, description="false runs the daemon without HTTP.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
+        return value
+
+
+class Sentry(ConfigModel):
+    """Report the daemon's own errors, and a check-in so Sentry notices when it stops."""
+
+    dsn: Secret | None = Field(None, description="Sentry DSN; empty = off.")
+    environment: str | None = Field(None, description="Sentry environment tag.")
+    release: str | None = Field(None, description="Release tag (default: the watchkeeper version).")
+    traces_sample_rate: Ratio = Field(0.0, description="Share of operations traced.")
+    sample_rate: Ratio = Field(1.0, description="Share of errors sent.")
+    monitor_slug: str | None = Field(
+        "watchkeeper-daemon",
+        description="Sentry Crons monitor the daemon checks in to; null = no check-ins.",
+    )
+    checkin_interval: Duration = Field(300.0, description="How often the daemon checks in.")

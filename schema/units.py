@@ -1,0 +1,189 @@
+"""Typed unit values of monitor.yaml: durations, ratios, sizes and unit-bearing thresholds.
+
+Every value is held in base units (seconds, ratio 0-1, bytes) so that thresholds and
+metrics compare as plain numbers, and keeps the text it was written as for messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+_NUMBER = r"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
+_DURATION_RE = re.compile(_NUMBER + r"\s*(?P<unit>ms|s|m|h|d|w)", re.IGNORECASE)
+_DURATION_FULL = re.compile(r"^(?:\s*" + _NUMBER + r"\s*(?:ms|s|m|h|d|w)\s*)+$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(?P<unit>[kmgt]i?b|b)\s*$", re.IGNORECASE)
+_PERCENT_RE = re.compile(r"^\s*" + _NUMBER + r"\s*%\s*$")
+
+DURATION_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d|w)\s*)+$"
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT][iI]?[bB]|[bB])\s*$"
+PERCENT_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"
+
+
+def parse_duration(value: Any) -> float:
+    """Return seconds for `250ms`, `5s`, `1h30m`, `30d` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("duration", "expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise PydanticCustomError("duration", "a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str) and _DURATION_FULL.match(value):
+        return sum(
+            float(m["num"]) * DURATION_UNITS[m["unit"].lower()]
+            for m in _DURATION_RE.finditer(value)
+        )
+    raise PydanticCustomError(
+        "duration",
+        "expected a duration such as 250ms, 30s, 5m, 1h or 1d, got '{value}'",
+        {"value": value},
+    )
+
+
+def parse_ratio(value: Any) -> float:
+    """Return a ratio for `85%` or a bare number between 0 and 1."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("ratio", "expected a percentage such as 85%")
+    if isinstance(value, int | float):
+        ratio = float(value)
+    elif isinstance(value, str) and (m := _PERCENT_RE.match(value)):
+        ratio = float(m["num"]) / 100.0
+    else:
+        raise PydanticCustomError(
+            "ratio",
+            "expected a percentage such as 99.9% or a ratio 0-1, got '{value}'",
+            {"value": value},
+        )
+    if not 0.0 <= ratio <= 1.0:
+        raise PydanticCustomError("ratio", "expected a percentage between 0% and 100%")
+    return ratio
+
+
+def parse_size(value: Any) -> int:
+    """Return bytes for `512MB`, `2GiB` or a bare number of bytes (MB = 10^6, MiB = 2^20)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("size", "expected a size such as 512MB or 2GB")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise PydanticCustomError("size", "a size cannot be negative")
+        return int(value)
+    if isinstance(value, str) and (m := _SIZE_RE.match(value)):
+        return int(float(m["num"]) * SIZE_UNITS[m["unit"].lower()])
+    raise PydanticCustomError(
+        "size", "expected a size such as 512MB, 2GB or 1GiB, got '{value}'", {"value": value}
+    )
+
+
+def parse_quantity(value: Any) -> float:
+    """Return the base-unit number of a threshold: a duration, percentage, size or number."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("quantity", "expected a number, duration, percentage or size")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _PERCENT_RE.match(text):
+            return float(text.rstrip("% \t")) / 100.0
+        if _SIZE_RE.match(text):
+            return float(parse_size(text))
+        if _DURATION_FULL.match(text):
+            return parse_duration(text)
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "quantity",
+        "expected a number or a value with a unit (2s, 85%, 512MB), got '{value}'",
+        {"value": value},
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way a person writes them: 90 -> 1m30s, 0.25 -> 250ms."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms" if seconds else "0s"
+    parts = []
+    remaining = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def format_size(size: float) -> str:
+    """Render bytes with a binary unit: 1536 -> 1.5KiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}TiB"  # pragma: no cover
+
+
+class _Unit:
+    """Attach a parser and a JSON-schema shape to a plain float or int annotation."""
+
+    def __init__(self, parse, pattern: str, example: str, description: str, allow_number=True):
+        self.parse = parse
+        self.pattern = pattern
+        self.example = example
+        self.description = description
+        self.allow_number = allow_number
+
+    def __get_pydantic_core_schema__(
+        self, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            self.parse,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        text = {"type": "string", "pattern": self.pattern}
+        shape: dict[str, Any] = (
+            {"anyOf": [text, {"type": "number", "minimum": 0}]} if self.allow_number else text
+        )
+        shape["examples"] = [self.example]
+        return shape
+
+
+Duration = Annotated[float, _Unit(parse_duration, DURATION_PATTERN, "30s", "a duration")]
+"""Seconds, written as 250ms, 30s, 5m, 1h, 1d (or a number of seconds)."""
+
+Ratio = Annotated[float, _Unit(parse_ratio, PERCENT_PATTERN, "99.9%", "a percentage")]
+"""A ratio 0-1, written as 85% (or a number 0-1)."""
+
+Size = Annotated[int, _Unit(parse_size, SIZE_PATTERN, "512MB", "a size")]
+"""Bytes, written as 512MB, 2GB, 1GiB (or a number of bytes)."""
+
+Quantity = Annotated[
+    float,
+    _Unit(
+        parse_quantity,
+        r"^\s*[0-9.]+\s*(ms|s|m|h|d|w|%|[kKmMgGtT]?[iI]?[bB])?\s*$",
+        "2s",
+        "a number, duration, percentage or size",
+    ),
+]
+"""A threshold in base units: 2s -> 2, 85% -> 0.85, 512MB -> 512000000, 3 -> 3."""
