@@ -1,0 +1,77 @@
+"""Fixtures shared by every test: running the real CLI and writing configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    input: str | None = None,
+) -> CliResult:
+    """Run `python -m watchkeeper.engine ARGS` as a user would, in a fresh process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    full_env["NO_COLOR"] = "1"
+    full_env["COLUMNS"] = "200"
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "watchkeeper.engine", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the CLI in a temporary directory (the config defaults to ./monitor.yaml there)."""
+
+    def run(*args: str, **kwargs) -> CliResult:
+        kwargs.setdefault("cwd", tmp_path)
+        return run_cli(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a (dedented) monitor.yaml, or another file, into the temporary directory."""
+
+    def write(text: str, name: str = "monitor.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write
