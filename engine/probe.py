@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -42,6 +44,36 @@ class Result:
         return flat
 
 
+@dataclass(slots=True)
+class ProbeContext:
+    """What a probe gets besides its options, for one run of one check instance."""
+
+    check: str
+    """The check's name as written in monitor.yaml."""
+    environment: str | None
+    """The environment of this instance, or None."""
+    timeout: float
+    """Seconds this run may take; the engine cancels `check()` when they are up. Use a
+    little less for a library's own timeout to report a precise message first."""
+    base_dir: Path
+    """The folder of monitor.yaml: relative paths in options are relative to it."""
+    log: logging.Logger
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def instance(self) -> str:
+        """`check@environment`, or the check's name."""
+        return f"{self.check}@{self.environment}" if self.environment else self.check
+
+
+@dataclass(slots=True)
+class OpenContext:
+    """What a probe's `open()` gets: where the config lives and a logger."""
+
+    base_dir: Path
+    log: logging.Logger
+
+
 class Probe:
     """Base of probe plugins: a `type`, an `Options` model and `check()`.
 
@@ -58,12 +90,49 @@ class Probe:
     passive: ClassVar[bool] = False
     """Passive probes (heartbeat, composite) are evaluated by the engine, not scheduled."""
 
-    async def open(self, ctx: Any) -> None:
+    async def open(self, ctx: OpenContext) -> None:
         """Prepare shared resources before the first check."""
 
-    async def check(self, options: Any, ctx: Any) -> Result:
+    async def check(self, options: Any, ctx: ProbeContext) -> Result:
         """Run one check and return its result."""
         raise NotImplementedError(f"probe {self.type!r} does not implement check()")
 
     async def close(self) -> None:
         """Release shared resources at shutdown."""
+
+
+async def run_probe(probe: Probe, options: Any, ctx: ProbeContext) -> Result:
+    """Run one check with its timeout enforced from outside; never raise.
+
+    A probe's exception or overrun becomes a failed result naming what happened, so a
+    broken plugin is that check's failure, never the daemon's.
+    """
+    import anyio
+
+    start = anyio.current_time()
+    try:
+        with anyio.fail_after(ctx.timeout):
+            result = await probe.check(options, ctx)
+        if not isinstance(result, Result):
+            result = Result(ok=False, message=f"probe {probe.type!r} returned "
+                            f"{type(result).__name__}, not a Result")
+    except TimeoutError:
+        result = Result(ok=False, message=f"timed out after {_seconds(ctx.timeout)}",
+                        details={"timeout": True})
+    except anyio.get_cancelled_exc_class():
+        raise
+    except Exception as exc:  # a probe's failure is the check's failure
+        message = str(exc) or type(exc).__name__
+        result = Result(ok=False, message=f"{type(exc).__name__}: {message}"
+                        if str(exc) and type(exc).__name__ not in message else message,
+                        details={"error": type(exc).__name__})
+        ctx.log.debug("probe raised", exc_info=True,
+                      extra={"check": ctx.instance, "probe": probe.type})
+    result.duration = anyio.current_time() - start
+    return result
+
+
+def _seconds(value: float) -> str:
+    from watchkeeper.schema.units import format_duration
+
+    return format_duration(value)
