@@ -16,7 +16,7 @@ from watchkeeper.schema.alerting import EscalationLevel, MaintenanceWindow, Rout
 from watchkeeper.schema.backups import BackupJobBase, Drill
 from watchkeeper.schema.base import ConfigModel, Name
 from watchkeeper.schema.checks import CheckCommon, Defaults
-from watchkeeper.schema.daemon import Sentry, Server
+from watchkeeper.schema.daemon import Engine, Sentry, Server
 from watchkeeper.schema.slos import SLO
 
 DEFAULT_SEVERITIES = ["critical", "high", "medium", "warning", "low", "info"]
@@ -41,6 +41,9 @@ class ConfigBase(ConfigModel):
         description="Named sets of values a check's string fields read as ${env.key}.",
     )
     server: Server = Field(default_factory=Server, description="HTTP API, status page and metrics.")
+    engine: Engine = Field(
+        default_factory=Engine, description="Worker processes and concurrency of the daemon."
+    )
     sentry: Sentry = Field(
         default_factory=Sentry, description="The daemon's own error reporting and check-ins."
     )

@@ -66,3 +66,20 @@ class Sentry(ConfigModel):
         description="Sentry Crons monitor the daemon checks in to; null = no check-ins.",
     )
     checkin_interval: Duration = Field(300.0, description="How often the daemon checks in.")
+
+
+class Engine(ConfigModel):
+    """How the daemon runs checks: worker processes and concurrency."""
+
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Worker processes running "
+        "probes (0 = in the daemon's own process); a probe "
+        "that blocks only ever stalls its own worker, which "
+        "is replaced. auto: one per CPU beyond the first, "
+        "at least 1, at most 4.",
+    )
+    concurrency: int = Field(256, ge=1, description="Most checks running at once.")
+    shutdown_grace: Duration = Field(
+        10.0, description="On SIGTERM, let running checks finish this long before cancelling them."
+    )

@@ -10,7 +10,9 @@ import typer
 
 from watchkeeper.engine.cli import (
     config_cmds,  # noqa: F401  (registers its commands)
+    plan_cmd,  # noqa: F401
     root,
+    run_cmds,  # noqa: F401
 )
 from watchkeeper.engine.cli.root import CliState, app
 
@@ -31,7 +33,7 @@ def options(
         "--config",
         "-c",
         envvar="WATCHKEEPER_CONFIG",
-        help="Config file [default: ./monitor.yaml].",
+        help="Config file (default: ./monitor.yaml).",
         show_default=False,
     ),
     log_format: str = typer.Option("text", "--log-format", help="Log lines as text or json."),

@@ -1,0 +1,114 @@
+"""Alerts: one incident of one rule of one check instance, pending ► firing ► resolved."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Status = Literal["pending", "firing", "resolved"]
+ChangeKind = Literal["pending", "firing", "severity", "resolved", "flapping", "stable", "discarded"]
+
+
+def new_alert_id() -> str:
+    """Return a fresh alert id: short, unguessable, easy to type after `alerts ack`."""
+    return secrets.token_hex(6)
+
+
+@dataclass
+class Alert:
+    """An incident: identified by (check, environment, rule); a new incident gets a new id."""
+
+    id: str
+    check: str
+    environment: str | None
+    rule: str
+    severity: str
+    status: Status
+    summary: str
+    started_at: float
+    updated_at: float
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    direction: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    runbook: str | None = None
+    description: str | None = None
+    flapping: bool = False
+    held: str | None = None
+    """Why notices are held back now: `blocked by db`, `maintenance X`, `silenced`, ..."""
+    acked_by: str | None = None
+    acked_at: float | None = None
+    ack_comment: str | None = None
+    notified_at: float | None = None
+    """When the first notice about this incident was actually sent: the escalation clock."""
+    escalation: dict[str, Any] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    resolve_reason: str | None = None
+    severity_history: list[list[Any]] = field(default_factory=list)
+
+    @property
+    def instance(self) -> str:
+        return f"{self.check}@{self.environment}" if self.environment else self.check
+
+    @property
+    def open(self) -> bool:
+        return self.status != "resolved"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from firing to resolution (None while open or if it never fired)."""
+        if self.fired_at is None or self.resolved_at is None:
+            return None
+        return self.resolved_at - self.fired_at
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Alert:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+    def public(self) -> dict[str, Any]:
+        """Return the JSON shape used by the API, the CLI and webhooks."""
+        return {
+            "id": self.id,
+            "check": self.check,
+            "environment": self.environment,
+            "rule": self.rule,
+            "severity": self.severity,
+            "status": self.status,
+            "summary": self.summary,
+            "started_at": _iso(self.fired_at or self.started_at),
+            "resolved_at": _iso(self.resolved_at),
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "labels": self.labels,
+            "runbook": self.runbook,
+            "flapping": self.flapping,
+            "held": self.held,
+            "acknowledged": self.acked_at is not None,
+            "acked_by": self.acked_by,
+        }
+
+
+@dataclass(slots=True)
+class AlertChange:
+    """What happened to an alert in one evaluation."""
+
+    alert: Alert
+    kind: ChangeKind
+    previous_severity: str | None = None
+
+
+def _iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,260 @@
+"""The daemon: one anyio task group running the scheduler, heartbeats, the state writer and
+the rest, with reload on SIGHUP or a changed config file and a bounded, clean shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.clock import Clock
+from watchkeeper.engine.config import Validation, load_config
+from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
+from watchkeeper.engine.heartbeats import Heartbeats
+from watchkeeper.engine.instances import Instance
+from watchkeeper.engine.plugins import Registry, registry
+from watchkeeper.engine.problems import ConfigError
+from watchkeeper.engine.runtime import Runtime
+from watchkeeper.engine.scheduler import Job, Scheduler
+from watchkeeper.engine.store import StateStore
+from watchkeeper.engine.writer import StateWriter
+
+log = logging.getLogger("watchkeeper.daemon")
+
+WATCH_INTERVAL = 2.0
+
+
+def create_store(config: Any, reg: Registry, base_dir: Path) -> StateStore:
+    """Instantiate the configured state store (not yet opened)."""
+    options = config.state
+    return reg.get("state store", options.type)(options, base_dir=base_dir)
+
+
+def worker_count(setting: int | str) -> int:
+    """Resolve `engine.workers`: auto = one per CPU beyond the first, 1..4."""
+    if setting == "auto":
+        return max(1, min(4, (os.cpu_count() or 1) - 1))
+    return int(setting)
+
+
+class Daemon:
+    """Run a monitor.yaml until told to stop."""
+
+    def __init__(
+        self,
+        validation: Validation,
+        *,
+        reg: Registry | None = None,
+        clock: Clock | None = None,
+        executor: Any = None,
+        dry_run: bool = False,
+    ):
+        self.validation = validation
+        self.path = Path(validation.path)
+        self.base_dir = validation.base_dir
+        self.config = validation.config
+        self.reg = reg or registry()
+        self.clock = clock or Clock()
+        self.dry_run = dry_run
+        self.store = create_store(self.config, self.reg, self.base_dir)
+        self.writer = StateWriter(self.store)
+        self.runtime = Runtime(
+            self.config,
+            self.reg,
+            self.store,
+            self.clock,
+            base_dir=self.base_dir,
+            writer=self.writer,
+        )
+        self.executor = executor or self._executor()
+        self.scheduler = Scheduler(
+            self.clock, self._run_job, concurrency=self.config.engine.concurrency
+        )
+        self.heartbeats = Heartbeats(self.runtime)
+        self.ready = anyio.Event()
+        self.stopping = anyio.Event()
+        self._mtime = self._config_mtime()
+        self.reloads = 0
+
+    def _executor(self) -> Any:
+        count = worker_count(self.config.engine.workers)
+        if count == 0:
+            return LocalExecutor(self.reg, self.base_dir)
+        return ProcessExecutor(self.reg, self.base_dir, count)
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def start(self, role: str = "daemon") -> None:
+        """Open the store and restore state; raise StoreError when that is impossible."""
+        await self.store.open(role=role)
+        await self.runtime.load()
+        await self.heartbeats.load()
+
+    def schedule_all(self) -> None:
+        for instance in self.runtime.instances.values():
+            self._schedule(instance)
+
+    def _schedule(self, instance: Instance) -> None:
+        if instance.schedule is None:
+            return
+        self.scheduler.add(
+            f"check:{instance.key}",
+            "check",
+            instance.schedule,
+            target=instance,
+            default_tz=instance.timezone,
+            series_key=instance.key,
+        )
+
+    async def _run_job(self, job: Job, scheduled: float) -> None:
+        if job.kind == "check":
+            await self.run_check(job.target)
+
+    async def run_check(self, instance: Instance) -> None:
+        """Run one check now and take its result through the runtime."""
+        result = await self.executor.run(instance)
+        await self.runtime.ingest(instance, result)
+
+    # -- the daemon -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
+        await self.start()
+        self.schedule_all()
+        try:
+            async with anyio.create_task_group() as tg:
+                if hasattr(self.executor, "serve"):
+                    await tg.start(self.executor.serve, name="probe workers")
+                await self.executor.load(self.runtime.instances)
+                await tg.start(self.writer.run, name="state writer")
+                await tg.start(self.heartbeats.run, name="heartbeats")
+                await tg.start(self.scheduler.run, name="scheduler")
+                tg.start_soon(self._signals, tg, name="signals")
+                tg.start_soon(self._watch_config, name="config watcher")
+                self.ready.set()
+                log.info(
+                    "daemon started",
+                    extra={
+                        "config": str(self.path),
+                        "checks": len(self.runtime.instances),
+                        "store": self.config.state.type,
+                        "pid": os.getpid(),
+                    },
+                )
+                await self.stopping.wait()
+                self.scheduler.stop(self.config.engine.shutdown_grace)
+                await self.scheduler.finished.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Flush what is buffered and close everything, whatever happened before."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+            await self.writer.flush()
+            await self.executor.close()
+            await self.store.close()
+            log.info("daemon stopped", extra={"pending_writes": self.writer.pending()})
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _signals(self, tg) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("reload requested (SIGHUP)")
+                    await self.reload()
+                else:
+                    log.info("stopping", extra={"signal": signal.Signals(signum).name})
+                    self.stop()
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def _config_mtime(self) -> tuple[float, int] | None:
+        try:
+            files = self.validation.loaded.files if self.validation.loaded else [str(self.path)]
+            stats = [os.stat(f) for f in files]
+        except OSError:
+            return None
+        return max(s.st_mtime for s in stats), sum(s.st_size for s in stats)
+
+    async def _watch_config(self) -> None:
+        while True:
+            await anyio.sleep(WATCH_INTERVAL)
+            current = self._config_mtime()
+            if current is not None and current != self._mtime:
+                self._mtime = current
+                log.info("config file changed; reloading", extra={"config": str(self.path)})
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Validate the config file again and switch to it; keep the old one if invalid."""
+        try:
+            validation = load_config(self.path, reg=self.reg)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: " + problem.text())
+            log.error(
+                "reload rejected; the previous configuration keeps running",
+                extra={"problems": len(exc.problems)},
+            )
+            return False
+        except OSError as exc:
+            log.error("reload rejected: cannot read the config", extra={"error": str(exc)})
+            return False
+        if validation.config.state != self.config.state:
+            log.warning("`state` changed: it applies after a restart")
+        self.validation, self.config = validation, validation.config
+        self._mtime = self._config_mtime()
+        added, removed, changed = await self.runtime.apply(self.config)
+        for key in removed:
+            self.scheduler.remove(f"check:{key}")
+        for key in (*added, *changed):
+            self.scheduler.remove(f"check:{key}")
+            self._schedule(self.runtime.instances[key])
+        await self.heartbeats.load()
+        await self.executor.load(self.runtime.instances)
+        self.reloads += 1
+        log.info(
+            "config reloaded",
+            extra={"added": len(added), "removed": len(removed), "changed": len(changed)},
+        )
+        return True
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    async def run_once(self) -> list[tuple[Instance, Any]]:
+        """Run every scheduled check once (state kept in the store), then flush; return results."""
+        await self.start(role="daemon")
+        await self.executor.load(self.runtime.instances)
+        results: list[tuple[Instance, Any]] = []
+        try:
+            now = self.clock.now()
+            await self.heartbeats.poll_store()
+            await self.heartbeats.check_deadlines(now)
+            limiter = anyio.CapacityLimiter(self.config.engine.concurrency)
+
+            async def one(instance: Instance) -> None:
+                async with limiter:
+                    result = await self.executor.run(instance)
+                    await self.runtime.ingest(instance, result)
+                    results.append((instance, result))
+
+            async with anyio.create_task_group() as tg:
+                for instance in self.runtime.instances.values():
+                    if instance.schedule is not None:
+                        tg.start_soon(one, instance, name=f"check {instance.key}")
+        finally:
+            await self.shutdown()
+        return results
+
+
+def load_daemon(path: str | os.PathLike[str], **kwargs: Any) -> Daemon:
+    """Validate a config for running and build its daemon (raise ConfigError if invalid)."""
+    return Daemon(load_config(path), **kwargs)

@@ -1,0 +1,287 @@
+"""Where probes run: in this process, or in worker processes that a blocked probe cannot stall.
+
+Both executors take a check instance and return its Result with the timeout enforced from
+outside the probe. The process executor adds a second, outer guard: a worker that does not
+answer within the timeout plus a grace period is killed and replaced, so a probe that
+blocks its event loop costs one worker for a moment, never the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.instances import Instance
+from watchkeeper.engine.plugins import Registry
+from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+
+log = logging.getLogger("watchkeeper.executor")
+
+
+class LocalExecutor:
+    """Run probes on this process's event loop; one probe object per type, opened once."""
+
+    def __init__(self, reg: Registry, base_dir: Path):
+        self.reg = reg
+        self.base_dir = base_dir
+        self.probes: dict[str, Probe] = {}
+        self._opening: dict[str, anyio.Event] = {}
+
+    async def probe(self, probe_type: str) -> Probe:
+        """Return the opened probe for a type, opening it on first use."""
+        probe = self.probes.get(probe_type)
+        if probe is not None:
+            return probe
+        event = self._opening.get(probe_type)
+        if event is not None:
+            await event.wait()
+            return self.probes[probe_type]
+        self._opening[probe_type] = event = anyio.Event()
+        try:
+            probe = self.reg.get("probe", probe_type)()
+            await probe.open(
+                OpenContext(
+                    base_dir=self.base_dir, log=logging.getLogger(f"watchkeeper.probe.{probe_type}")
+                )
+            )
+            self.probes[probe_type] = probe
+        finally:
+            event.set()
+            del self._opening[probe_type]
+        return probe
+
+    async def run(self, instance: Instance) -> Result:
+        """Run one check of an instance now."""
+        try:
+            probe = await self.probe(instance.probe_type)
+        except Exception as exc:  # a probe that cannot open fails its checks, not the daemon
+            return Result(
+                ok=False,
+                message=f"probe {instance.probe_type!r} failed to start: "
+                f"{type(exc).__name__}: {exc}",
+            )
+        ctx = ProbeContext(
+            check=instance.check,
+            environment=instance.environment,
+            timeout=instance.timeout,
+            base_dir=self.base_dir,
+            log=logging.getLogger(f"watchkeeper.probe.{instance.probe_type}"),
+            labels=instance.labels,
+        )
+        return await run_probe(probe, instance.options, ctx)
+
+    async def load(self, instances: dict[str, Instance]) -> None:
+        """Take a new set of instances (nothing to prepare in-process)."""
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for probe_type, probe in list(self.probes.items()):
+                try:
+                    with anyio.move_on_after(5):
+                        await probe.close()
+                except Exception:
+                    log.warning("probe close failed", exc_info=True, extra={"probe": probe_type})
+            self.probes.clear()
+
+
+class _Worker:
+    """One worker process and the runs it has in flight."""
+
+    def __init__(self, index: int, process: Any):
+        self.index = index
+        self.process = process
+        self.inflight: dict[int, list[Any]] = {}  # job id -> [event, result]
+        self.send_lock = anyio.Lock()
+        self.alive = True
+
+    async def send(self, message: Any) -> None:
+        from watchkeeper.engine.worker import frame
+
+        async with self.send_lock:
+            await self.process.stdin.send(frame(message))
+
+
+class ProcessExecutor:
+    """Run probes in worker processes; replace a worker that stops answering."""
+
+    def __init__(self, reg: Registry, base_dir: Path, count: int, *, grace: float = 5.0):
+        self.reg = reg
+        self.base_dir = base_dir
+        self.count = count
+        self.grace = grace
+        self.workers: list[_Worker] = []
+        self.specs: dict[str, Any] = {}
+        self.secrets: list[str] = []
+        self.replaced = 0
+        self._ids = 0
+        self._tg: Any = None
+        self._closing = False
+
+    async def serve(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the workers and keep them running until cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for index in range(self.count):
+                    await self._spawn(index)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            await self.close()
+
+    async def _spawn(self, index: int) -> _Worker:
+        import subprocess
+        import sys
+
+        process = await anyio.open_process(
+            [sys.executable, "-m", "watchkeeper.engine.worker", str(self.base_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+        )
+        worker = _Worker(index, process)
+        if index < len(self.workers):
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
+        ready = anyio.Event()
+        self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
+        await ready.wait()
+        if self.specs:
+            await worker.send(("load", self.specs, self.secrets))
+        return worker
+
+    async def _read(self, worker: _Worker, ready: anyio.Event) -> None:
+        import pickle
+
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        from watchkeeper.engine.worker import HEADER
+
+        stream = BufferedByteReceiveStream(worker.process.stdout)
+        try:
+            while True:
+                (size,) = HEADER.unpack(await stream.receive_exactly(HEADER.size))
+                message = pickle.loads(await stream.receive_exactly(size))
+                if message[0] == "ready":
+                    ready.set()
+                elif message[0] == "result":
+                    slot = worker.inflight.pop(message[1], None)
+                    if slot is not None:
+                        slot[1] = message[2]
+                        slot[0].set()
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ):
+            if not self._closing:
+                log.error(
+                    "probe worker exited; starting a new one",
+                    extra={"worker": worker.index, "returncode": worker.process.returncode},
+                )
+                self._tg.start_soon(self._respawn, worker, name=f"respawn worker {worker.index}")
+        finally:
+            ready.set()
+            worker.alive = False
+            for event, _ in worker.inflight.values():
+                event.set()  # their runs report the worker's exit
+
+    async def _respawn(self, worker: _Worker) -> None:
+        if self.workers[worker.index] is worker and not self._closing:
+            self.replaced += 1
+            await self._spawn(worker.index)
+
+    async def load(self, instances: dict[str, Instance]) -> None:
+        """Send every worker the checks it may be asked to run."""
+        from watchkeeper.engine.redaction import REDACTOR
+        from watchkeeper.engine.worker import RunSpec
+
+        self.specs = {}
+        for key, instance in instances.items():
+            if instance.passive:
+                continue
+            options_class = instance.probe_class.Options
+            fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
+            self.specs[key] = RunSpec(
+                key=key,
+                probe_type=instance.probe_type,
+                check=instance.check,
+                environment=instance.environment,
+                timeout=instance.timeout,
+                labels=instance.labels,
+                options=options_class.model_construct(**fields),
+            )
+        self.secrets = sorted(REDACTOR._values)
+        for worker in self.workers:
+            if worker.alive:
+                await worker.send(("load", self.specs, self.secrets))
+
+    def _pick(self) -> _Worker | None:
+        alive = [w for w in self.workers if w.alive]
+        return min(alive, key=lambda w: len(w.inflight)) if alive else None
+
+    async def run(self, instance: Instance) -> Result:
+        """Run one check in the least busy worker; a silent worker is replaced."""
+        worker = self._pick()
+        if worker is None:
+            return Result(ok=False, message="no probe worker is running")
+        self._ids += 1
+        job_id = self._ids
+        slot: list[Any] = [anyio.Event(), None]
+        worker.inflight[job_id] = slot
+        try:
+            await worker.send(("run", job_id, instance.key))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            worker.inflight.pop(job_id, None)
+            return Result(
+                ok=False, message="probe worker is gone; the check runs again on its next schedule"
+            )
+        with anyio.move_on_after(instance.timeout + self.grace):
+            await slot[0].wait()
+        if slot[1] is not None:
+            return slot[1]
+        worker.inflight.pop(job_id, None)
+        if not slot[0].is_set():
+            # the worker did not even report a timeout: its event loop is blocked
+            log.error(
+                "probe worker stopped answering; replacing it",
+                extra={"worker": worker.index, "check": instance.key},
+            )
+            self._kill(worker)
+            return Result(
+                ok=False,
+                message=f"timed out after {instance.timeout:g}s (the probe "
+                "blocked its worker, which was replaced)",
+                details={"timeout": True},
+            )
+        return Result(ok=False, message="probe worker exited during the check")
+
+    def _kill(self, worker: _Worker) -> None:
+        if worker.alive:
+            worker.alive = False
+            try:
+                worker.process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def close(self) -> None:
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            for worker in self.workers:
+                if worker.alive:
+                    try:
+                        with anyio.move_on_after(2):
+                            await worker.send(("stop",))
+                    except Exception:
+                        pass
+            with anyio.move_on_after(5):
+                for worker in self.workers:
+                    await worker.process.wait()
+            for worker in self.workers:
+                if worker.process.returncode is None:
+                    worker.process.kill()

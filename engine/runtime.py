@@ -1,0 +1,309 @@
+"""The running state of the daemon: instances, their evaluators, alerts, and how a result flows.
+
+`Runtime` is what the scheduler, the heartbeat timer, the HTTP API and the CLI's `--once`
+pass all talk to: `ingest()` takes one result through evaluation, the state writer, the
+event hooks and alerting, in that order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.engine import events
+from watchkeeper.engine.alerts import Alert, AlertChange
+from watchkeeper.engine.clock import Clock
+from watchkeeper.engine.evaluate import UP, AlertBook, Evaluator, Point
+from watchkeeper.engine.instances import Instance, expand, split_key
+from watchkeeper.engine.plugins import Registry
+from watchkeeper.engine.probe import Result
+from watchkeeper.engine.store import Row, StateStore
+from watchkeeper.engine.writer import StateWriter
+
+log = logging.getLogger("watchkeeper.runtime")
+
+ChangeHandler = Callable[[list[AlertChange]], Awaitable[None]]
+
+
+def result_row(instance: Instance, result: Result, at: float) -> Row:
+    """Return the stored form of a result."""
+    data: dict[str, Any] = {
+        "ok": result.ok,
+        "duration": round(result.duration, 6),
+        "metrics": result.flat_metrics(),
+    }
+    if result.message:
+        data["message"] = result.message[:2000]
+    return Row(key=instance.key, at=at, data=data)
+
+
+class Runtime:
+    """Everything the daemon knows while it runs, and the path of a result through it."""
+
+    def __init__(
+        self,
+        config: Any,
+        reg: Registry,
+        store: StateStore,
+        clock: Clock,
+        *,
+        base_dir: Path,
+        writer: StateWriter | None = None,
+    ):
+        self.config = config
+        self.reg = reg
+        self.store = store
+        self.clock = clock
+        self.base_dir = base_dir
+        self.writer = writer or StateWriter(store)
+        self.book = AlertBook()
+        self.instances: dict[str, Instance] = {}
+        self.evaluators: dict[str, Evaluator] = {}
+        self.latest: dict[str, dict[str, Any]] = {}  # instance -> last result summary
+        self.change_handlers: list[ChangeHandler] = []
+        self.started_at = time.time()
+        self.severities = list(config.severities)
+        self.composites: dict[str, list[str]] = {}  # member instance -> composite instances
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Build instances and restore counters, open alerts and history from the store."""
+        self.instances = expand(self.config, self.reg)
+        states = await self.store.get_all("check_state")
+        alerts = await self.store.get_all("alerts")
+        self.book = AlertBook(
+            Alert.from_doc(doc) for doc in alerts.values() if doc.get("status") != "resolved"
+        )
+        span = max(
+            (max(i.window_needed(), i.flap_window) for i in self.instances.values()), default=0.0
+        )
+        history: dict[str, list[Point]] = {}
+        if span:
+            since = self.clock.now() - span
+            for row in await self.store.read("results", since=since):
+                if row.key in self.instances:
+                    history.setdefault(row.key, []).append(
+                        Point(row.at, bool(row.data.get("ok")), row.data.get("metrics") or {})
+                    )
+        for key, instance in self.instances.items():
+            self.evaluators[key] = Evaluator(
+                instance, self.severities, self.book, states.get(key), history.get(key, ())
+            )
+            state = states.get(key) or {}
+            if state.get("last_at") is not None:
+                self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
+        self._index_composites()
+        # alerts of checks that no longer exist (removed while the daemon was down)
+        await self._resolve_orphans("check removed from monitor.yaml")
+
+    def _index_composites(self) -> None:
+        self.composites = {}
+        for key, instance in self.instances.items():
+            if instance.probe_type != "composite":
+                continue
+            for member in self.composite_members(instance):
+                self.composites.setdefault(member, []).append(key)
+
+    def composite_members(self, instance: Instance) -> list[str]:
+        """Return the member instance keys a composite instance watches."""
+        members = []
+        for name in instance.options.of:
+            if "@" in name:
+                members.append(name)
+                continue
+            envs = [k for k, i in self.instances.items() if i.check == name]
+            if instance.environment and f"{name}@{instance.environment}" in self.instances:
+                members.append(f"{name}@{instance.environment}")
+            else:
+                members.extend(envs)
+        return members
+
+    # -- the path of a result ---------------------------------------------------------------
+
+    async def ingest(
+        self, instance: Instance, result: Result, at: float | None = None
+    ) -> list[AlertChange]:
+        """Evaluate a result, queue its writes, tell listeners and alerting; return changes."""
+        at = self.clock.now() if at is None else at
+        evaluator = self.evaluators.get(instance.key)
+        if evaluator is None or self.instances.get(instance.key) is not instance:
+            return []  # the check was removed or replaced by a reload while it ran
+        was_down = evaluator.down
+        changes = evaluator.evaluate(result, at)
+        changes += evaluator.settle(at)
+        self.latest[instance.key] = {
+            "at": at,
+            "ok": result.ok,
+            "message": result.message,
+            "duration": result.duration,
+            "metrics": result.flat_metrics(),
+        }
+        self.writer.append("results", result_row(instance, result, at))
+        self.writer.put("check_state", instance.key, evaluator.state_doc())
+        await self._changed(changes)
+        await events.emit(
+            self.reg.manager,
+            "watchkeeper_result",
+            check=instance.check,
+            environment=instance.environment,
+            result=result,
+        )
+        if evaluator.down != was_down and instance.key in self.composites:
+            for composite in self.composites[instance.key]:
+                await self.evaluate_composite(composite, at)
+        return changes
+
+    async def _changed(self, changes: list[AlertChange]) -> None:
+        if not changes:
+            return
+        for change in changes:
+            self.writer.put("alerts", change.alert.id, change.alert.to_doc())
+            log.log(
+                logging.WARNING if change.kind in ("firing", "flapping") else logging.INFO,
+                f"alert {change.kind}",
+                extra={
+                    "alert": change.alert.id,
+                    "check": change.alert.instance,
+                    "rule": change.alert.rule,
+                    "severity": change.alert.severity,
+                    "summary": change.alert.summary,
+                },
+            )
+            await events.emit(self.reg.manager, "watchkeeper_alert_changed", alert=change.alert)
+        for handler in self.change_handlers:
+            await handler(changes)
+
+    async def evaluate_composite(self, key: str, at: float) -> None:
+        """Re-judge a composite check from its members' current `up` state."""
+        instance = self.instances.get(key)
+        if instance is None:
+            return
+        members = self.composite_members(instance)
+        down = [m for m in members if m in self.evaluators and self.evaluators[m].down]
+        failing = instance.options.failing
+        ratio = len(down) / len(members) if members else 0.0
+        bad = (
+            len(down) >= failing.at_least
+            if failing.at_least is not None
+            else ratio >= (failing.ratio or 1.0)
+        )
+        message = (
+            f"{len(down)} of {len(members)} down: {', '.join(down)}"
+            if down
+            else f"all {len(members)} up"
+        )
+        result = Result(
+            ok=not bad,
+            message=message,
+            metrics={"failing": float(len(down)), "failing_ratio": ratio},
+        )
+        await self.ingest(instance, result, at)
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def save_alert(self, alert: Alert) -> None:
+        """Queue an alert's current state for the store (after an ack, a note...)."""
+        self.writer.put("alerts", alert.id, alert.to_doc())
+
+    def instance_down(self, key: str) -> bool:
+        evaluator = self.evaluators.get(key)
+        return bool(evaluator and evaluator.down)
+
+    def rule_alert(self, key: str, rule: str = UP) -> Alert | None:
+        return self.book.get_open(key, rule)
+
+    async def _resolve_orphans(self, reason: str) -> None:
+        now = self.clock.now()
+        orphans = [a for a in list(self.book.open.values()) if a.instance not in self.instances]
+        changes = []
+        for alert in orphans:
+            alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now
+            alert.resolve_reason = reason
+            self.book.close(alert)
+            changes.append(AlertChange(alert, "resolved" if alert.fired_at else "discarded"))
+        await self._changed(changes)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    async def apply(self, config: Any) -> tuple[list[str], list[str], list[str]]:
+        """Switch to a new configuration; return (added, removed, changed) instance keys.
+
+        Instances whose definition did not change keep their evaluator (counters, history);
+        changed ones keep their alerts and counters where the rules still exist; removed
+        ones have their open alerts resolved with the reason.
+        """
+        new_instances = expand(config, self.reg)
+        added = [k for k in new_instances if k not in self.instances]
+        removed = [k for k in self.instances if k not in new_instances]
+        changed = [
+            k
+            for k, i in new_instances.items()
+            if k in self.instances and self.instances[k].fingerprint != i.fingerprint
+        ]
+        now = self.clock.now()
+        changes: list[AlertChange] = []
+        for key in removed:
+            changes += self.evaluators[key].resolve_all(now, "check removed from monitor.yaml")
+            del self.evaluators[key]
+            self.latest.pop(key, None)
+            self.writer.delete("check_state", key)
+        self.config = config
+        self.severities = list(config.severities)
+        for key, instance in new_instances.items():
+            old = self.evaluators.get(key)
+            if old is not None and key not in changed:
+                old.instance = instance
+                continue
+            state = old.state_doc() if old is not None else None
+            history = old.history if old is not None else ()
+            evaluator = Evaluator(instance, self.severities, self.book, state, history)
+            if old is not None:
+                # rules that no longer exist resolve; the rest keep counting
+                for rid in set(old.rules) - set(evaluator.rules):
+                    alert = self.book.get_open(key, rid)
+                    if alert is not None:
+                        old.rules[rid].active = False
+                        changes.append(
+                            old._resolve(
+                                alert, old.rules[rid], now, "rule removed from monitor.yaml"
+                            )
+                        )
+            self.evaluators[key] = evaluator
+        self.instances = new_instances
+        self._index_composites()
+        await self._changed(changes)
+        return added, removed, changed
+
+    # -- views ------------------------------------------------------------------------------
+
+    def check_status(self) -> list[dict[str, Any]]:
+        """Return each instance's current state for `status`, /health and the status page."""
+        rows = []
+        for key, instance in sorted(self.instances.items()):
+            latest = self.latest.get(key, {})
+            open_alerts = self.book.open_for(key)
+            firing = [a for a in open_alerts if a.status == "firing"]
+            status = (
+                "unknown"
+                if not latest
+                else ("down" if self.instance_down(key) else ("degraded" if firing else "up"))
+            )
+            check, environment = split_key(key)
+            rows.append(
+                {
+                    "check": check,
+                    "environment": environment,
+                    "status": status,
+                    "probe": instance.probe_type,
+                    "last_run": latest.get("at"),
+                    "ok": latest.get("ok"),
+                    "message": latest.get("message"),
+                    "alerts": [a.public() for a in open_alerts],
+                    "labels": instance.labels,
+                }
+            )
+        return rows

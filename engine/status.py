@@ -1,0 +1,54 @@
+"""What the store says about the checks and alerts right now (for `status` and the API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watchkeeper.engine.alerts import Alert
+from watchkeeper.engine.instances import expand, split_key
+from watchkeeper.engine.plugins import registry
+
+
+async def read_status(validation: Any) -> dict[str, Any]:
+    """Open the store as a client and summarise checks and open alerts."""
+    from watchkeeper.engine.daemon import create_store
+
+    reg = registry()
+    config = validation.config
+    store = create_store(config, reg, validation.base_dir)
+    await store.open(role="client")
+    try:
+        states = await store.get_all("check_state")
+        alert_docs = await store.get_all("alerts")
+        stats = await store.stats()
+    finally:
+        await store.close()
+    alerts = [Alert.from_doc(d) for d in alert_docs.values()]
+    open_alerts = sorted((a for a in alerts if a.open), key=lambda a: a.started_at)
+    instances = expand(config, reg)
+    checks = []
+    for key, instance in sorted(instances.items()):
+        state = states.get(key) or {}
+        up = (state.get("rules") or {}).get("up") or {}
+        mine = [a for a in open_alerts if a.instance == key]
+        if state.get("last_at") is None:
+            status = "unknown"
+        elif up.get("active"):
+            status = "down"
+        elif any(a.status == "firing" for a in mine):
+            status = "degraded"
+        else:
+            status = "up"
+        check, environment = split_key(key)
+        checks.append(
+            {
+                "check": check,
+                "environment": environment,
+                "status": status,
+                "probe": instance.probe_type,
+                "last_run": state.get("last_at"),
+                "ok": state.get("last_ok"),
+                "alerts": [a.id for a in mine],
+            }
+        )
+    return {"checks": checks, "alerts": [a.public() for a in open_alerts], "store": stats}
