@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from watchkeeper.schema.alerting import NotifierOptions
+
+
+@dataclass(slots=True)
+class NotifyContext:
+    """What a notifier gets besides the notice and its options."""
+
+    name: str
+    """The notifier's name in monitor.yaml (`alerts`, `dev-team`)."""
+    log: logging.Logger
+    timeout: float
+    """Seconds one delivery attempt may take (the engine cancels it after)."""
+    base_dir: Path
+    attempt: int = 1
+    """1 for the first attempt; resends after a failure or a crash count up."""
 
 
 class DeliveryError(Exception):
@@ -29,6 +46,6 @@ class Notifier:
     groups: ClassVar[bool] = True
     """False for receivers that track incidents themselves (one event per alert)."""
 
-    async def send(self, notice: Any, options: Any, ctx: Any) -> None:
+    async def send(self, notice: Any, options: Any, ctx: NotifyContext) -> None:
         """Deliver one notice; return when accepted, raise DeliveryError when not."""
         raise NotImplementedError(f"notifier {self.type!r} does not implement send()")
