@@ -108,6 +108,17 @@ def _setting(check: Any, defaults: Any, name: str) -> Any:
     return DEFAULTS[name] if value is None else value
 
 
+def check_schedule(check: Any, defaults: Any) -> tuple[Schedule, str]:
+    """Return the schedule a (non-passive) check runs on, and its timezone.
+
+    The schedule is the check's, else `defaults.schedule`, else every 5m; the zone is the
+    schedule's `timezone`, else the check's, else `defaults.timezone`, else UTC.
+    """
+    schedule = check.schedule or defaults.schedule or DEFAULT_SCHEDULE
+    zone = schedule.timezone or check.timezone or defaults.timezone or DEFAULTS["timezone"]
+    return schedule, zone
+
+
 def _instance(
     key: str,
     name: str,
@@ -118,10 +129,9 @@ def _instance(
     parents: list[str],
 ) -> Instance:
     passive = bool(getattr(probe_class, "passive", False))
-    schedule = None if passive else (options.schedule or defaults.schedule or DEFAULT_SCHEDULE)
-    timezone = (schedule.timezone if schedule and schedule.timezone else None) or _setting(
-        options, defaults, "timezone"
-    )
+    schedule, timezone = check_schedule(options, defaults)
+    if passive:
+        schedule = None
     labels = {**defaults.labels, **options.labels}
     instance = Instance(
         key=key,

@@ -16,12 +16,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from watchkeeper.engine import timetable
-from watchkeeper.schema.schedule import Schedule
+from watchkeeper.engine.instances import check_schedule
 from watchkeeper.schema.units import format_duration
 
-__all__ = ["DEFAULT_SCHEDULE", "PlanItem", "Scheduled", "maintenance_windows", "plan", "scheduled"]
-
-DEFAULT_SCHEDULE = Schedule(every=300.0)
+__all__ = ["PlanItem", "Scheduled", "maintenance_windows", "plan", "scheduled"]
 """When a check runs that sets no `schedule` and inherits none from `defaults`."""
 
 KIND_ORDER = {"maintenance": 0, "backup": 1, "drill": 2, "task": 3, "check": 4}
@@ -124,8 +122,7 @@ def scheduled(config: Any, reg: Any = None) -> list[Scheduled]:
     for name, check in config.checks.items():
         if not check.enabled or getattr(probes.get(check.probe), "passive", False):
             continue
-        schedule = check.schedule or defaults.schedule or DEFAULT_SCHEDULE
-        tz = _zone_name(schedule.timezone, check.timezone, defaults.timezone)
+        schedule, tz = check_schedule(check, defaults)
         for environment in check.environments or [None]:
             found.append(Scheduled("check", name, environment, schedule, tz))
     sections = (
