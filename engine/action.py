@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from watchkeeper.schema.alerting import ActionOptions
@@ -17,12 +19,25 @@ class ActionResult:
     duration: float = 0.0
 
 
+@dataclass(slots=True)
+class ActionContext:
+    """What an action gets besides its options."""
+
+    name: str
+    """The action's name in monitor.yaml."""
+    alert: Any
+    """The alert it runs for (engine.alerts.Alert): id, check, environment, rule..."""
+    base_dir: Path
+    log: logging.Logger
+    timeout: float
+
+
 class Action:
     """Base of action plugins: a `type`, an `Options` model and `run()`."""
 
     type: ClassVar[str]
     Options: ClassVar[type[ActionOptions]]
 
-    async def run(self, options: Any, ctx: Any) -> ActionResult:
+    async def run(self, options: Any, ctx: ActionContext) -> ActionResult:
         """Run the action once for an alert and report what happened."""
         raise NotImplementedError(f"action {self.type!r} does not implement run()")
