@@ -173,14 +173,19 @@ def _parents(
             parents.append(dep)
         elif environment in parent_envs:
             parents.append(instance_key(dep, environment))
-        else:
+        elif environment is None:
             parents.extend(instance_key(dep, e) for e in parent_envs)
+        # a parent with environments but not this one: nothing to pair with, no hold
     return parents
 
 
 def _with_environment(check: BaseModel, values: dict[str, str]) -> BaseModel:
+    from watchkeeper.engine.redaction import REDACTOR
+
     data = check.model_dump(by_alias=True, exclude_unset=True)
-    return type(check).model_validate(_substitute(data, values))
+    model = type(check).model_validate(_substitute(data, values))
+    REDACTOR.add_from(model)  # a secret field may have read its value from the environment
+    return model
 
 
 def _substitute(value: Any, values: dict[str, str]) -> Any:

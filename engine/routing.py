@@ -17,6 +17,7 @@ class Subject:
     environment: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     event: str | None = None
+    rule: str | None = None
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:
@@ -67,6 +68,9 @@ def route_matches(route: Any, subject: Subject, severities: list[str]) -> bool:
             names.append(f"{subject.check}@{subject.environment}")
         if not any(fnmatch.fnmatchcase(n, p) for n in names for p in checks):
             return False
+    rules = _as_list(match.rule)
+    if rules and not any(fnmatch.fnmatchcase(subject.rule or "", p) for p in rules):
+        return False
     environments = _as_list(match.environment)
     if environments and subject.environment not in environments:
         return False

@@ -57,6 +57,8 @@ class RouteMatch(ConfigModel):
         None, description="Check names (shell-style patterns such as `api-*` allowed)."
     )
     environment: str | list[str] | None = Field(None, description="Environment names.")
+    rule: str | list[str] | None = Field(None, description="Rule ids (`up`, a threshold's "
+                                         "name or metric; shell-style patterns allowed).")
     labels: dict[str, str] = Field(
         default_factory=dict, description="Labels the check must carry, exactly."
     )
