@@ -49,6 +49,9 @@ class Alert:
     actions: list[dict[str, Any]] = field(default_factory=list)
     resolve_reason: str | None = None
     severity_history: list[list[Any]] = field(default_factory=list)
+    source: str = "check"
+    """`check` for a probe's alerts; `internal` for those the daemon raises itself (a
+    failing notifier, a failed backup, an SLO burning its budget)."""
 
     @property
     def instance(self) -> str:

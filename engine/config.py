@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from watchkeeper.engine import loader
 from watchkeeper.engine.plugins import Registry, registry
@@ -101,6 +101,8 @@ def _validate(
     from watchkeeper.engine.crossref import cross_check
 
     loaded = loader.load(path, env)
+    # problems may quote values (a secret put where a number belongs): mask them all
+    loader.register_secrets(loaded)
     result = Validation(path=str(path), config=None, loaded=loaded, problems=list(loaded.problems))
     if loaded.errors and not loaded.data:
         return _finish(result, strict)
@@ -108,15 +110,26 @@ def _validate(
     try:
         result.config = model.model_validate(loaded.data)
     except ValidationError as exc:
-        result.problems.extend(translate_errors(exc, loaded, model))
         # check references on what is left without the broken values, so that every
         # problem is reported in one pass
         checked, shifted = _validate_remainder(model, loaded, list(exc.errors()))
+        if checked is not None:
+            REDACTOR.add_from(checked)  # before messages quote (and shorten) values
+        translated = translate_errors(exc, loaded, model)
+        result.problems.extend(translated)
+        if not translated and checked is not None:
+            # every broken value came from an unset variable, a warning here (CI has no
+            # secrets): the rest is the configuration; --strict turns them into errors
+            result.config = checked
         if checked is not None:
             found = cross_check(checked, loaded, reg or registry())
             result.problems.extend(p for p in found if not _after_removal(p.path, shifted))
         return _finish(result, strict)
     result.problems.extend(cross_check(result.config, loaded, reg or registry()))
+    if result.problems:
+        # a problem may quote a value a secret-typed field holds too (the walk over a large
+        # config costs more than the rest of a clean validation: only when needed)
+        REDACTOR.add_from(result.config)
     return _finish(result, strict)
 
 
@@ -327,8 +340,12 @@ def translate_errors(
 ) -> list[Problem]:
     """Turn pydantic's errors into problems people can act on, one per place."""
     by_place: dict[tuple, list[tuple[dict, tuple]]] = {}
+    start = Mark(loaded.data.file, 1, 1)  # for a file too empty to point into
     for error in exc.errors(include_url=False, include_input=True):
+        if _is_secret(model, error["loc"]):
+            error.pop("input", None)  # a credential in the wrong shape is still a credential
         mark, path, rest = locate(loaded.data, error["loc"])
+        mark = mark or start
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             node = _walk(loaded.data, path)
             tag = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
@@ -419,8 +436,19 @@ def _describe(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return REDACTOR.redact(text if len(text) <= 60 else text[:57] + "...")
+    # mask before quoting and shortening: an escaped or cut-off secret would not match
+    text = repr(REDACTOR.redact_obj(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_secret(model: type[BaseModel], loc: tuple) -> bool:
+    """True when the value at a pydantic error location is a secret-typed field."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return False
+    return _unwrap(current) is SecretStr
 
 
 def _unknown_key(model: type[BaseModel], loc: tuple, key: str) -> str:

@@ -57,11 +57,15 @@ class _Checker:
     def refs(self, names: Iterable[str], known: Iterable[str], what: str, path: tuple):
         known = list(known)
         for index, name in enumerate(names):
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                listing = ", ".join(sorted(known)) or "none defined"
-                self.error((*path, index), f"unknown {what} {name!r}{hint} (defined: {listing})")
+            self.ref(name, known, what, (*path, index))
+
+    def ref(self, name: str, known: Iterable[str], what: str, path: tuple):
+        known = list(known)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listing = ", ".join(sorted(known)) or "none defined"
+            self.error(path, f"unknown {what} {name!r}{hint} (defined: {listing})")
 
     def severity(self, value: str | None, path: tuple):
         if value is None or value in self.severities:
@@ -265,11 +269,12 @@ class _Checker:
         for index, route in enumerate(c.routes):
             path = ("routes", index)
             self.refs(route.notify, self.names["notifiers"], "notifier", (*path, "notify"))
-            if route.escalate is not None and route.escalate not in self.names["escalation"]:
-                self.error(
+            if route.escalate is not None:
+                self.ref(
+                    route.escalate,
+                    self.names["escalation"],
+                    "escalation policy",
                     (*path, "escalate"),
-                    f"unknown escalation policy {route.escalate!r}"
-                    f" (defined: {', '.join(sorted(self.names['escalation'])) or 'none'})",
                 )
             match = route.match
             severities = (
@@ -372,8 +377,7 @@ class _Checker:
             self.severity(drill.severity, (*path, "severity"))
             job = b.jobs.get(drill.job)
             if job is None:
-                if drill.job not in self.names["jobs"]:
-                    self.error((*path, "job"), f"unknown backup job {drill.job!r}")
+                self.ref(drill.job, self.names["jobs"], "backup job", (*path, "job"))
                 continue
             source = self.reg.types["backup source"].get(job.source.type)
             restores_to = getattr(source, "restores_to", "database")

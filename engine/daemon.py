@@ -12,11 +12,15 @@ from typing import Any
 
 import anyio
 
+from watchkeeper.engine.actions import ActionRunner
+from watchkeeper.engine.alerting import Alerting
 from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.config import Validation, load_config
 from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
 from watchkeeper.engine.heartbeats import Heartbeats
 from watchkeeper.engine.instances import Instance
+from watchkeeper.engine.maintenance import Maintenance
+from watchkeeper.engine.outbox import Outbox
 from watchkeeper.engine.plugins import Registry, registry
 from watchkeeper.engine.problems import ConfigError
 from watchkeeper.engine.runtime import Runtime
@@ -53,6 +57,7 @@ class Daemon:
         clock: Clock | None = None,
         executor: Any = None,
         dry_run: bool = False,
+        printer: Any = None,
     ):
         self.validation = validation
         self.path = Path(validation.path)
@@ -73,9 +78,31 @@ class Daemon:
         )
         self.executor = executor or self._executor()
         self.scheduler = Scheduler(
-            self.clock, self._run_job, concurrency=self.config.engine.concurrency
+            self.clock,
+            self._run_job,
+            concurrency=self.config.engine.concurrency,
+            gate=self._gate,
         )
         self.heartbeats = Heartbeats(self.runtime)
+        self.maintenance = Maintenance(self.config)
+        self.outbox = Outbox(
+            self.store,
+            self.clock,
+            self.config,
+            self.reg,
+            self.base_dir,
+            dry_run=dry_run,
+            printer=printer,
+        )
+        self.alerting = Alerting(
+            self.runtime,
+            self.outbox,
+            maintenance=self.maintenance,
+            actions=ActionRunner(self.runtime, self.base_dir),
+        )
+        self.alerting.boundary_handlers.append(self._window_boundary)
+        self.heartbeats.paused = self._heartbeat_paused
+        self.paused_jobs: dict[str, Job] = {}  # skipped by a pause window: run once at its end
         self.ready = anyio.Event()
         self.stopping = anyio.Event()
         self._mtime = self._config_mtime()
@@ -98,6 +125,70 @@ class Daemon:
     def schedule_all(self) -> None:
         for instance in self.runtime.instances.values():
             self._schedule(instance)
+        for name, task in self.config.tasks.items():
+            self.scheduler.add(
+                f"task:{name}",
+                "task",
+                task.schedule,
+                target=name,
+                default_tz=self.config.defaults.timezone or "UTC",
+            )
+
+    async def catch_up(self) -> None:
+        """Run once each cron task whose run was missed while no daemon ran."""
+        from datetime import UTC, datetime
+
+        from watchkeeper.engine.timetable import previous_fire
+
+        now = self.clock.now()
+        for name, task in self.config.tasks.items():
+            if task.schedule.cron is None:
+                continue
+            key = f"task:{name}"
+            doc = await self.store.get("jobs", key)
+            tz = task.schedule.timezone or self.config.defaults.timezone or "UTC"
+            due = previous_fire(task.schedule.cron, tz, datetime.fromtimestamp(now, UTC))
+            if doc is None:
+                await self.store.put("jobs", {key: {"last_scheduled": now}})
+            elif due is not None and doc.get("last_scheduled", 0) < due.timestamp():
+                log.info(
+                    "running a task missed while no daemon ran",
+                    extra={"task": name, "due": due.isoformat()},
+                )
+                await self._run_task(name, due.timestamp())
+
+    def _gate(self, job: Job, scheduled: float) -> bool:
+        """Skip runs a pause window covers; they run once when the window ends."""
+        if job.kind != "check":
+            return True
+        instance = job.target
+        window = self.maintenance.paused(
+            scheduled, instance.check, instance.environment, instance.labels
+        )
+        if window is None:
+            return True
+        self.paused_jobs[job.key] = job
+        return False
+
+    def _heartbeat_paused(self, key: str, at: float) -> bool:
+        instance = self.runtime.instances.get(key)
+        return (
+            instance is not None
+            and self.maintenance.paused(at, instance.check, instance.environment, instance.labels)
+            is not None
+        )
+
+    async def _window_boundary(self, at: float) -> None:
+        """A window started or ended: run what a pause skipped, extend heartbeat deadlines."""
+        for key, job in list(self.paused_jobs.items()):
+            instance = job.target
+            if (
+                self.maintenance.paused(at, instance.check, instance.environment, instance.labels)
+                is None
+            ):
+                del self.paused_jobs[key]
+                self.scheduler.start_now(job)
+        self.heartbeats.credit_pauses(self.maintenance, at)
 
     def _schedule(self, instance: Instance) -> None:
         if instance.schedule is None:
@@ -114,6 +205,16 @@ class Daemon:
     async def _run_job(self, job: Job, scheduled: float) -> None:
         if job.kind == "check":
             await self.run_check(job.target)
+        elif job.kind == "task":
+            await self._run_task(job.target, scheduled)
+
+    async def _run_task(self, name: str, scheduled: float) -> None:
+        # one post per scheduled time, however many daemons share the store
+        if await self.store.insert_once(
+            "claims", f"task|{name}|{scheduled:.0f}", {"at": self.clock.now()}
+        ):
+            await self.alerting.post_task(name)
+        self.writer.put("jobs", f"task:{name}", {"last_scheduled": scheduled})
 
     async def run_check(self, instance: Instance) -> None:
         """Run one check now and take its result through the runtime."""
@@ -132,7 +233,10 @@ class Daemon:
                     await tg.start(self.executor.serve, name="probe workers")
                 await self.executor.load(self.runtime.instances)
                 await tg.start(self.writer.run, name="state writer")
+                await tg.start(self.outbox.run, name="outbox")
+                await tg.start(self.alerting.run, name="alerting")
                 await tg.start(self.heartbeats.run, name="heartbeats")
+                await self.catch_up()
                 await tg.start(self.scheduler.run, name="scheduler")
                 tg.start_soon(self._signals, tg, name="signals")
                 tg.start_soon(self._watch_config, name="config watcher")
@@ -212,12 +316,28 @@ class Daemon:
             log.warning("`state` changed: it applies after a restart")
         self.validation, self.config = validation, validation.config
         self._mtime = self._config_mtime()
+        self.maintenance = self.alerting.maintenance = Maintenance(self.config)
+        self.outbox.config = self.config
         added, removed, changed = await self.runtime.apply(self.config)
         for key in removed:
             self.scheduler.remove(f"check:{key}")
         for key in (*added, *changed):
             self.scheduler.remove(f"check:{key}")
             self._schedule(self.runtime.instances[key])
+        for key in [k for k in self.scheduler.jobs if k.startswith("task:")]:
+            self.scheduler.remove(key)
+        for name, task in self.config.tasks.items():
+            self.scheduler.add(
+                f"task:{name}",
+                "task",
+                task.schedule,
+                target=name,
+                default_tz=self.config.defaults.timezone or "UTC",
+            )
+        # a window added while under way applies at once; alerts it no longer covers go out
+        now = self.clock.now()
+        await self.alerting.rehold(now)
+        await self.alerting.release(now)
         await self.heartbeats.load()
         await self.executor.load(self.runtime.instances)
         self.reloads += 1
@@ -229,10 +349,16 @@ class Daemon:
 
     # -- one pass ---------------------------------------------------------------------------
 
-    async def run_once(self) -> list[tuple[Instance, Any]]:
-        """Run every scheduled check once (state kept in the store), then flush; return results."""
+    async def run_once(self, *, deliver_for: float = 30.0) -> list[tuple[Instance, Any]]:
+        """Run every scheduled check once (state kept in the store), send what is due, stop.
+
+        Groups are sent at once (a pass cannot wait for group_wait); deliveries that still
+        fail stay in the outbox and are retried by the next pass.
+        """
         await self.start(role="daemon")
         await self.executor.load(self.runtime.instances)
+        await self.outbox.load()
+        await self.alerting.load()
         results: list[tuple[Instance, Any]] = []
         try:
             now = self.clock.now()
@@ -250,6 +376,10 @@ class Daemon:
                 for instance in self.runtime.instances.values():
                     if instance.schedule is not None:
                         tg.start_soon(one, instance, name=f"check {instance.key}")
+            await self.alerting.fire_due(self.clock.now())
+            for group in list(self.alerting.groups.values()):
+                await self.alerting.flush(group, self.clock.now())
+            await self.outbox.drain(deliver_for)
         finally:
             await self.shutdown()
         return results

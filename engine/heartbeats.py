@@ -82,6 +82,7 @@ class Heartbeats:
         self._wake = anyio.Event()
         self._seen_until = 0.0
         self._seen_at_edge: set[tuple] = set()
+        self.paused = lambda key, at: False  # is the instance in a pause window at `at`?
 
     def instances(self) -> dict[str, Instance]:
         return {k: i for k, i in self.runtime.instances.items() if i.probe_type == "heartbeat"}
@@ -164,6 +165,32 @@ class Heartbeats:
             self._save(key)
             self._wake.set()
 
+    def credit_pauses(self, maintenance: Any, at: float) -> None:
+        """Extend deadlines by the pause windows that covered an instance and have ended."""
+        for key, state in self.state.items():
+            instance = self.runtime.instances.get(key)
+            if instance is None:
+                continue
+            credited = set(state.get("credited", []))
+            for occurrence in maintenance.occurrences(at - 7 * 86400, at):
+                if (
+                    occurrence.effect != "pause"
+                    or occurrence.end > at
+                    or occurrence.key in credited
+                    or not occurrence.covers_check(
+                        instance.check, instance.environment, instance.labels
+                    )
+                ):
+                    continue
+                base = state.get("last_ok") or state.get("first_seen") or occurrence.start
+                paused_for = occurrence.end - max(occurrence.start, base)
+                if paused_for > 0:
+                    state["paused_for"] = state.get("paused_for", 0.0) + paused_for
+                credited.add(occurrence.key)
+            state["credited"] = sorted(credited)[-20:]
+            self._save(key)
+        self._wake.set()
+
     async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Fire missed deadlines, and pick up beats recorded by other processes."""
         task_status.started()
@@ -180,7 +207,7 @@ class Heartbeats:
     async def check_deadlines(self, now: float) -> None:
         for key in list(self.state):
             deadline = self.deadline(key)
-            if deadline is None or deadline[0] > now:
+            if deadline is None or deadline[0] > now or self.paused(key, now):
                 continue
             when, why = deadline
             state = self.state[key]

@@ -43,6 +43,22 @@ MERGED_LISTS = ("routes", "maintenance")
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
+# `${VAR}` inside a flow mapping (`{url: ${URL}}`) would read as a nested mapping: its
+# braces are swapped for private-use characters of the same length before parsing, so
+# every line and column stays where it was, and swapped back in each scalar
+OPEN, CLOSE = "\ue000", "\ue001"
+_SHIELD = re.compile(r"\$\{[^{}\n]*\}")
+
+
+def _shield_references(text: str) -> str:
+    if "${" not in text:
+        return text
+    return _SHIELD.sub(lambda m: "$" + OPEN + m.group(0)[2:-1] + CLOSE, text)
+
+
+def _unshield(text: str) -> str:
+    return text.replace(OPEN, "{").replace(CLOSE, "}")
+
 
 class MarkedDict(dict):
     """A dict that knows where each of its keys and values was written."""
@@ -201,6 +217,8 @@ class _Reader:
                 merges.append(value_node)
                 continue
             key = key_node.value  # keys are names: always text, even `on` or `200`
+            if OPEN in key:
+                key = _unshield(key)
             if key in result:
                 first = result.mark_of(key, value=False)
                 self.problem(
@@ -234,6 +252,8 @@ class _Reader:
 
     def scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
         tag, text = node.tag, node.value
+        if OPEN in text:
+            text = _unshield(text)
         if tag == PLAIN:
             if "$" in text:
                 return self.interpolate(node, text, path)
@@ -279,6 +299,8 @@ class _Reader:
             value = self.env.get(name)
             if value is None or (value == "" and sep):
                 if sep:
+                    if is_secret_name(name):
+                        self.loaded.secrets.add(default)
                     return default
                 self.loaded.unset[path] = name
                 self.problem(node, path, f"environment variable {name} is not set", level="warning")
@@ -352,12 +374,19 @@ def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded)
         )
         return None
     try:
-        node = yaml.compose(text, Loader=_FastLoader)
+        node = yaml.compose(_shield_references(text), Loader=_FastLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.context and exc.problem:
-            message = f"YAML syntax error: {exc.problem} ({exc.context})"
+            context = exc.context
+            start = exc.context_mark
+            if start and mark and start.line != mark.line:
+                # an unclosed quote or bracket is found at the end: say where it opened
+                context += f" that starts at line {start.line + 1}, column {start.column + 1}"
+            message = f"YAML syntax error: {exc.problem} ({context})"
+        if mark and _char_at(text, mark.line, mark.column) == "\t":
+            message = "YAML syntax error: a tab character; indent with spaces, not tabs"
         loaded.problems.append(
             Problem(
                 display,
@@ -376,6 +405,11 @@ def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded)
         return MarkedDict(display, None)
     reader = _Reader(display, path.parent, env, loaded)
     return reader.build(node, ())
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.splitlines()
+    return lines[line][column : column + 1] if 0 <= line < len(lines) else ""
 
 
 def _display(path: Path) -> str:
@@ -434,10 +468,7 @@ def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded
     if patterns is None:
         return
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-        loaded.problems.append(
-            Problem.at(data.mark_of("include"), "include", "expected a list of file paths or globs")
-        )
-        return
+        return  # the schema reports the wrong shape, pointing at the very item
     for index, pattern in enumerate(patterns):
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
         matches = sorted(glob.glob(full, recursive=True))

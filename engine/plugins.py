@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import os
@@ -129,8 +130,24 @@ def create_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
         # a misspelled hook name must fail at start-up, not be silently ignored
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {manager.get_name(exc.plugin)!r}: {exc}") from exc
+        raise PluginError(_unknown_hook(manager, exc)) from exc
     return manager
+
+
+def _unknown_hook(manager: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    known = [name for name in vars(hookspecs) if name.startswith(f"{hookspecs.PROJECT}_")]
+    unknown = [
+        name
+        for name, caller in vars(manager.hook).items()
+        if not name.startswith("_")
+        and not caller.has_spec()
+        and any(impl.plugin is exc.plugin for impl in caller.get_hookimpls())
+    ]
+    if not unknown:
+        return f"plugin {manager.get_name(exc.plugin)!r}: {exc}"
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"hooks: {', '.join(sorted(known))}"
+    return f"plugin {manager.get_name(exc.plugin)!r} implements unknown hook {unknown[0]!r}; {hint}"
 
 
 def build_registry(manager: pluggy.PluginManager) -> Registry:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
+
+from watchkeeper.engine.redaction import REDACTOR
 
 Level = Literal["error", "warning"]
 
@@ -66,7 +68,11 @@ def sort_problems(problems: list[Problem]) -> list[Problem]:
 
 def render(problems: list[Problem], fmt: str) -> str:
     """Render problems as `text`, `json` (the validate shape) or `github` annotations."""
-    problems = sort_problems(problems)
+    # masked before escaping: an escaped secret (JSON, GitHub's %25) would no longer match
+    problems = [
+        replace(p, path=REDACTOR.redact(p.path), message=REDACTOR.redact(p.message))
+        for p in sort_problems(problems)
+    ]
     if fmt == "json":
         valid = not any(p.level == "error" for p in problems)
         return json.dumps({"valid": valid, "problems": [asdict(p) for p in problems]}, indent=2)

@@ -216,9 +216,47 @@ class Runtime:
     def rule_alert(self, key: str, rule: str = UP) -> Alert | None:
         return self.book.get_open(key, rule)
 
+    async def condition(self, rule: str, *, active: bool, severity: str, summary: str,
+                        check: str = "watchkeeper", environment: str | None = None,
+                        labels: dict[str, str] | None = None,
+                        runbook: str | None = None) -> Alert | None:
+        """Raise or clear an alert that no probe produces (a failing notifier, a backup...).
+
+        It goes through the same holds, routes and escalation as a check's alerts.
+        """
+        from watchkeeper.engine.alerts import new_alert_id
+        from watchkeeper.engine.instances import instance_key
+
+        now = self.clock.now()
+        alert = self.book.get_open(instance_key(check, environment), rule)
+        changes: list[AlertChange] = []
+        if active and alert is None:
+            alert = Alert(id=new_alert_id(), check=check, environment=environment, rule=rule,
+                          severity=severity, status="firing", summary=summary, started_at=now,
+                          updated_at=now, fired_at=now, labels=dict(labels or {}),
+                          runbook=runbook, severity_history=[[now, severity]],
+                          source="internal")
+            self.book.add(alert)
+            changes.append(AlertChange(alert, "firing"))
+        elif active and alert is not None:
+            alert.summary, alert.updated_at = summary, now
+            if alert.severity != severity:
+                previous, alert.severity = alert.severity, severity
+                changes.append(AlertChange(alert, "severity", previous))
+            else:
+                self.save_alert(alert)
+        elif not active and alert is not None:
+            alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now
+            alert.resolve_reason = summary
+            self.book.close(alert)
+            changes.append(AlertChange(alert, "resolved"))
+        await self._changed(changes)
+        return alert
+
     async def _resolve_orphans(self, reason: str) -> None:
         now = self.clock.now()
-        orphans = [a for a in list(self.book.open.values()) if a.instance not in self.instances]
+        orphans = [a for a in list(self.book.open.values())
+                   if a.source == "check" and a.instance not in self.instances]
         changes = []
         for alert in orphans:
             alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now

@@ -1,19 +1,34 @@
 """Helpers for testing probes, ours and third-party ones, the way the engine runs them.
 
-    from watchkeeper.engine.testing import check_once
+    from watchkeeper.engine.testing import HttpTestServer, check_once
 
-    result = check_once("http", {"url": "http://127.0.0.1:8000/health"}, timeout=2)
+    with HttpTestServer() as server:
+        server.reply("/health", json={"status": "ok"})
+        result = check_once("http", {"url": server.url("/health")}, timeout=2)
     assert result.ok and result.metrics["response_time"] < 1
 
 The options go through the probe's own `Options` model (unknown keys are errors, units
-parse) and the run goes through the engine's timeout and error handling.
+parse) and the run goes through the engine's timeout and error handling. `open_probe`
+keeps one probe open across several checks, as the daemon does. `HttpTestServer` is a
+real HTTP(S) server on loopback that answers as told and records what it was sent;
+`make_certificates` writes a throwaway CA and certificates for it (needs `cryptography`,
+installed with the `dev` extra).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import http.server
+import json as jsonlib
 import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
@@ -31,24 +46,366 @@ def probe_options(probe_type: str, options: dict[str, Any]) -> Any:
     return probe_class(probe_type).Options.model_validate(options)
 
 
-async def acheck_once(probe_type: str, options: dict[str, Any], *, timeout: float = 10.0,
-                      check: str = "test", environment: str | None = None,
-                      base_dir: Path | str = ".", labels: dict[str, str] | None = None,
-                      probe: Probe | None = None) -> Result:
-    """Open a probe, run one check through the engine's runner, close it."""
+class ProbeRunner:
+    """An opened probe that runs checks through the engine's runner, like the daemon."""
+
+    def __init__(self, probe_type: str, probe: Probe, base_dir: Path, log: logging.Logger):
+        self.probe_type = probe_type
+        self.probe = probe
+        self.base_dir = base_dir
+        self.log = log
+
+    async def check(
+        self,
+        options: dict[str, Any],
+        *,
+        timeout: float = 10.0,
+        check: str = "test",
+        environment: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Result:
+        """Validate options and run one check with the engine's timeout and error handling."""
+        parsed = probe_options(self.probe_type, options)
+        ctx = ProbeContext(
+            check=check,
+            environment=environment,
+            timeout=timeout,
+            base_dir=self.base_dir,
+            log=self.log,
+            labels=labels or {},
+        )
+        return await run_probe(self.probe, parsed, ctx)
+
+
+@asynccontextmanager
+async def open_probe(
+    probe_type: str, *, base_dir: Path | str = ".", probe: Probe | None = None
+) -> AsyncIterator[ProbeRunner]:
+    """Open a probe (or the given instance), yield a runner for its checks, then close it."""
     probe = probe or probe_class(probe_type)()
     log = logging.getLogger(f"watchkeeper.test.{probe_type}")
-    parsed = probe_options(probe_type, options)
     await probe.open(OpenContext(base_dir=Path(base_dir), log=log))
     try:
-        ctx = ProbeContext(check=check, environment=environment, timeout=timeout,
-                           base_dir=Path(base_dir), log=log, labels=labels or {})
-        return await run_probe(probe, parsed, ctx)
+        yield ProbeRunner(probe_type, probe, Path(base_dir), log)
     finally:
         with anyio.CancelScope(shield=True):
             await probe.close()
 
 
+async def acheck_once(
+    probe_type: str,
+    options: dict[str, Any],
+    *,
+    timeout: float = 10.0,
+    check: str = "test",
+    environment: str | None = None,
+    base_dir: Path | str = ".",
+    labels: dict[str, str] | None = None,
+    probe: Probe | None = None,
+) -> Result:
+    """Open a probe, run one check through the engine's runner, close it."""
+    async with open_probe(probe_type, base_dir=base_dir, probe=probe) as runner:
+        return await runner.check(
+            options, timeout=timeout, check=check, environment=environment, labels=labels
+        )
+
+
 def check_once(probe_type: str, options: dict[str, Any], **kwargs: Any) -> Result:
     """Run `acheck_once` from synchronous test code."""
     return anyio.run(lambda: acheck_once(probe_type, options, **kwargs))
+
+
+# --- a real HTTP server on loopback ------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """How the test server answers one path."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering."""
+    hang: bool = False
+    """Accept the request and never answer (until the server stops)."""
+    handler: Callable[[RecordedRequest], Reply] | None = None
+    """Compute the reply from the request instead."""
+
+
+@dataclass
+class RecordedRequest:
+    """A request the test server received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.body)
+
+
+class HttpTestServer:
+    """A threaded HTTP (or, with `ssl_context`, HTTPS) server on 127.0.0.1 for tests.
+
+    Tell it how to answer with `reply(path, ...)`; every request is kept in `requests`.
+    Unknown paths get 404. Use it as a context manager: hanging replies are released and
+    the threads stopped on exit.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
+        self.routes: dict[str, Reply] = {}
+        self.requests: list[RecordedRequest] = []
+        self.stopping = threading.Event()
+        self._server = _QuietServer((host, 0), _handler_for(self))
+        if ssl_context is not None:
+            # the handshake happens in the request's thread, so a client that never
+            # completes one cannot stall the accept loop
+            self._server.socket = ssl_context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits for one poll
+            name="http-test-server",
+            daemon=True,
+        )
+
+    def url(self, path: str = "/") -> str:
+        """Return the full URL of a path on this server."""
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
+
+    def reply(
+        self,
+        path: str,
+        status: int = 200,
+        *,
+        json: Any = None,
+        body: str | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        hang: bool = False,
+        redirect: str | None = None,
+        handler: Callable[[RecordedRequest], Reply] | None = None,
+    ) -> None:
+        """Answer `path` like this from now on (`redirect` sends a 302 to that location)."""
+        headers = dict(headers or {})
+        if json is not None:
+            data = jsonlib.dumps(json).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            data = body.encode()
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        else:
+            data = body or b""
+        if redirect is not None:
+            status = status if 300 <= status < 400 else 302
+            headers["Location"] = redirect
+        self.routes[path] = Reply(status, data, headers, delay, hang, handler)
+
+    def start(self) -> HttpTestServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> HttpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that give up or reject our certificate are part of the tests
+
+
+def _handler_for(server: HttpTestServer) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = RecordedRequest(
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query),
+                headers=dict(self.headers.items()),
+                body=self.rfile.read(length) if length else b"",
+            )
+            server.requests.append(request)
+            reply = server.routes.get(parts.path, Reply(404, b"not found"))
+            if reply.handler is not None:
+                reply = reply.handler(request)
+            if reply.hang:
+                server.stopping.wait()
+                return
+            if reply.delay and server.stopping.wait(reply.delay):
+                return
+            try:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                pass  # the client gave up first, e.g. after its timeout
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+# --- throwaway certificates -------------------------------------------------------------
+
+
+@dataclass
+class Certificates:
+    """PEM files of a throwaway CA, a server certificate it signed, and a client one."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+    not_after: dt.datetime
+
+    def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
+        """Return an SSLContext serving the server certificate."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        if require_client_cert:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.ca)
+        return context
+
+
+def make_certificates(
+    directory: Path | str,
+    *,
+    hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    valid_for: dt.timedelta = dt.timedelta(days=30),
+    self_signed: bool = False,
+) -> Certificates:
+    """Write a CA and a server certificate for `hostnames` valid for `valid_for` from now.
+
+    `self_signed` makes the server certificate its own issuer (the CA file then trusts
+    nothing it presents).
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    not_after = now + valid_for
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("watchkeeper test CA"))
+        .issuer_name(name("watchkeeper test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(common: str, usage, sans: list[x509.GeneralName]):
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_key, issuer_name = (key, name(common)) if self_signed else (ca_key, ca_cert.subject)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if not self_signed:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        return key, builder.sign(issuer_key, hashes.SHA256())
+
+    sans: list[x509.GeneralName] = []
+    for host in hostnames:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    server_key, server_cert = leaf(hostnames[0], ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    client_key, client_cert = leaf("watchkeeper test client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+
+    pem = serialization.Encoding.PEM
+    files = Certificates(
+        ca=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server-key.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client-key.pem",
+        not_after=not_after,
+    )
+    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    files.cert.write_bytes(server_cert.public_bytes(pem))
+    write_key(server_key, files.key)
+    files.client_cert.write_bytes(client_cert.public_bytes(pem))
+    write_key(client_key, files.client_key)
+    return files

@@ -27,6 +27,12 @@ class NotifierOptions(PluginOptions):
         86400.0,
         description="Retry a failing delivery this long, then alert through the other routes.",
     )
+    retry_initial: Duration = Field(
+        5.0,
+        description="Wait this long before the first retry; each further wait doubles "
+        "(with jitter).",
+    )
+    retry_max: Duration = Field(600.0, description="Longest wait between two attempts.")
 
 
 class ActionLimit(ConfigModel):
@@ -57,8 +63,10 @@ class RouteMatch(ConfigModel):
         None, description="Check names (shell-style patterns such as `api-*` allowed)."
     )
     environment: str | list[str] | None = Field(None, description="Environment names.")
-    rule: str | list[str] | None = Field(None, description="Rule ids (`up`, a threshold's "
-                                         "name or metric; shell-style patterns allowed).")
+    rule: str | list[str] | None = Field(
+        None,
+        description="Rule ids (`up`, a threshold's name or metric; shell-style patterns allowed).",
+    )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Labels the check must carry, exactly."
     )

@@ -9,9 +9,12 @@ from pathlib import Path
 import typer
 
 from watchkeeper.engine.cli import (
+    alerts_cmd,  # noqa: F401
     config_cmds,  # noqa: F401  (registers its commands)
+    notify_cmd,  # noqa: F401
     plan_cmd,  # noqa: F401
     root,
+    route_cmd,  # noqa: F401
     run_cmds,  # noqa: F401
 )
 from watchkeeper.engine.cli.root import CliState, app

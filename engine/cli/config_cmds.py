@@ -132,7 +132,12 @@ def schema(
         watchkeeper schema > monitor.schema.json
         watchkeeper schema --check
     """
-    text = schema_text()
+    from watchkeeper.engine.plugins import PluginError
+
+    try:
+        text = schema_text()
+    except PluginError as exc:
+        fail(str(exc), EXIT_FAILED)
     target = committed_schema_path()
     if write:
         target.write_text(text)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notifier import Notifier
+from watchkeeper.engine.notice import Notice
+from watchkeeper.engine.notifier import Notifier, NotifyContext
+from watchkeeper.engine.templates import render
+from watchkeeper.plugins.notifiers import messages
 from watchkeeper.schema.alerting import NotifierOptions
+
+LOGGER = "watchkeeper.notify"
+DEFAULTS = {"text": messages.LOG_LINE}
 
 
 class LogOptions(NotifierOptions):
@@ -23,6 +30,25 @@ class LogOptions(NotifierOptions):
 class LogNotifier(Notifier):
     type = "log"
     Options = LogOptions
+
+    async def send(self, notice: Notice, options: LogOptions, ctx: NotifyContext) -> None:
+        text = render("text", notice, options, DEFAULTS, **messages.helpers(notice))
+        # one line per notice, whatever an overriding template produced
+        line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+        level = logging.getLevelName(options.level.upper()) if notice.firing else logging.INFO
+        status = "firing" if notice.firing else ("resolved" if notice.alerts else notice.status)
+        logging.getLogger(LOGGER).log(
+            level,
+            line,
+            extra={
+                "notifier": ctx.name,
+                "notice_id": notice.id,
+                "kind": notice.kind,
+                "status": status,
+                "alerts": len(notice.alerts),
+                **({"severity": notice.severity} if notice.severity else {}),
+            },
+        )
 
 
 @hookimpl

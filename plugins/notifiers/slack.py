@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notifier import Notifier
+from watchkeeper.engine.notice import Notice, NoticeAlert
+from watchkeeper.engine.notifier import Notifier, NotifyContext
+from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.templates import render
+from watchkeeper.plugins.notifiers import messages
+from watchkeeper.plugins.notifiers.delivery import json_bytes, send_http
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.base import Secret
+from watchkeeper.schema.units import format_duration
+
+DEFAULTS = {"title": messages.HEADLINE, "text": messages.MRKDWN}
+MAX_ALERTS = 10
+"""Alerts shown with their own fields; Slack allows 50 blocks in a message."""
+HEADER_LIMIT = 150
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
 
 
 class SlackOptions(NotifierOptions):
@@ -23,9 +38,132 @@ class SlackOptions(NotifierOptions):
     mention: str | None = Field(None, description="Prefix for firing messages, e.g. <!here>.")
 
 
+def escape(text: Any) -> str:
+    """Escape the three characters Slack's mrkdwn reserves."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": _cut(text, FIELD_LIMIT)}
+
+
+def _link(url: str, label: str) -> str:
+    if url.startswith(("https://", "http://")):
+        return f"<{escape(url)}|{escape(label)}>"
+    return escape(url)
+
+
+def _date(iso: str) -> str:
+    """Return a Slack date token: each reader sees the time in their own timezone."""
+    from datetime import datetime
+
+    try:
+        stamp = int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return escape(iso)
+    return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{escape(iso)}>"
+
+
+def alert_blocks(alert: NoticeAlert) -> list[dict[str, Any]]:
+    """Return the blocks showing one alert's facts: runbook and fields, a context line."""
+    fields = [
+        _mrkdwn(f"*Severity*\n{escape(alert.severity)}"),
+        _mrkdwn(f"*Check*\n{escape(alert.check)}"),
+        _mrkdwn(f"*Environment*\n{escape(alert.environment or '—')}"),
+    ]
+    if alert.metric:
+        value = alert.value_text or alert.value
+        threshold = alert.threshold_text or alert.threshold
+        fields.append(
+            _mrkdwn(
+                f"*{escape(alert.metric)}*\n{escape(value)} "
+                f"({escape(alert.direction or 'vs')} {escape(threshold)})"
+            )
+        )
+    else:
+        fields.append(_mrkdwn(f"*Rule*\n{escape(alert.rule)}"))
+    if alert.status == "resolved":
+        lasted = format_duration(alert.duration) if alert.duration is not None else "unknown"
+        fields.append(_mrkdwn(f"*Lasted*\n{lasted}"))
+    if alert.escalation:
+        fields.append(_mrkdwn(f"*Escalation*\n{escape(alert.escalation)}"))
+    runbook = (
+        _link(alert.runbook, alert.runbook)
+        if alert.runbook
+        else "none (add `runbook:` to the check)"
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": _mrkdwn(f"*Runbook:* {runbook}"), "fields": fields}
+    ]
+    context = [f"alert `{escape(alert.id)}`", f"rule `{escape(alert.rule)}`"]
+    if alert.started_at:
+        context.append(f"since {_date(alert.started_at)}")
+    if alert.acknowledged:
+        context.append("acknowledged")
+    elif alert.status == "firing":
+        context.append(f"ack: `watchkeeper alerts ack {escape(alert.id)}`")
+    blocks.append({"type": "context", "elements": [_mrkdwn(" · ".join(context))]})
+    return blocks
+
+
+def payload(notice: Notice, options: SlackOptions, name: str) -> dict[str, Any]:
+    """Return the incoming-webhook JSON for a notice."""
+    extra = {**messages.helpers(notice), "esc": escape, "notifier": name}
+    title = render("title", notice, options, DEFAULTS, **extra)
+    text = render("text", notice, options, DEFAULTS, headline=title, **extra)
+    mention = f"{options.mention} " if options.mention and notice.firing else ""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_LIMIT)}}
+    ]
+    if mention or text:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _cut(mention + text, SECTION_LIMIT)},
+            }
+        )
+    detail: list[dict[str, Any]] = []
+    for alert in notice.alerts[:MAX_ALERTS]:
+        detail += alert_blocks(alert)
+    if len(notice.alerts) > MAX_ALERTS:
+        more = len(notice.alerts) - MAX_ALERTS
+        detail.append({"type": "context", "elements": [_mrkdwn(f"…and {more} more alert(s)")]})
+    if not notice.alerts:
+        detail.append(
+            {"type": "context", "elements": [_mrkdwn(f"{notice.kind} · notice `{notice.id}`")]}
+        )
+    body: dict[str, Any] = {
+        # the notification's text (and what clients without Block Kit show)
+        "text": _cut(mention + title, SECTION_LIMIT),
+        "blocks": blocks,
+        "attachments": [{"color": messages.color(notice), "blocks": detail}],
+    }
+    for key in ("channel", "username", "icon_emoji"):
+        value = getattr(options, key)
+        if value:
+            body[key] = value
+    return REDACTOR.redact_obj(body)
+
+
 class SlackNotifier(Notifier):
     type = "slack"
     Options = SlackOptions
+
+    async def send(self, notice: Notice, options: SlackOptions, ctx: NotifyContext) -> None:
+        await send_http(
+            f"slack `{ctx.name}`",
+            "POST",
+            options.webhook_url.get_secret_value(),
+            content=json_bytes(payload(notice, options, ctx.name)),
+            headers={"Content-Type": "application/json"},
+            timeout=ctx.timeout,
+            # Slack answers 200 "ok"; anything else is a refusal
+            accept=lambda response: response.status_code == 200,
+        )
 
 
 @hookimpl

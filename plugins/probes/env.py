@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe
+from watchkeeper.engine.probe import Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 
@@ -21,6 +23,21 @@ class EnvProbe(Probe):
     type = "env"
     Options = EnvOptions
     scope = "host"
+
+    async def check(self, options: EnvOptions, ctx: ProbeContext) -> Result:
+        # names only: a value, even a wrong one, may be a credential
+        missing = [name for name in options.require if not os.environ.get(name, "").strip()]
+        metrics = {"missing": float(len(missing))}
+        if missing:
+            noun = "variable" if len(missing) == 1 else "variables"
+            return Result(
+                ok=False,
+                message=f"missing or empty environment {noun}: {', '.join(missing)}",
+                metrics=metrics,
+            )
+        count = len(options.require)
+        noun = "variable is" if count == 1 else "variables are"
+        return Result(ok=True, message=f"{count} required {noun} set", metrics=metrics)
 
 
 @hookimpl

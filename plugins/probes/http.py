@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import base64
+import json
+import os
+import re
+import ssl
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe
+from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.redaction import MASK, is_secret_name
+from watchkeeper.plugins.probes.extract import (
+    describe_problems,
+    extract_metrics,
+    kind_of,
+    short_json,
+)
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
-from watchkeeper.schema.units import Size
+from watchkeeper.schema.units import Size, format_duration
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class HttpExpect(ConfigModel):
@@ -33,6 +53,15 @@ class HttpExpect(ConfigModel):
         "must be present with these values (case-insensitive "
         "names), e.g. the security headers X-Frame-Options: DENY.",
     )
+
+    @model_validator(mode="after")
+    def _valid_regex(self) -> HttpExpect:
+        if self.body_regex is not None:
+            try:
+                re.compile(self.body_regex)
+            except re.error as exc:
+                raise ValueError(f"body_regex is not a valid regular expression: {exc}") from None
+        return self
 
 
 class BasicAuth(ConfigModel):
@@ -68,12 +97,536 @@ class HttpOptions(ProbeOptions):
         default_factory=dict, description="Metrics read from the JSON body, with their unit."
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> HttpOptions:
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("give either `body` or `json_body`, not both")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("`client_key` needs `client_cert`")
+        return self
+
+
+USER_AGENT = "watchkeeper"
+_SSL_NOISE = re.compile(r"^\[SSL: [A-Z_]+\] |\s*\(_ssl\.c:\d+\)$")
+
 
 class HttpProbe(Probe):
     """Metrics: response_time, status_code, body_size, certificate_expiry (https)."""
 
     type = "http"
     Options = HttpOptions
+
+    def __init__(self) -> None:
+        self.tls = TlsContexts(alpn=["http/1.1"])
+
+    async def open(self, ctx: OpenContext) -> None:
+        # import and load the CA store now, not inside the first checks' timeouts
+        import httpx  # noqa: F401
+
+        await self.tls.get()
+
+    async def check(self, options: HttpOptions, ctx: ProbeContext) -> Result:
+        import httpx
+
+        shown = masked_url(options.url)
+        budget = time_budget(ctx.timeout)
+        try:
+            tls = await self.tls.get(
+                verify=options.verify,
+                ca_bundle=_path(options.ca_bundle, ctx),
+                client_cert=_path(options.client_cert, ctx),
+                client_key=_path(options.client_key, ctx),
+            )
+        except (OSError, ssl.SSLError) as exc:
+            return Result(ok=False, message=f"cannot load TLS files for {shown}: {exc}")
+        proxy = options.proxy.get_secret_value() if options.proxy else None
+        # the transport alone, not an AsyncClient: a client per check spends a third of
+        # its CPU on cookie jars and auth flows a health check never needs
+        try:
+            transport = httpx.AsyncHTTPTransport(
+                verify=tls, proxy=proxy or None, limits=_limits(), retries=0
+            )
+        except (ValueError, httpx.InvalidURL):
+            return Result(ok=False, message=f"invalid proxy URL for {shown}")  # never echo it
+        except ImportError:
+            return Result(ok=False, message="a SOCKS proxy needs the socksio package installed")
+        start = time.perf_counter()
+        try:
+            async with transport:
+                response, redirects = await _send(transport, options, budget)
+                try:
+                    body, truncated = await _read_body(response, options.max_body)
+                    elapsed = time.perf_counter() - start
+                    expiry = (
+                        certificate_expiry(_ssl_object(response))
+                        if response.url.scheme == "https"
+                        else None
+                    )
+                finally:
+                    await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return Result(
+                ok=False,
+                message=_describe_error(exc, shown, ctx.timeout, options),
+                metrics={"response_time": time.perf_counter() - start},
+                details={"error": type(exc).__name__, "url": shown},
+            )
+        return _evaluate(options, response, redirects, body, truncated, elapsed, expiry, shown)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _send(
+    transport: httpx.AsyncHTTPTransport, options: HttpOptions, budget: float
+) -> tuple[httpx.Response, int]:
+    """Send the request, following redirects as browsers do; return the open response and
+    the number of redirects followed."""
+    import httpx
+
+    timeout = {"connect": budget, "read": budget, "write": budget, "pool": budget}
+    first = url = httpx.URL(options.url)
+    headers = httpx.Headers(_DEFAULT_HEADERS)
+    headers.update(options.headers)  # names are case-insensitive: the user's win
+    if options.auth is not None:
+        headers["Authorization"] = _basic(
+            options.auth.username, options.auth.password.get_secret_value()
+        )
+    elif first.username or first.password:
+        # credentials in the URL, as a browser or curl would send them
+        headers["Authorization"] = _basic(first.username, first.password)
+        url = first = first.copy_with(username=None, password=None)
+    method, content, json_body = options.method, options.body, options.json_body
+    for hop in range(options.max_redirects + 1):
+        if hop and not _same_origin(first, url):
+            # credentials stay with the origin they were written for
+            headers = httpx.Headers(
+                [(k, v) for k, v in headers.multi_items() if k.lower() not in _ORIGIN_BOUND]
+            )
+        request = httpx.Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            json=json_body,
+            extensions={"timeout": timeout},
+        )
+        response = await transport.handle_async_request(request)
+        response.request = request
+        location = response.headers.get("Location")
+        if not options.follow_redirects or response.status_code not in _REDIRECTS or not location:
+            return response, hop
+        await response.aclose()
+        if hop == options.max_redirects:
+            break
+        url = url.join(location)
+        status = response.status_code
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, content, json_body = "GET", None, None
+    raise httpx.TooManyRedirects(f"more than {options.max_redirects} redirects", request=request)
+
+
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "host"})
+_DEFAULT_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+}
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    if a.host != b.host:
+        return False
+    if a.scheme == b.scheme:
+        return a.port == b.port
+    # an upgrade from http to https on default ports keeps the origin's credentials
+    upgrade = a.scheme == "http" and b.scheme == "https"
+    return upgrade and a.port in (None, 80) and b.port in (None, 443)
+
+
+def _evaluate(
+    options: HttpOptions,
+    response: httpx.Response,
+    redirects: int,
+    body: bytes,
+    truncated: bool,
+    elapsed: float,
+    expiry: float | None,
+    shown: str,
+) -> Result:
+    code = response.status_code
+    metrics = {"response_time": elapsed, "status_code": float(code), "body_size": float(len(body))}
+    if expiry is not None:
+        metrics["certificate_expiry"] = expiry
+    details: dict[str, Any] = {"url": shown, "status_code": code}
+    if redirects:
+        details["redirects"] = redirects
+        details["final_url"] = masked_url(str(response.url))
+    if truncated:
+        details["truncated_at"] = options.max_body
+
+    expect = options.expect
+    document: Any = None
+    json_error: str | None = None
+    if expect.json_ is not None or any(e.path is not None for e in options.extract.values()):
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            json_error = f"body is not JSON ({exc})" + (
+                f" after reading the first {options.max_body} bytes" if truncated else ""
+            )
+
+    failures: list[str] = []
+    status_ok, wanted = _status_ok(code, expect.status)
+    if not status_ok:
+        message = f"HTTP {code} from {shown} (expected {wanted})"
+        snippet = _snippet(response, body)
+        if snippet:
+            message += f": {snippet}"
+        failures.append(message)
+    else:
+        failures.extend(_header_failures(response, expect.headers))
+        if expect.json_ is not None:
+            if json_error:
+                failures.append(json_error)
+            elif (mismatch := json_mismatch(expect.json_, document)) is not None:
+                failures.append(f"JSON {mismatch}")
+        if expect.body_regex is not None or expect.body_contains is not None:
+            text = body.decode(response.encoding or "utf-8", errors="replace")
+            if expect.body_regex is not None and not re.search(expect.body_regex, text):
+                failures.append(f"body does not match /{expect.body_regex}/")
+            if expect.body_contains is not None and expect.body_contains not in text:
+                failures.append(f"body does not contain {expect.body_contains!r}")
+
+    problems: dict[str, str] = {}
+    if options.extract:
+        text = None
+        if any(e.regex is not None for e in options.extract.values()):
+            text = body.decode(response.encoding or "utf-8", errors="replace")
+        extracted, problems = extract_metrics(options.extract, text=text, document=document)
+        if json_error:
+            problems = {
+                name: json_error if options.extract[name].path is not None else reason
+                for name, reason in problems.items()
+            }
+        metrics.update(extracted)
+        if problems:
+            details["extract_errors"] = problems
+
+    if failures:
+        head = failures[0] if not status_ok else f"HTTP {code} from {shown}: {failures[0]}"
+        message = "; ".join([head, *failures[1:]])
+        return Result(ok=False, message=message, metrics=metrics, details=details)
+    message = f"HTTP {code} from {shown} in {took(elapsed)}"
+    if problems:
+        message += "; " + describe_problems(problems)
+    return Result(ok=True, message=message, metrics=metrics, details=details)
+
+
+def _status_ok(code: int, expected: int | list[int] | None) -> tuple[bool, str]:
+    if expected is None:
+        return 200 <= code < 400, "2xx or 3xx"
+    if isinstance(expected, int):
+        return code == expected, str(expected)
+    return code in expected, "one of " + ", ".join(str(c) for c in expected)
+
+
+def _header_failures(response: httpx.Response, expected: dict[str, str]) -> list[str]:
+    failures = []
+    for name, value in expected.items():
+        actual = response.headers.get(name)
+        if actual is None:
+            failures.append(f"header {name} is missing (expected {value!r})")
+        elif actual != value:
+            failures.append(f"header {name} is {actual!r} (expected {value!r})")
+    return failures
+
+
+def json_mismatch(expected: Any, actual: Any, where: str = "$") -> str | None:
+    """Return where `actual` fails to contain `expected`, or None when it does.
+
+    Objects match key by key (extra keys are fine), recursively; a list matches when each
+    expected element matches the element at the same index (extra elements are fine);
+    scalars match by value and JSON type, so `1` matches `1.0` but not `true`.
+    """
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{where} is {kind_of(actual)}, expected an object"
+        for key, value in expected.items():
+            path = f"{where}.{key}"
+            if key not in actual:
+                return f"{path} is missing"
+            if (mismatch := json_mismatch(value, actual[key], path)) is not None:
+                return mismatch
+        return None
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return f"{where} is {kind_of(actual)}, expected a list"
+        if len(actual) < len(expected):
+            return f"{where} has {len(actual)} items, expected at least {len(expected)}"
+        for index, value in enumerate(expected):
+            if (mismatch := json_mismatch(value, actual[index], f"{where}[{index}]")) is not None:
+                return mismatch
+        return None
+    if _same_scalar(expected, actual):
+        return None
+    return f"{where} is {short_json(actual)}, expected {short_json(expected)}"
+
+
+def _same_scalar(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(expected, bool) and isinstance(actual, bool) and expected == actual
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return expected == actual
+    return type(expected) is type(actual) and expected == actual
+
+
+async def _read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _snippet(response: httpx.Response, body: bytes, limit: int = 200) -> str:
+    """A short, one-line excerpt of a failing response body, when it is text or JSON."""
+    content_type = response.headers.get("content-type", "")
+    if not body or not ("json" in content_type or content_type.startswith("text/plain")):
+        return ""
+    text = " ".join(body[: limit * 4].decode("utf-8", errors="replace").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOptions) -> str:
+    import httpx
+
+    after = format_duration(timeout)
+    via = " through the proxy" if options.proxy else ""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out after {after} connecting to {shown}{via}"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"timed out after {after} waiting for the response from {shown}"
+    if isinstance(exc, httpx.WriteTimeout):
+        return f"timed out after {after} sending the request to {shown}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {after} on {shown}"
+    if isinstance(exc, httpx.TooManyRedirects):
+        return f"more than {options.max_redirects} redirects from {shown}"
+    if isinstance(exc, httpx.ProxyError):
+        return f"proxy error for {shown}: {_reason(exc)}"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return f"invalid URL {shown}: {_reason(exc)}"
+    if isinstance(exc, httpx.ConnectError):
+        reason = _reason(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in reason:
+            return f"TLS certificate of {shown} is not trusted: {reason}"
+        if isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc):
+            return f"TLS handshake with {shown} failed: {reason}"
+        return f"cannot connect to {shown}{via}: {network_reason(exc) or reason}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"bad response from {shown}: {_reason(exc)}"
+    return f"request to {shown} failed: {_reason(exc)}"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    text = _SSL_NOISE.sub("", text)
+    if text.startswith("certificate verify failed: "):
+        text = text.removeprefix("certificate verify failed: ")
+    return text
+
+
+def network_reason(exc: BaseException) -> str | None:
+    """Return the plainest cause of a network error (`connection refused`), if one is known."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    reason = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            current = current.exceptions[0]
+            continue
+        if isinstance(current, OSError) and current.strerror:
+            # asyncio words ECONNREFUSED as "Connect call failed (addr)"; the errno says it
+            plain = isinstance(current.errno, int) and current.errno > 0
+            reason = os.strerror(current.errno) if plain else current.strerror
+        current = current.__cause__ or current.__context__
+    return reason[:1].lower() + reason[1:] if reason else None
+
+
+@lru_cache(maxsize=1)
+def _limits() -> httpx.Limits:
+    import httpx
+
+    # a fresh connection per check: monitoring measures a real connect, and small pools
+    # keep httpcore's pool bookkeeping cheap
+    return httpx.Limits(max_connections=1, max_keepalive_connections=0)
+
+
+def _ssl_object(response: httpx.Response) -> ssl.SSLObject | None:
+    stream = response.extensions.get("network_stream")
+    return stream.get_extra_info("ssl_object") if stream is not None else None
+
+
+def _path(value: str | None, ctx: ProbeContext) -> Path | None:
+    return None if value is None else ctx.base_dir / Path(value).expanduser()
+
+
+def took(seconds: float) -> str:
+    """Render a measured time for a message, precise where it matters: 0.4ms, 182ms, 1.52s."""
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    return format_duration(seconds)
+
+
+def time_budget(timeout: float) -> float:
+    """Return the seconds a probe gives its library: a little less than the check's timeout.
+
+    The library then times out first and says which phase hung (connect, read), before
+    the engine cancels the whole run with a plainer message.
+    """
+    return max(timeout - min(0.25, timeout * 0.1), 0.001)
+
+
+@lru_cache(maxsize=4096)
+def masked_url(url: str) -> str:
+    """Return a URL fit for messages: password and secret-looking query values masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{MASK}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_name(k) for k, _ in pairs):
+            query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+class TlsContexts:
+    """One ssl.SSLContext per (verify, CA bundle, client certificate), built on first use.
+
+    Building a context (loading the system's CA store) takes milliseconds, so every check
+    with the same TLS settings shares one. A file that changes on disk (a rotated CA bundle
+    or client certificate) gets a fresh context at the next check.
+    """
+
+    def __init__(self, alpn: list[str] | None = None) -> None:
+        self.alpn = alpn
+        self._contexts: dict[tuple, tuple[tuple, ssl.SSLContext]] = {}
+
+    async def get(
+        self,
+        *,
+        verify: bool = True,
+        ca_bundle: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+    ) -> ssl.SSLContext:
+        """Return the shared context for these settings, building it on first use."""
+        import anyio
+
+        key = (verify, ca_bundle, client_cert, client_key)
+        stamps = tuple(_mtime(p) for p in (ca_bundle, client_cert, client_key))
+        cached = self._contexts.get(key)
+        if cached is not None and cached[0] == stamps:
+            return cached[1]
+        # loading a CA store blocks for milliseconds: not on the event loop
+        context = await anyio.to_thread.run_sync(
+            self._build, verify, ca_bundle, client_cert, client_key
+        )
+        self._contexts[key] = (stamps, context)
+        return context
+
+    def _build(
+        self,
+        verify: bool,
+        ca_bundle: Path | None,
+        client_cert: Path | None,
+        client_key: Path | None,
+    ) -> ssl.SSLContext:
+        if not verify:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif ca_bundle is not None:
+            # like curl --cacert: trust exactly this bundle
+            context = ssl.create_default_context(cafile=str(ca_bundle))
+        else:
+            context = ssl.create_default_context()
+            try:  # the system store may be empty in slim containers; certifi is httpx's
+                import certifi
+
+                context.load_verify_locations(certifi.where())
+            except (ImportError, OSError):
+                pass
+        if client_cert is not None:
+            context.load_cert_chain(
+                str(client_cert), str(client_key) if client_key is not None else None
+            )
+        if self.alpn:
+            context.set_alpn_protocols(self.alpn)
+        return context
+
+
+def _mtime(path: Path | None) -> int | None:
+    return None if path is None else os.stat(path).st_mtime_ns
+
+
+def certificate_expiry(ssl_object: Any) -> float | None:
+    """Return seconds until the peer certificate's notAfter (negative once expired).
+
+    An unverified connection (`verify: false`) hides the parsed certificate, so its DER
+    form is decoded instead. None when there is no certificate.
+    """
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    not_after = cert.get("notAfter") if cert else None
+    if not_after is None:
+        der = ssl_object.getpeercert(binary_form=True)
+        not_after = _not_after_from_der(der) if der else None
+    if not not_after:
+        return None
+    return ssl.cert_time_to_seconds(not_after) - time.time()
+
+
+@lru_cache(maxsize=256)
+def _not_after_from_der(der: bytes) -> str | None:
+    # the standard library decodes a certificate only from a file, and only through this
+    # private helper; cached per certificate, so a check does not write a file each run
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is None:
+        return None
+    fd, name = tempfile.mkstemp(suffix=".pem", prefix="watchkeeper-cert-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(ssl.DER_cert_to_PEM_cert(der))
+        return decode(name).get("notAfter")
+    except (OSError, ValueError, ssl.SSLError):
+        return None
+    finally:
+        os.unlink(name)
 
 
 @hookimpl

@@ -1,0 +1,754 @@
+"""From alert changes to notices: holds, routes, groups, repeats, escalation, acks.
+
+Exactly as DESIGN.md Semantics ► Notification and ► Escalation say:
+
+- An alert is *held* (not notified) while a parent it depends on is down, while a mute
+  window or a silence covers it, or (threshold alerts) while its own check is down. Held
+  alerts are notified when the hold ends if they still fire.
+- An alert enters the group of each route it matches (`group_by`, default check and
+  environment). A new group is sent after `group_wait`; a changed group at most every
+  `group_interval`; an unchanged firing group again every `repeat`. An alert that resolves
+  before its group is first sent sends nothing.
+- A policy's clock starts when an alert's first notice is actually delivered; a level runs
+  when the clock reaches its `after` while the alert fires unacknowledged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.alerts import Alert, AlertChange
+from watchkeeper.engine.evaluate import UP, render_value
+from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
+from watchkeeper.engine.outbox import Delivery, Outbox
+from watchkeeper.engine.routing import Subject, matching_routes
+from watchkeeper.engine.store import Row
+
+log = logging.getLogger("watchkeeper.alerting")
+
+NOTIFIED_KINDS = {"firing", "severity", "resolved", "flapping", "stable"}
+RELEASE_INTERVAL = 30.0
+POLL_INTERVAL = 2.0
+INTERNAL_CHECK = "watchkeeper"
+
+
+@dataclass
+class Group:
+    """Alerts one route sends together; `members` remembers what each was last sent as."""
+
+    key: str
+    route: int
+    fields: dict[str, Any]
+    created_at: float
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    due_at: float | None = None
+    repeat_at: float | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Group:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+def notice_alert(
+    alert: Alert, change: str | None = None, escalation: str | None = None
+) -> NoticeAlert:
+    """Return how a notice shows an alert."""
+    public = alert.public()
+    return NoticeAlert(
+        id=alert.id,
+        check=alert.check,
+        environment=alert.environment,
+        rule=alert.rule,
+        severity=alert.severity,
+        status="firing" if alert.status != "resolved" else "resolved",
+        summary=alert.summary,
+        started_at=public["started_at"],
+        resolved_at=public["resolved_at"],
+        duration=alert.duration,
+        metric=alert.metric,
+        value=alert.value,
+        value_text=render_value(alert.metric, alert.value) if alert.value is not None else None,
+        threshold=alert.threshold,
+        threshold_text=render_value(alert.metric, alert.threshold)
+        if alert.threshold is not None
+        else None,
+        direction=alert.direction,
+        labels=dict(alert.labels),
+        runbook=alert.runbook,
+        description=alert.description,
+        flapping=alert.flapping,
+        acknowledged=alert.acked_at is not None,
+        escalation=escalation,
+        actions=list(alert.actions),
+        change=change,
+    )
+
+
+class Alerting:
+    """Decide who hears about which alert, when; feed the outbox; run escalation levels."""
+
+    def __init__(
+        self, runtime: Any, outbox: Outbox, *, maintenance: Any = None, actions: Any = None
+    ):
+        self.runtime = runtime
+        self.outbox = outbox
+        self.maintenance = maintenance
+        self.actions = actions
+        self.clock = runtime.clock
+        self.groups: dict[str, Group] = {}
+        self.held: set[str] = set()
+        self.silences: dict[str, Any] = {}
+        self.timers: list[tuple[float, int, str, str]] = []
+        self.counter = itertools.count()
+        self._wake = anyio.Event()
+        self._acks_seen: set[str] = set()
+        self.last_boundary = self.clock.now()
+        self.last_announce = self.clock.now() - 3600  # catch an announcement just missed
+        self.boundary_handlers: list[Any] = []  # async (at) -> None, when a window starts/ends
+        outbox.on_sent.append(self._delivered)
+        outbox.on_gave_up.append(self._gave_up)
+        runtime.change_handlers.append(self.on_changes)
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Restore groups, silences and escalation timers from the store."""
+        store = self.runtime.store
+        self.groups = {k: Group.from_doc(d) for k, d in (await store.get_all("groups")).items()}
+        for group in self.groups.values():
+            if group.due_at is not None:
+                self._timer(group.due_at, "group", group.key)
+            if group.repeat_at is not None:
+                self._timer(group.repeat_at, "repeat", group.key)
+        await self.poll_requests()
+        now = self.clock.now()
+        for alert in list(self.runtime.book.open.values()):
+            esc = alert.escalation
+            if esc.get("next_at") is not None and not esc.get("stopped"):
+                self._timer(esc["next_at"], "escalate", alert.id)
+            if alert.status == "firing" and alert.held:
+                self.held.add(alert.id)
+        self._timer(now + RELEASE_INTERVAL, "release", "")
+
+    def _timer(self, at: float, kind: str, key: str) -> None:
+        heapq.heappush(self.timers, (at, next(self.counter), kind, key))
+        self._wake.set()
+
+    # -- holds ------------------------------------------------------------------------------
+
+    def alert_fields(self, alert: Alert) -> dict[str, Any]:
+        return {
+            "check": alert.check,
+            "environment": alert.environment,
+            "rule": alert.rule,
+            "severity": alert.severity,
+            "instance": alert.instance,
+            "labels": alert.labels,
+        }
+
+    def hold_reason(self, alert: Alert, at: float) -> str | None:
+        """Return why an alert must not be notified now, or None."""
+        instance = self.runtime.instances.get(alert.instance)
+        if instance is not None:
+            for parent in instance.depends_on:
+                if self.runtime.instance_down(parent):
+                    return f"blocked by {parent}"
+            if alert.rule != UP and self.runtime.instance_down(alert.instance):
+                return f"{alert.instance} is down"
+        if self.maintenance is not None and alert.check != INTERNAL_CHECK:
+            window = self.maintenance.muted(at, alert.check, alert.environment, alert.labels)
+            if window is not None:
+                return f"maintenance {window.name}"
+        if self.silences:
+            from watchkeeper.engine.silences import silenced_by
+
+            silence = silenced_by(self.silences.values(), self.alert_fields(alert), at)
+            if silence is not None:
+                return f"silenced ({silence.id}: {silence.reason})"
+        return None
+
+    # -- alert changes ----------------------------------------------------------------------
+
+    async def on_changes(self, changes: list[AlertChange]) -> None:
+        now = self.clock.now()
+        release = False
+        for change in changes:
+            alert = change.alert
+            if change.kind == "discarded":
+                self._drop_unsent(alert)
+                continue
+            if change.kind not in NOTIFIED_KINDS:
+                continue
+            await self.consider(alert, change.kind, now)
+            if change.kind == "resolved" and alert.rule == UP:
+                release = True  # its children and its threshold alerts may be released
+        if release:
+            await self.release(now)
+        self._wake.set()
+
+    async def consider(self, alert: Alert, kind: str, now: float) -> None:
+        """Route one alert change into its groups, unless it is held."""
+        reason = self.hold_reason(alert, now) if alert.status == "firing" else None
+        if reason != alert.held:
+            alert.held = reason
+            self.runtime.save_alert(alert)
+        if alert.status == "firing" and reason is not None:
+            if alert.id not in self.held:
+                self.held.add(alert.id)
+                self._event(alert, "held", reason)
+            return
+        self.held.discard(alert.id)
+        if alert.status == "resolved" and not self._notified(alert):
+            self._drop_unsent(alert)
+            return
+        for index in self.routes_for(alert):
+            group = self._group_for(index, alert, now)
+            group.members.setdefault(
+                alert.id, {"status": None, "severity": None, "flapping": False}
+            )
+            self._schedule(group, now)
+
+    def routes_for(self, alert: Alert) -> list[int]:
+        subject = Subject(
+            kind="alert",
+            severity=alert.severity,
+            check=alert.check,
+            environment=alert.environment,
+            labels=alert.labels,
+            rule=alert.rule,
+        )
+        return matching_routes(self.config.routes, subject, self.config.severities)
+
+    def _notified(self, alert: Alert) -> bool:
+        if alert.notified_at is not None:
+            return True
+        return any(g.members.get(alert.id, {}).get("status") for g in self.groups.values())
+
+    def _drop_unsent(self, alert: Alert) -> None:
+        for group in list(self.groups.values()):
+            member = group.members.get(alert.id)
+            if member is not None and member.get("status") is None:
+                del group.members[alert.id]
+                self._save_group(group)
+        self.held.discard(alert.id)
+
+    def _group_for(self, index: int, alert: Alert, now: float) -> Group:
+        route = self.config.routes[index]
+        values = {}
+        for name in route.group_by:
+            if name.startswith("labels."):
+                values[name] = alert.labels.get(name[7:])
+            elif name == "route":
+                values[name] = index
+            else:
+                values[name] = getattr(alert, name, None)
+        key = f"{index}|" + "|".join(f"{k}={v}" for k, v in sorted(values.items()))
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = Group(key=key, route=index, fields=values, created_at=now)
+        return group
+
+    def _schedule(self, group: Group, now: float) -> None:
+        route = self.config.routes[group.route]
+        if group.first_sent_at is None:
+            due = group.created_at + route.group_wait
+        else:
+            due = max(now, (group.last_sent_at or now) + route.group_interval)
+        if group.due_at is None or due < group.due_at:
+            group.due_at = due
+            self._timer(due, "group", group.key)
+        self._save_group(group)
+
+    def _save_group(self, group: Group) -> None:
+        if group.members:
+            self.runtime.writer.put("groups", group.key, group.to_doc())
+        else:
+            self.groups.pop(group.key, None)
+            self.runtime.writer.delete("groups", group.key)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def flush(self, group: Group, now: float, *, repeat: bool = False) -> None:
+        """Send what changed in a group (or, for a repeat, what still fires unacknowledged)."""
+        if group.route >= len(self.config.routes):
+            self.groups.pop(group.key, None)
+            self.runtime.writer.delete("groups", group.key)
+            return
+        route = self.config.routes[group.route]
+        book = self.runtime.book
+        members: list[tuple[Alert, dict[str, Any], bool]] = []
+        for alert_id, sent in list(group.members.items()):
+            alert = book.by_id.get(alert_id)
+            if alert is None:
+                del group.members[alert_id]
+                continue
+            if alert.status == "firing" and self.hold_reason(alert, now):
+                continue  # held since it joined: it waits for its release
+            changed = (
+                sent.get("status") != _public_status(alert)
+                or sent.get("severity") != alert.severity
+                or bool(sent.get("flapping")) != alert.flapping
+            )
+            members.append((alert, sent, changed))
+        if repeat:
+            chosen = [
+                (a, s, True) for a, s, _ in members if a.status == "firing" and a.acked_at is None
+            ]
+        else:
+            chosen = [m for m in members if m[2] or m[0].status == "firing"]
+        if not chosen or not any(c for _, _, c in chosen):
+            group.due_at = None
+            self._save_group(group)
+            return
+        for name in route.notify:
+            await self._send_group(name, group, route, chosen, now, repeat)
+        for alert, sent, _ in chosen:
+            sent.update(
+                status=_public_status(alert), severity=alert.severity, flapping=alert.flapping
+            )
+            if alert.status == "resolved":
+                group.members.pop(alert.id, None)
+        group.first_sent_at = group.first_sent_at or now
+        group.last_sent_at, group.due_at = now, None
+        unacked = [a for a, _, _ in chosen if a.status == "firing" and a.acked_at is None]
+        if route.repeat and unacked:
+            group.repeat_at = now + route.repeat
+            self._timer(group.repeat_at, "repeat", group.key)
+        else:
+            group.repeat_at = None
+        self._save_group(group)
+
+    async def _send_group(
+        self,
+        name: str,
+        group: Group,
+        route: Any,
+        chosen: list[tuple[Alert, dict[str, Any], bool]],
+        now: float,
+        repeat: bool,
+    ) -> None:
+        options = self.config.notifiers.get(name)
+        if options is None:
+            return
+        plugin = self.runtime.reg.types["notifier"].get(options.type)
+        wanted = [
+            (a, s, c)
+            for a, s, c in chosen
+            if (a.status == "firing" or options.send_resolved)
+            and a.labels.get("failing_notifier") != name
+        ]
+        if not wanted or not any(c for _, _, c in wanted):
+            return
+        if plugin is not None and not getattr(plugin, "groups", True):
+            # receivers that track incidents themselves get one event per changed alert
+            for alert, sent, changed in wanted:
+                if changed:
+                    change = "repeat" if repeat else _change_word(alert, sent)
+                    notice = self._notice([notice_alert(alert, change)], group, now)
+                    await self.outbox.enqueue(name, notice, group=group.key)
+            return
+        collapsed = False
+        if all(a.status == "resolved" for a, _, _ in wanted):
+            collapsed = self.outbox.collapse(group.key, name)
+        items = [notice_alert(a, "repeat" if repeat else _change_word(a, s)) for a, s, _ in wanted]
+        notice = self._notice(items, group, now)
+        notice.collapsed = collapsed
+        await self.outbox.enqueue(name, notice, group=group.key)
+
+    def _notice(
+        self,
+        items: list[NoticeAlert],
+        group: Group | None,
+        now: float,
+        escalation: str | None = None,
+    ) -> Notice:
+        firing = [a for a in items if a.status == "firing"]
+        rank = {s: i for i, s in enumerate(self.config.severities)}
+        severity = min(
+            (a.severity for a in (firing or items)), key=lambda s: rank.get(s, 99), default=None
+        )
+        if len(items) == 1:
+            a = items[0]
+            where = a.check + (f"@{a.environment}" if a.environment else "")
+            word = {"resolved": "RESOLVED", "firing": "FIRING"}[a.status]
+            if a.flapping:
+                word = "FLAPPING"
+            title = f"[{word}] {where}: {a.summary}"
+        else:
+            title = (f"[FIRING:{len(firing)}] " if firing else "[RESOLVED] ") + ", ".join(
+                sorted({a.check + (f"@{a.environment}" if a.environment else "") for a in items})
+            )
+        return Notice(
+            id=new_notice_id(),
+            kind="alert",
+            status="firing" if firing else "resolved",
+            title=title[:300],
+            severity=severity,
+            alerts=items,
+            group=group.fields if group else {},
+            created_at=now,
+            route=group.route if group else None,
+            escalation=escalation,
+            dry_run=self.outbox.dry_run,
+        )
+
+    async def _delivered(self, delivery: Delivery, notice: Notice) -> None:
+        """Start escalation clocks when an alert's first notice is actually delivered."""
+        if notice.kind != "alert" or notice.escalation is not None:
+            return
+        now = self.clock.now()
+        for item in notice.alerts:
+            alert = self.runtime.book.by_id.get(item.id)
+            if alert is None or alert.status != "firing" or alert.notified_at is not None:
+                continue
+            alert.notified_at = now
+            self._event(alert, "notified", delivery.notifier)
+            route = (
+                self.config.routes[notice.route]
+                if notice.route is not None and notice.route < len(self.config.routes)
+                else None
+            )
+            policy = route.escalate if route is not None else None
+            if policy and policy in self.config.escalation:
+                levels = self.config.escalation[policy]
+                alert.escalation = {"policy": policy, "next": 0, "next_at": now + levels[0].after}
+                self._timer(alert.escalation["next_at"], "escalate", alert.id)
+            self.runtime.save_alert(alert)
+        internal = self.runtime.book.get_open(INTERNAL_CHECK, f"notifier:{delivery.notifier}")
+        if internal is not None:
+            await self.runtime.condition(
+                f"notifier:{delivery.notifier}",
+                active=False,
+                severity=internal.severity,
+                summary="delivering again",
+            )
+
+    async def _gave_up(self, delivery: Delivery) -> None:
+        """A receiver kept failing: alert through the other routes."""
+        await self.runtime.condition(
+            f"notifier:{delivery.notifier}",
+            active=True,
+            severity=self.config.severities[0],
+            summary=f"notifier {delivery.notifier} failed to deliver a notice for "
+            f"{delivery.attempts} attempts: {delivery.last_error}",
+            labels={"failing_notifier": delivery.notifier},
+        )
+
+    # -- escalation -------------------------------------------------------------------------
+
+    async def escalate(self, alert_id: str, now: float) -> None:
+        alert = self.runtime.book.by_id.get(alert_id)
+        if alert is None or alert.status != "firing":
+            return
+        esc = alert.escalation
+        if not esc or esc.get("stopped") or esc.get("next_at") is None or esc["next_at"] > now:
+            return
+        if alert.acked_at is not None:
+            esc["stopped"] = "acknowledged"
+            self.runtime.save_alert(alert)
+            return
+        levels = self.config.escalation.get(esc["policy"]) or []
+        index = esc.get("next", 0)
+        if index >= len(levels):
+            return
+        if self.hold_reason(alert, now):
+            self._timer(now + RELEASE_INTERVAL, "escalate", alert.id)  # wait for the release
+            return
+        level = levels[index]
+        name = level.name or f"level {index + 1}"
+        self._event(alert, "escalated", name)
+        log.warning("alert escalated", extra={"alert": alert.id, "check": alert.instance,
+                                              "policy": esc["policy"], "level": name})
+        for action_name in level.actions:
+            outcome = await self.run_action(action_name, alert, now)
+            alert.actions.append(outcome)
+        if level.notify:
+            notice = self._notice(
+                [notice_alert(alert, "escalation", name)], None, now, escalation=name
+            )
+            for notifier in level.notify:
+                await self.outbox.enqueue(notifier, notice, group=f"escalation|{alert.id}")
+        if index + 1 < len(levels):
+            esc["next"] = index + 1
+            esc["next_at"] = alert.notified_at + levels[index + 1].after  # type: ignore[operator]
+        elif level.repeat:
+            esc["next_at"] = now + level.repeat
+        else:
+            esc["next"], esc["next_at"] = index + 1, None
+        if esc.get("next_at") is not None:
+            self._timer(esc["next_at"], "escalate", alert.id)
+        self.runtime.save_alert(alert)
+
+    async def run_action(self, name: str, alert: Alert, now: float) -> dict[str, Any]:
+        if self.actions is None:
+            return {"name": name, "ok": False, "message": "actions are not available", "at": now}
+        outcome = await self.actions.run(name, alert, now)
+        self._event(alert, "action", f"{name}: {'ok' if outcome['ok'] else 'failed'}")
+        return outcome
+
+    # -- acknowledgements and releases ------------------------------------------------------
+
+    async def acknowledge(
+        self, alert_id: str, by: str, comment: str | None = None, at: float | None = None
+    ) -> Alert | None:
+        """Acknowledge an incident: escalation and repeats stop; resolution still notifies."""
+        alert = self.runtime.book.by_id.get(alert_id)
+        if alert is None or not alert.open or alert.acked_at is not None:
+            return alert
+        alert.acked_by, alert.acked_at = by, at or self.clock.now()
+        alert.ack_comment = comment
+        if alert.escalation:
+            alert.escalation["stopped"] = "acknowledged"
+        self.runtime.save_alert(alert)
+        self._event(alert, "acknowledged", by)
+        log.info("alert acknowledged", extra={"alert": alert.id, "check": alert.instance,
+                                              "by": by})
+        # receivers that track incidents themselves hear of the acknowledgement
+        for group in self.groups.values():
+            if alert.id not in group.members or not group.members[alert.id].get("status"):
+                continue
+            for name in self.config.routes[group.route].notify:
+                options = self.config.notifiers.get(name)
+                plugin = options and self.runtime.reg.types["notifier"].get(options.type)
+                if plugin is not None and not getattr(plugin, "groups", True):
+                    notice = self._notice(
+                        [notice_alert(alert, "acknowledged")], group, alert.acked_at
+                    )
+                    await self.outbox.enqueue(name, notice, group=group.key)
+        return alert
+
+    async def release(self, now: float) -> None:
+        """Notify held alerts whose hold has ended and that still fire."""
+        for alert_id in list(self.held):
+            alert = self.runtime.book.by_id.get(alert_id)
+            if alert is None or alert.status != "firing":
+                self.held.discard(alert_id)
+                continue
+            if self.hold_reason(alert, now) is None:
+                self._event(alert, "released", alert.held or "")
+                await self.consider(alert, "firing", now)
+
+    async def poll_requests(self) -> None:
+        """Apply acks and silences written to the store by the CLI (or another replica)."""
+        store = self.runtime.store
+        try:
+            acks = await store.get_all("acks")
+            from watchkeeper.engine.silences import load_silences
+
+            self.silences = await load_silences(store)
+        except Exception:
+            return
+        for alert_id, doc in acks.items():
+            if alert_id in self._acks_seen:
+                continue
+            self._acks_seen.add(alert_id)
+            alert = self.runtime.book.by_id.get(alert_id)
+            if alert is not None and alert.acked_at is None and alert.open:
+                await self.acknowledge(
+                    alert_id, doc.get("by", "unknown"), doc.get("comment"), doc.get("at")
+                )
+
+    # -- events, tasks, announcements -------------------------------------------------------
+
+    async def post_event(self, event: dict[str, Any]) -> list[str]:
+        """Route an event (deploy, rollback...) like an alert; return the notifiers told."""
+        kind = str(event.get("event", "event"))
+        subject = Subject(
+            kind="event",
+            event=kind,
+            environment=event.get("environment"),
+            check=event.get("check"),
+            severity=event.get("severity"),
+            labels={k: str(v) for k, v in (event.get("labels") or {}).items()},
+        )
+        now = self.clock.now()
+        told: list[str] = []
+        details = ", ".join(
+            f"{k} {v}"
+            for k, v in event.items()
+            if k not in ("event", "labels") and v not in (None, "")
+        )
+        notice = Notice(
+            id=new_notice_id(),
+            kind="event",
+            status="info",
+            title=f"{kind}: {details}" if details else kind,
+            event=dict(event),
+            text=event.get("message"),
+            created_at=now,
+            dry_run=self.outbox.dry_run,
+        )
+        for index in matching_routes(self.config.routes, subject, self.config.severities):
+            notice.route = index
+            for name in self.config.routes[index].notify:
+                if name not in told:
+                    await self.outbox.enqueue(name, notice, group=f"event|{notice.id}")
+                    told.append(name)
+        self.runtime.writer.append("events", Row(key=kind, at=now, data=dict(event)))
+        return told
+
+    async def post_task(self, name: str, report: dict[str, Any] | None = None) -> None:
+        """Post a recurring checklist to its notifiers."""
+        task = self.config.tasks.get(name)
+        if task is None:
+            return
+        notice = Notice(
+            id=new_notice_id(),
+            kind="task",
+            status="info",
+            title=f"Task: {name}",
+            checklist=list(task.checklist),
+            text=task.description,
+            report=report,
+            created_at=self.clock.now(),
+            dry_run=self.outbox.dry_run,
+        )
+        for notifier in task.notify:
+            await self.outbox.enqueue(notifier, notice, group=f"task|{name}")
+
+    async def announce(self, since: float, until: float) -> None:
+        """Post the notices of maintenance windows whose announcement time has come."""
+        if self.maintenance is None:
+            return
+        from datetime import UTC, datetime
+
+        from watchkeeper.engine.timetable import format_instant
+
+        for occurrence, _at in self.maintenance.announcements(since, until):
+            window = occurrence.window
+            key = f"{occurrence.name}|{occurrence.start}"
+            if not await self.runtime.store.insert_once(
+                "claims", f"announce|{key}", {"at": self.clock.now()}
+            ):
+                continue  # already announced (before a restart, or by another replica)
+            start = format_instant(datetime.fromtimestamp(occurrence.start, UTC))
+            end = format_instant(datetime.fromtimestamp(occurrence.end, UTC))
+            scope = (
+                ", ".join(
+                    window.checks
+                    + window.backups
+                    + window.environments
+                    + [f"{k}={v}" for k, v in window.labels.items()]
+                )
+                or "everything"
+            )
+            text = (
+                f"Maintenance {occurrence.name} from {start} to {end} "
+                f"({occurrence.effect}: {scope})."
+                + (f" {occurrence.reason}" if occurrence.reason else "")
+            )
+            notice = Notice(
+                id=new_notice_id(),
+                kind="announcement",
+                status="info",
+                title=f"Scheduled maintenance: {occurrence.name}",
+                text=text,
+                created_at=self.clock.now(),
+                dry_run=self.outbox.dry_run,
+            )
+            for notifier in window.announce.notify:
+                await self.outbox.enqueue(notifier, notice, group=f"announce|{key}")
+
+    # -- timeline ---------------------------------------------------------------------------
+
+    def _event(self, alert: Alert, what: str, detail: str = "") -> None:
+        self.runtime.writer.append(
+            "alert_events",
+            Row(key=alert.id, at=self.clock.now(), data={"event": what, "detail": detail}),
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+        """Fire timers (group flushes, repeats, escalations, releases) until cancelled."""
+        await self.load()
+        task_status.started()
+        next_poll = self.clock.now() + POLL_INTERVAL
+        while True:
+            now = self.clock.now()
+            if now >= next_poll:
+                await self.poll_requests()
+                next_poll = now + POLL_INTERVAL
+            await self.fire_due(now)
+            if self.maintenance is not None:
+                boundary = self.maintenance.next_boundary(self.last_boundary)
+                if boundary is not None and boundary <= now:
+                    self.last_boundary = now
+                    await self.release(now)
+                    await self.rehold(now)
+                    for handler in self.boundary_handlers:
+                        await handler(now)
+                await self.announce(self.last_announce, now)
+                self.last_announce = now
+            upcoming = [self.timers[0][0]] if self.timers else []
+            if self.maintenance is not None:
+                boundary = self.maintenance.next_boundary(self.last_boundary)
+                if boundary is not None:
+                    upcoming.append(boundary)
+            wait = min([*upcoming, next_poll]) - self.clock.now()
+            with anyio.move_on_after(max(0.0, wait)):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def fire_due(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _at, _, kind, key = heapq.heappop(self.timers)
+            try:
+                if kind == "group":
+                    group = self.groups.get(key)
+                    if group is not None and group.due_at is not None and group.due_at <= now:
+                        await self.flush(group, now)
+                elif kind == "repeat":
+                    group = self.groups.get(key)
+                    if group is not None and group.repeat_at is not None and group.repeat_at <= now:
+                        await self.flush(group, now, repeat=True)
+                elif kind == "escalate":
+                    await self.escalate(key, now)
+                elif kind == "release":
+                    await self.release(now)
+                    self._timer(now + RELEASE_INTERVAL, "release", "")
+            except Exception:
+                log.exception("alerting timer failed", extra={"timer": kind, "key": key})
+
+    async def rehold(self, now: float) -> None:
+        """Mark firing alerts that a window starting now covers as held (shown as muted)."""
+        for alert in list(self.runtime.book.open.values()):
+            if alert.status != "firing" or alert.id in self.held:
+                continue
+            reason = self.hold_reason(alert, now)
+            if reason is not None:
+                alert.held = reason
+                self.held.add(alert.id)
+                self.runtime.save_alert(alert)
+
+
+def _public_status(alert: Alert) -> str:
+    return "resolved" if alert.status == "resolved" else "firing"
+
+
+def _change_word(alert: Alert, sent: dict[str, Any]) -> str:
+    if alert.status == "resolved":
+        return "resolved"
+    if alert.flapping and not sent.get("flapping"):
+        return "flapping"
+    if sent.get("flapping") and not alert.flapping:
+        return "stable"
+    if sent.get("status") == "firing" and sent.get("severity") != alert.severity:
+        return "severity"
+    return "firing"
