@@ -64,6 +64,8 @@ class Runtime:
         self.evaluators: dict[str, Evaluator] = {}
         self.latest: dict[str, dict[str, Any]] = {}  # instance -> last result summary
         self.change_handlers: list[ChangeHandler] = []
+        # in-process listeners of every result (metrics): plain functions, called inline
+        self.result_handlers: list[Callable[[Instance, Result, float], None]] = []
         self.started_at = time.time()
         self.severities = list(config.severities)
         self.composites: dict[str, list[str]] = {}  # member instance -> composite instances
@@ -143,6 +145,8 @@ class Runtime:
             "metrics": result.flat_metrics(),
         }
         self.writer.append("results", result_row(instance, result, at))
+        for handler in self.result_handlers:
+            handler(instance, result, at)
         self.writer.put("check_state", instance.key, evaluator.state_doc())
         await self._changed(changes)
         await events.emit(
