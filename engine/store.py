@@ -5,8 +5,9 @@ A store keeps everything the daemon knows, in two shapes:
 - **documents**: JSON objects by (collection, key), written with an optional fencing
   epoch. Collections the engine uses: `alerts` (open and recent alerts by id),
   `check_state` (evaluation counters by check instance), `heartbeats` (last beat by
-  instance), `outbox` (notices not yet delivered), `silences`, `backups` (the catalog),
-  `meta` (schema version, daemon facts), `groups` (notification groups).
+  instance), `outbox` (notices not yet delivered), `acks`, `silences`, `backups` (the
+  catalog), `claims` (insert-once run claims), `meta` (daemon facts), `groups`
+  (notification groups).
 - **streams**: append-only rows of (key, time, data), read by key and time range and
   trimmed by age. Streams the engine uses: `results` (one row per probe run, key = check
   instance), `beats`, `audit`, `alert_events` (an alert's timeline, key = alert id),
@@ -22,8 +23,9 @@ anything of the call is written), so every backend stores exactly the same data.
 
 Rules every backend follows (the contract suite in tests/test_store_contract.py checks them):
 
-- Methods may be called concurrently by many tasks. A write that returned is durable and
-  visible to every later read, through this store object or another one on the same data.
+- Methods may be called concurrently by many tasks. A write that returned survives a
+  crash of the daemon and is visible to every later read, through this store object or
+  another one on the same data.
 - A write whose caller is cancelled after the call began may still be applied.
 - Any method called after `close()` raises StoreError.
 """
