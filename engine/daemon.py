@@ -18,6 +18,7 @@ from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.config import Validation, load_config
 from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
 from watchkeeper.engine.heartbeats import Heartbeats
+from watchkeeper.engine.housekeeping import housekeeping
 from watchkeeper.engine.instances import Instance
 from watchkeeper.engine.maintenance import Maintenance
 from watchkeeper.engine.outbox import Outbox
@@ -236,6 +237,7 @@ class Daemon:
                 await tg.start(self.outbox.run, name="outbox")
                 await tg.start(self.alerting.run, name="alerting")
                 await tg.start(self.heartbeats.run, name="heartbeats")
+                await tg.start(housekeeping, self, name="housekeeping")
                 await self.catch_up()
                 await tg.start(self.scheduler.run, name="scheduler")
                 tg.start_soon(self._signals, tg, name="signals")

@@ -8,6 +8,7 @@ event hooks and alerting, in that order.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -131,6 +132,12 @@ class Runtime:
     ) -> list[AlertChange]:
         """Evaluate a result, queue its writes, tell listeners and alerting; return changes."""
         at = self.clock.now() if at is None else at
+        # NaN and infinities have no JSON form and compare as nothing: a probe's odd value
+        # is dropped here once, rather than breaking a store batch later
+        if not all(math.isfinite(v) for v in result.metrics.values()):
+            result.metrics = {k: v for k, v in result.metrics.items() if math.isfinite(v)}
+        if not all(math.isfinite(s.value) for s in result.samples):
+            result.samples = [s for s in result.samples if math.isfinite(s.value)]
         evaluator = self.evaluators.get(instance.key)
         if evaluator is None or self.instances.get(instance.key) is not instance:
             return []  # the check was removed or replaced by a reload while it ran

@@ -103,6 +103,14 @@ class StateWriter:
                 for collection, keys in deletes.items():
                     await self.store.delete(collection, sorted(keys), epoch=self.epoch)
                     self.deletes[collection] -= keys
+            except (ValueError, TypeError) as exc:
+                # data the store can never take (a bug, not an outage): drop it, say so
+                log.error("state write refused; batch dropped", extra={"error": str(exc)})
+                for stream in rows:
+                    self.rows[stream].clear()
+                for collection in docs:
+                    self.docs[collection].clear()
+                return False
             except Exception as exc:  # whatever the backend raised, keep the batch
                 if self.degraded is None:
                     log.error(
