@@ -117,6 +117,7 @@ class Alerting:
         self.last_boundary = self.clock.now()
         self.last_announce = self.clock.now() - 3600  # catch an announcement just missed
         self.boundary_handlers: list[Any] = []  # async (at) -> None, when a window starts/ends
+        self.replica: str | None = None  # set when daemons share the store
         outbox.on_sent.append(self._delivered)
         outbox.on_gave_up.append(self._gave_up)
         runtime.change_handlers.append(self.on_changes)
@@ -130,7 +131,11 @@ class Alerting:
     async def load(self) -> None:
         """Restore groups, silences and escalation timers from the store."""
         store = self.runtime.store
-        self.groups = {k: Group.from_doc(d) for k, d in (await store.get_all("groups")).items()}
+        prefix = f"{self.replica}|" if self.replica else ""
+        for key, doc in (await store.get_all("groups")).items():
+            # with replicas, each keeps its own groups (keyed by its name)
+            if key.startswith(prefix) and key not in self.groups:
+                self.groups[key] = Group.from_doc(doc)
         for group in self.groups.values():
             if group.due_at is not None:
                 self._timer(group.due_at, "group", group.key)
@@ -259,6 +264,8 @@ class Alerting:
             else:
                 values[name] = getattr(alert, name, None)
         key = f"{index}|" + "|".join(f"{k}={v}" for k, v in sorted(values.items()))
+        if self.replica:
+            key = f"{self.replica}|{key}"
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key=key, route=index, fields=values, created_at=now)
@@ -298,8 +305,15 @@ class Alerting:
             if alert is None:
                 del group.members[alert_id]
                 continue
-            if alert.status == "firing" and self.hold_reason(alert, now):
-                continue  # held since it joined: it waits for its release
+            reason = self.hold_reason(alert, now) if alert.status == "firing" else None
+            if reason is not None:
+                # held since it joined (a parent went down meanwhile): it waits for release
+                if alert.id not in self.held:
+                    alert.held = reason
+                    self.held.add(alert.id)
+                    self.runtime.save_alert(alert)
+                    self._event(alert, "held", reason)
+                continue
             changed = (
                 sent.get("status") != _public_status(alert)
                 or sent.get("severity") != alert.severity
@@ -473,8 +487,15 @@ class Alerting:
         level = levels[index]
         name = level.name or f"level {index + 1}"
         self._event(alert, "escalated", name)
-        log.warning("alert escalated", extra={"alert": alert.id, "check": alert.instance,
-                                              "policy": esc["policy"], "level": name})
+        log.warning(
+            "alert escalated",
+            extra={
+                "alert": alert.id,
+                "check": alert.instance,
+                "policy": esc["policy"],
+                "level": name,
+            },
+        )
         for action_name in level.actions:
             outcome = await self.run_action(action_name, alert, now)
             alert.actions.append(outcome)
@@ -517,8 +538,7 @@ class Alerting:
             alert.escalation["stopped"] = "acknowledged"
         self.runtime.save_alert(alert)
         self._event(alert, "acknowledged", by)
-        log.info("alert acknowledged", extra={"alert": alert.id, "check": alert.instance,
-                                              "by": by})
+        log.info("alert acknowledged", extra={"alert": alert.id, "check": alert.instance, "by": by})
         # receivers that track incidents themselves hear of the acknowledgement
         for group in self.groups.values():
             if alert.id not in group.members or not group.members[alert.id].get("status"):

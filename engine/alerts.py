@@ -49,13 +49,16 @@ class Alert:
     actions: list[dict[str, Any]] = field(default_factory=list)
     resolve_reason: str | None = None
     severity_history: list[list[Any]] = field(default_factory=list)
+    replica: str | None = None
+    """For host-scoped checks run by several replicas: which replica's host this is."""
     source: str = "check"
     """`check` for a probe's alerts; `internal` for those the daemon raises itself (a
     failing notifier, a failed backup, an SLO burning its budget)."""
 
     @property
     def instance(self) -> str:
-        return f"{self.check}@{self.environment}" if self.environment else self.check
+        key = f"{self.check}@{self.environment}" if self.environment else self.check
+        return f"{key}~{self.replica}" if self.replica else key
 
     @property
     def open(self) -> bool:
@@ -97,6 +100,7 @@ class Alert:
             "held": self.held,
             "acknowledged": self.acked_at is not None,
             "acked_by": self.acked_by,
+            "replica": self.replica,
         }
 
 

@@ -24,6 +24,7 @@ from watchkeeper.engine.maintenance import Maintenance
 from watchkeeper.engine.outbox import Outbox
 from watchkeeper.engine.plugins import Registry, registry
 from watchkeeper.engine.problems import ConfigError
+from watchkeeper.engine.replicas import Membership, default_name
 from watchkeeper.engine.runtime import Runtime
 from watchkeeper.engine.scheduler import Job, Scheduler
 from watchkeeper.engine.store import StateStore
@@ -38,6 +39,12 @@ def create_store(config: Any, reg: Registry, base_dir: Path) -> StateStore:
     """Instantiate the configured state store (not yet opened)."""
     options = config.state
     return reg.get("state store", options.type)(options, base_dir=base_dir)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("watchkeeper")
 
 
 def worker_count(setting: int | str) -> int:
@@ -59,6 +66,7 @@ class Daemon:
         executor: Any = None,
         dry_run: bool = False,
         printer: Any = None,
+        replica: str | None = None,
     ):
         self.validation = validation
         self.path = Path(validation.path)
@@ -104,6 +112,19 @@ class Daemon:
         self.alerting.boundary_handlers.append(self._window_boundary)
         self.heartbeats.paused = self._heartbeat_paused
         self.paused_jobs: dict[str, Job] = {}  # skipped by a pause window: run once at its end
+        # daemons sharing a postgres or redis store act as one (Semantics ► Replicas)
+        self.membership: Membership | None = None
+        if getattr(self.store, "shared", False):
+            name = replica or default_name()
+            self.membership = Membership(
+                self.store,
+                self.clock,
+                name,
+                self.config.state.lease_time,
+                on_change=self._rebalance,
+                info=self._replica_info,
+            )
+            self.runtime.replica = self.outbox.replica = self.alerting.replica = name
         self.ready = anyio.Event()
         self.stopping = anyio.Event()
         self._mtime = self._config_mtime()
@@ -120,8 +141,56 @@ class Daemon:
     async def start(self, role: str = "daemon") -> None:
         """Open the store and restore state; raise StoreError when that is impossible."""
         await self.store.open(role=role)
+        if self.membership is not None:
+            await self.membership.join()
+            self.writer.epoch = self.membership.epoch
+            self.runtime.owns = self.membership.owns
+            self.outbox.members = lambda: self.membership.members
         await self.runtime.load()
         await self.heartbeats.load()
+
+    def _replica_info(self) -> dict[str, Any]:
+        return {
+            "instances": len(self.runtime.instances),
+            "started": self.runtime.started_at,
+            "version": _version(),
+        }
+
+    async def _rebalance(self) -> None:
+        """Membership changed: take the new fencing epoch and this replica's new share."""
+        assert self.membership is not None
+        self.writer.epoch = self.membership.epoch
+        gained, lost = await self.runtime.rebalance()
+        for key in lost:
+            self.scheduler.remove(f"check:{key}")
+            self.paused_jobs.pop(f"check:{key}", None)
+        for key in gained:
+            self._schedule(self.runtime.instances[key])
+        await self.heartbeats.load()
+        await self.executor.load(self.runtime.instances)
+        await self.alerting.load()
+        log.info(
+            "checks rebalanced",
+            extra={
+                "gained": len(gained),
+                "lost": len(lost),
+                "owned": len(self.runtime.instances),
+                "members": self.membership.members,
+            },
+        )
+
+    async def _watch_remote(self) -> None:
+        """Keep the up state of parents and members that other replicas own fresh."""
+        assert self.membership is not None
+        while True:
+            try:
+                await self.runtime.refresh_remote()
+                for key in list(self.runtime.instances):
+                    if self.runtime.instances[key].probe_type == "composite":
+                        await self.runtime.evaluate_composite(key, self.clock.now())
+            except Exception as exc:
+                log.warning("cannot read other replicas' state", extra={"error": str(exc)})
+            await anyio.sleep(max(1.0, self.membership.lease_time / 5))
 
     def schedule_all(self) -> None:
         for instance in self.runtime.instances.values():
@@ -238,6 +307,9 @@ class Daemon:
                 await tg.start(self.alerting.run, name="alerting")
                 await tg.start(self.heartbeats.run, name="heartbeats")
                 await tg.start(housekeeping, self, name="housekeeping")
+                if self.membership is not None:
+                    await tg.start(self.membership.run, name="membership")
+                    tg.start_soon(self._watch_remote, name="replica state")
                 await self.catch_up()
                 await tg.start(self.scheduler.run, name="scheduler")
                 tg.start_soon(self._signals, tg, name="signals")
@@ -263,6 +335,8 @@ class Daemon:
         """Flush what is buffered and close everything, whatever happened before."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(15):
             await self.writer.flush()
+            if self.membership is not None:
+                await self.membership.leave()
             await self.executor.close()
             await self.store.close()
             log.info("daemon stopped", extra={"pending_writes": self.writer.pending()})

@@ -411,6 +411,7 @@ class Evaluator:
             labels=dict(inst.labels),
             runbook=inst.runbook,
             description=inst.description,
+            replica=inst.replica,
             **detail,
         )
         self.book.add(alert)

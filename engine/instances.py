@@ -29,8 +29,8 @@ def instance_key(check: str, environment: str | None) -> str:
 
 
 def split_key(key: str) -> tuple[str, str | None]:
-    """Return (check, environment) of an instance key."""
-    check, _, environment = key.partition("@")
+    """Return (check, environment) of an instance key (a `~replica` suffix is dropped)."""
+    check, _, environment = key.split("~", 1)[0].partition("@")
     return check, environment or None
 
 
@@ -59,6 +59,7 @@ class Instance:
     description: str | None
     depends_on: list[str] = field(default_factory=list)  # parent instance keys
     fingerprint: str = ""
+    replica: str | None = None  # host-scoped checks under replicas: one instance each
 
     @property
     def passive(self) -> bool:
@@ -75,8 +76,12 @@ class Instance:
         return max([0.0, *windows])
 
 
-def expand(config: Any, reg: Registry) -> dict[str, Instance]:
-    """Return every enabled check instance of a validated config, by key."""
+def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[str, Instance]:
+    """Return every enabled check instance of a validated config, by key.
+
+    With `replica` (daemons sharing a store), host-scoped checks (system, command, env)
+    watch each replica's own host: their instance is `key~replica`, one per replica.
+    """
     defaults = config.defaults
     out: dict[str, Instance] = {}
     env_lists = {name: check.environments for name, check in config.checks.items()}
@@ -89,6 +94,9 @@ def expand(config: Any, reg: Registry) -> dict[str, Instance]:
             if environment is not None:
                 options = _with_environment(check, config.environments.get(environment, {}))
             key = instance_key(name, environment)
+            host = replica is not None and getattr(probe_class, "scope", "global") == "host"
+            if host:
+                key = f"{key}~{replica}"
             out[key] = _instance(
                 key,
                 name,
@@ -98,6 +106,8 @@ def expand(config: Any, reg: Registry) -> dict[str, Instance]:
                 defaults,
                 _parents(check.depends_on, environment, env_lists),
             )
+            if host:
+                out[key].replica = replica
     return out
 
 

@@ -46,6 +46,8 @@ class Delivery:
     last_error: str | None = None
     status: str = "pending"  # pending | gave_up
     group: str | None = None
+    owner: str | None = None
+    """The replica that enqueued it; others send it only once that replica is gone."""
     firing: bool = False
     alert_ids: list[str] = field(default_factory=list)
 
@@ -98,6 +100,8 @@ class Outbox:
         self.notifiers: dict[str, Any] = {}
         self._wake = anyio.Event()
         self._to_delete: set[str] = set()  # accepted or dropped; removed from the store soon
+        self.replica: str | None = None  # set when daemons share the store
+        self.members: Callable[[], list[str]] = lambda: []
         self.limit = 10_000
 
     # -- enqueue ----------------------------------------------------------------------------
@@ -165,11 +169,25 @@ class Outbox:
             docs = await self.store.get_all(COLLECTION)
         except Exception:
             return
+        members = self.members()
         for key, doc in docs.items():
             if key not in self.pending and key not in self.inflight and key not in self._to_delete:
                 delivery = Delivery.from_doc(doc)
-                if delivery.status == "pending":
+                if delivery.status == "pending" and self._mine(delivery, members):
                     self.pending[key] = delivery
+
+    def _mine(self, delivery: Delivery, members: list[str]) -> bool:
+        """Send a stored delivery only if it is ours, or its replica is gone (then the one
+        replica that rendezvous hashing picks takes it)."""
+        if self.replica is None:
+            return True
+        if delivery.owner == self.replica:
+            return True
+        if delivery.owner in members:
+            return False
+        from watchkeeper.engine.replicas import owner
+
+        return owner(members, delivery.id) == self.replica
 
     async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Send due deliveries until cancelled."""

@@ -70,38 +70,92 @@ class Runtime:
         self.started_at = time.time()
         self.severities = list(config.severities)
         self.composites: dict[str, list[str]] = {}  # member instance -> composite instances
+        self.replica: str | None = None  # set when daemons share the store
+        self.owns: Callable[[str], bool] = lambda key: True
+        self.all_instances: dict[str, Instance] = {}
+        self.remote_down: dict[str, bool] = {}  # up state of instances other replicas own
 
     # -- set-up -----------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Build instances and restore counters, open alerts and history from the store."""
-        self.instances = expand(self.config, self.reg)
+        self.all_instances = expand(self.config, self.reg, replica=self.replica)
+        self.instances = {k: i for k, i in self.all_instances.items() if self.owns(k)}
+        self.book = AlertBook()
+        await self._adopt(set(self.instances))
+        self._index_composites()
+        if self.replica is None:
+            # alerts of checks that no longer exist (removed while the daemon was down)
+            await self._resolve_orphans("check removed from monitor.yaml")
+
+    async def _adopt(self, keys: set[str]) -> None:
+        """Take over instances: their counters, open alerts and recent history."""
+        if not keys:
+            return
         states = await self.store.get_all("check_state")
         alerts = await self.store.get_all("alerts")
-        self.book = AlertBook(
-            Alert.from_doc(doc) for doc in alerts.values() if doc.get("status") != "resolved"
-        )
+        for doc in alerts.values():
+            if doc.get("status") == "resolved":
+                continue
+            alert = Alert.from_doc(doc)
+            if alert.instance in keys and alert.id not in self.book.by_id:
+                self.book.add(alert)
         span = max(
-            (max(i.window_needed(), i.flap_window) for i in self.instances.values()), default=0.0
+            (max(self.instances[k].window_needed(), self.instances[k].flap_window) for k in keys),
+            default=0.0,
         )
         history: dict[str, list[Point]] = {}
         if span:
             since = self.clock.now() - span
             for row in await self.store.read("results", since=since):
-                if row.key in self.instances:
+                if row.key in keys:
                     history.setdefault(row.key, []).append(
                         Point(row.at, bool(row.data.get("ok")), row.data.get("metrics") or {})
                     )
-        for key, instance in self.instances.items():
-            self.evaluators[key] = Evaluator(
-                instance, self.severities, self.book, states.get(key), history.get(key, ())
-            )
+        for key in keys:
+            instance = self.instances[key]
             state = states.get(key) or {}
+            self.evaluators[key] = Evaluator(
+                instance, self.severities, self.book, state, history.get(key, ())
+            )
             if state.get("last_at") is not None:
                 self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
+
+    def _release(self, keys: set[str]) -> None:
+        """Let go of instances another replica now owns (their alerts stay as they are)."""
+        for key in keys:
+            self.evaluators.pop(key, None)
+            self.latest.pop(key, None)
+            self.instances.pop(key, None)
+            for alert in self.book.open_for(key):
+                self.book.close(alert)
+                self.book.by_id.pop(alert.id, None)
+
+    async def rebalance(self) -> tuple[set[str], set[str]]:
+        """Re-split instances after a membership change; return (gained, lost)."""
+        owned = {k for k in self.all_instances if self.owns(k)}
+        gained, lost = owned - set(self.instances), set(self.instances) - owned
+        self._release(lost)
+        for key in gained:
+            self.instances[key] = self.all_instances[key]
+        await self._adopt(gained)
         self._index_composites()
-        # alerts of checks that no longer exist (removed while the daemon was down)
-        await self._resolve_orphans("check removed from monitor.yaml")
+        return gained, lost
+
+    async def refresh_remote(self) -> None:
+        """Read the `up` state of parents and composite members another replica owns."""
+        wanted = set()
+        for instance in self.instances.values():
+            wanted.update(p for p in instance.depends_on if p not in self.instances)
+            if instance.probe_type == "composite":
+                wanted.update(
+                    m for m in self.composite_members(instance) if m not in self.instances
+                )
+        down = {}
+        for key in wanted:
+            doc = await self.store.get("check_state", key) or {}
+            down[key] = bool(((doc.get("rules") or {}).get(UP) or {}).get("active"))
+        self.remote_down = down
 
     def _index_composites(self) -> None:
         self.composites = {}
@@ -118,8 +172,9 @@ class Runtime:
             if "@" in name:
                 members.append(name)
                 continue
-            envs = [k for k, i in self.instances.items() if i.check == name]
-            if instance.environment and f"{name}@{instance.environment}" in self.instances:
+            everything = self.all_instances or self.instances
+            envs = [k for k, i in everything.items() if i.check == name]
+            if instance.environment and f"{name}@{instance.environment}" in everything:
                 members.append(f"{name}@{instance.environment}")
             else:
                 members.extend(envs)
@@ -194,7 +249,7 @@ class Runtime:
         if instance is None:
             return
         members = self.composite_members(instance)
-        down = [m for m in members if m in self.evaluators and self.evaluators[m].down]
+        down = [m for m in members if self.instance_down(m)]
         failing = instance.options.failing
         ratio = len(down) / len(members) if members else 0.0
         bad = (
@@ -222,15 +277,25 @@ class Runtime:
 
     def instance_down(self, key: str) -> bool:
         evaluator = self.evaluators.get(key)
-        return bool(evaluator and evaluator.down)
+        if evaluator is None:
+            return self.remote_down.get(key, False)
+        return evaluator.down
 
     def rule_alert(self, key: str, rule: str = UP) -> Alert | None:
         return self.book.get_open(key, rule)
 
-    async def condition(self, rule: str, *, active: bool, severity: str, summary: str,
-                        check: str = "watchkeeper", environment: str | None = None,
-                        labels: dict[str, str] | None = None,
-                        runbook: str | None = None) -> Alert | None:
+    async def condition(
+        self,
+        rule: str,
+        *,
+        active: bool,
+        severity: str,
+        summary: str,
+        check: str = "watchkeeper",
+        environment: str | None = None,
+        labels: dict[str, str] | None = None,
+        runbook: str | None = None,
+    ) -> Alert | None:
         """Raise or clear an alert that no probe produces (a failing notifier, a backup...).
 
         It goes through the same holds, routes and escalation as a check's alerts.
@@ -242,11 +307,22 @@ class Runtime:
         alert = self.book.get_open(instance_key(check, environment), rule)
         changes: list[AlertChange] = []
         if active and alert is None:
-            alert = Alert(id=new_alert_id(), check=check, environment=environment, rule=rule,
-                          severity=severity, status="firing", summary=summary, started_at=now,
-                          updated_at=now, fired_at=now, labels=dict(labels or {}),
-                          runbook=runbook, severity_history=[[now, severity]],
-                          source="internal")
+            alert = Alert(
+                id=new_alert_id(),
+                check=check,
+                environment=environment,
+                rule=rule,
+                severity=severity,
+                status="firing",
+                summary=summary,
+                started_at=now,
+                updated_at=now,
+                fired_at=now,
+                labels=dict(labels or {}),
+                runbook=runbook,
+                severity_history=[[now, severity]],
+                source="internal",
+            )
             self.book.add(alert)
             changes.append(AlertChange(alert, "firing"))
         elif active and alert is not None:
@@ -266,8 +342,11 @@ class Runtime:
 
     async def _resolve_orphans(self, reason: str) -> None:
         now = self.clock.now()
-        orphans = [a for a in list(self.book.open.values())
-                   if a.source == "check" and a.instance not in self.instances]
+        orphans = [
+            a
+            for a in list(self.book.open.values())
+            if a.source == "check" and a.instance not in self.instances
+        ]
         changes = []
         for alert in orphans:
             alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now
@@ -285,9 +364,14 @@ class Runtime:
         changed ones keep their alerts and counters where the rules still exist; removed
         ones have their open alerts resolved with the reason.
         """
-        new_instances = expand(config, self.reg)
+        self.all_instances = expand(config, self.reg, replica=self.replica)
+        new_instances = {k: i for k, i in self.all_instances.items() if self.owns(k)}
         added = [k for k in new_instances if k not in self.instances]
-        removed = [k for k in self.instances if k not in new_instances]
+        removed = [k for k in self.instances if k not in self.all_instances]
+        for key in [
+            k for k in self.instances if k not in new_instances and k in self.all_instances
+        ]:
+            self._release({key})
         changed = [
             k
             for k, i in new_instances.items()

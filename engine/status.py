@@ -21,6 +21,11 @@ async def read_status(validation: Any) -> dict[str, Any]:
         states = await store.get_all("check_state")
         alert_docs = await store.get_all("alerts")
         stats = await store.stats()
+        replicas = []
+        if getattr(store, "shared", False):
+            from watchkeeper.engine.replicas import replica_status
+
+            replicas = await replica_status(store)
     finally:
         await store.close()
     alerts = [Alert.from_doc(d) for d in alert_docs.values()]
@@ -51,4 +56,5 @@ async def read_status(validation: Any) -> dict[str, Any]:
                 "alerts": [a.id for a in mine],
             }
         )
-    return {"checks": checks, "alerts": [a.public() for a in open_alerts], "store": stats}
+    return {"checks": checks, "alerts": [a.public() for a in open_alerts], "store": stats,
+            "replicas": replicas}

@@ -157,9 +157,11 @@ def test_an_alert_resolving_before_its_group_is_sent_sends_nothing(tmp_path, tar
 
 
 def test_depends_on_holds_the_child_while_the_parent_is_down(tmp_path, target, receiver):
+    # group_wait gives the parent's check the moment it needs to fail too
     write(tmp_path, base(target, receiver, checks={
         "api": http_check(target, "/health", depends_on=["gateway"]),
-        "gateway": http_check(target, "/gateway")}))
+        "gateway": http_check(target, "/gateway")},
+        routes=[{"match": {}, "notify": ["hook"], "group_wait": "2s", "group_interval": "1s"}]))
     with Daemon(tmp_path) as daemon:
         target.status = 500  # both fail: only the parent is notified
         receiver.wait_for(1, "/hook")

@@ -37,6 +37,13 @@ def run(
         False, "--dry-run", help="Do everything but notify: print each message that would be sent."
     ),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output of --once."),
+    replica: str = typer.Option(
+        None,
+        "--replica",
+        envvar="WATCHKEEPER_REPLICA",
+        help="This daemon's name among replicas sharing a postgres or redis store "
+        "(default: the host name).",
+    ),
 ) -> None:
     """Run the daemon on monitor.yaml (or one pass of every check with --once).
 
@@ -52,12 +59,13 @@ def run(
     from watchkeeper.engine.daemon import Daemon
     from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
+    from watchkeeper.engine.replicas import ReplicaError
     from watchkeeper.engine.store import StoreError
 
     validation = load_or_exit(ctx)
     # one pass runs in-process: starting worker processes would cost more than it saves
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
-    daemon = Daemon(validation, dry_run=dry_run, executor=executor)
+    daemon = Daemon(validation, dry_run=dry_run, executor=executor, replica=replica)
     try:
         if once:
             results = anyio.run(daemon.run_once)
@@ -66,6 +74,8 @@ def run(
             return
     except StoreError as exc:
         fail(f"state store: {exc}", EXIT_FAILED)
+    except ReplicaError as exc:
+        fail(str(exc), EXIT_FAILED)
     rows = [_result_row(instance, result) for instance, result in results]
     rows.sort(key=lambda r: (r["check"], r.get("environment") or ""))
     _print_results(rows, fmt)

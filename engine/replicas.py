@@ -1,0 +1,180 @@
+"""Several daemons as one: membership leases, rendezvous hashing, fencing epochs.
+
+Exactly as DESIGN.md Semantics ► Replicas says: each daemon holds a membership lease in
+the shared store, timed by the store's clock; check instances are split among the live
+members by rendezvous (highest-random-weight) hashing of the instance key, so a member
+joining or leaving moves only its share; every state write carries the writer's fencing
+epoch, taken fresh from the store whenever membership changes, so a replica that lost its
+lease cannot overwrite what its successor wrote. No consensus of our own: the store's
+leases and conditional writes are the coordination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.clock import Clock
+from watchkeeper.engine.store import StateStore
+
+log = logging.getLogger("watchkeeper.replicas")
+
+MEMBER = "member:"
+FENCE = "fence:"
+
+
+def default_name() -> str:
+    """Return this replica's name: $WATCHKEEPER_REPLICA, else the host name."""
+    return os.environ.get("WATCHKEEPER_REPLICA") or socket.gethostname()
+
+
+def weight(member: str, key: str) -> int:
+    """Return the rendezvous weight of a member for a key (stable across processes)."""
+    digest = hashlib.blake2b(f"{member}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner(members: list[str], key: str) -> str | None:
+    """Return the member that owns a key: the one with the highest weight."""
+    return max(members, key=lambda m: weight(m, key)) if members else None
+
+
+class ReplicaError(Exception):
+    """This replica cannot join (its name is held by another live daemon)."""
+
+
+class Membership:
+    """Hold this replica's lease, track the live members, supply the fencing epoch."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        clock: Clock,
+        name: str,
+        lease_time: float,
+        *,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+        info: Callable[[], dict[str, Any]] | None = None,
+    ):
+        self.store = store
+        self.clock = clock
+        self.name = name
+        self.lease_time = lease_time
+        self.on_change = on_change
+        self.info = info or (lambda: {})
+        self.members: list[str] = [name]
+        self.epoch: int | None = None
+        self.changes = 0
+        self.lost_at: float | None = None
+
+    async def join(self) -> None:
+        """Take this replica's lease and a first fencing epoch; refuse a duplicate name."""
+        lease = None
+        # a previous process of this replica that was killed holds the name until its
+        # lease expires: wait that long before deciding another daemon really has it
+        with anyio.move_on_after(self.lease_time + 1):
+            while lease is None:
+                lease = await self.store.acquire(
+                    MEMBER + self.name, self._holder(), self.lease_time, self._data()
+                )
+                if lease is None:
+                    await anyio.sleep(min(1.0, self.lease_time / 5))
+        if lease is None:
+            raise ReplicaError(
+                f"another daemon is running as replica {self.name!r}; give each replica its own "
+                "name with --replica or WATCHKEEPER_REPLICA"
+            )
+        await self._refresh()
+
+    def _holder(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def _data(self) -> dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid(), **self.info()}
+
+    async def _new_epoch(self) -> int:
+        # a fresh grant always carries a greater epoch than any granted before it
+        await self.store.release(FENCE + self.name, self._holder())
+        lease = await self.store.acquire(FENCE + self.name, self._holder(), 10 * 365 * 86400.0)
+        if lease is None:  # pragma: no cover - only this replica uses this name
+            raise ReplicaError(f"fencing lease of {self.name!r} is held elsewhere")
+        return lease.epoch
+
+    async def _refresh(self) -> bool:
+        leases = await self.store.leases(MEMBER)
+        members = sorted(lease.name[len(MEMBER) :] for lease in leases)
+        if self.name not in members:
+            members = sorted([*members, self.name])
+        if members != self.members or self.epoch is None:
+            previous, self.members = self.members, members
+            self.epoch = await self._new_epoch()
+            self.changes += 1
+            log.info(
+                "replica membership",
+                extra={
+                    "replica": self.name,
+                    "members": members,
+                    "previous": previous,
+                    "epoch": self.epoch,
+                },
+            )
+            return True
+        return False
+
+    def owns(self, key: str) -> bool:
+        return owner(self.members, key) == self.name
+
+    async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+        """Renew the lease and watch the members until cancelled."""
+        task_status.started()
+        interval = max(0.2, self.lease_time / 5)
+        while True:
+            await anyio.sleep(interval)
+            try:
+                lease = await self.store.acquire(
+                    MEMBER + self.name, self._holder(), self.lease_time, self._data()
+                )
+                if lease is None:
+                    # our lease expired and someone took the name: stop owning anything
+                    log.error("replica lease lost to another daemon", extra={"replica": self.name})
+                    self.members = []
+                    changed = True
+                else:
+                    changed = await self._refresh()
+                self.lost_at = None
+            except Exception as exc:  # the store is away: keep the last view for a lease
+                if self.lost_at is None:
+                    self.lost_at = self.clock.now()
+                    log.error("cannot renew the replica lease", extra={"error": str(exc)})
+                continue
+            if changed and self.on_change is not None:
+                await self.on_change()
+
+    async def leave(self) -> None:
+        """Give the lease back so the others take over at once, not after it expires."""
+        try:
+            await self.store.release(MEMBER + self.name, self._holder())
+        except Exception:
+            pass
+
+
+async def replica_status(store: StateStore) -> list[dict[str, Any]]:
+    """Return the live replicas and what they reported about themselves."""
+    leases = await store.leases(MEMBER)
+    now = await store.now()
+    return [
+        {
+            "replica": lease.name[len(MEMBER) :],
+            "holder": lease.holder,
+            "epoch": lease.epoch,
+            "expires_in": round(lease.expires_at - now, 1),
+            **lease.data,
+        }
+        for lease in sorted(leases, key=lambda lease: lease.name)
+    ]
