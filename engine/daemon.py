@@ -229,7 +229,7 @@ class Daemon:
 
     def _gate(self, job: Job, scheduled: float) -> bool:
         """Skip runs a pause window covers; they run once when the window ends."""
-        if job.kind != "check":
+        if job.kind != "check" or not self.config.maintenance:
             return True
         instance = job.target
         window = self.maintenance.paused(
