@@ -82,6 +82,7 @@ def route(
     label: list[str] = typer.Option(
         None, "--label", "-l", help="A label k=v (besides the check's own); repeatable."
     ),
+    rule: str = typer.Option(None, "--rule", help="Its rule id (`up`, `slow`, ...)."),
     event: str = typer.Option(
         None, "--event", help="Route an event of this kind (deploy, rollback) instead of an alert."
     ),
@@ -152,6 +153,7 @@ def route(
         environment=environment,
         labels=labels,
         event=event,
+        rule=rule,
     )
     indexes = matching_routes(config.routes, subject, config.severities)
     routes = [config.routes[i] for i in indexes]
@@ -186,6 +188,7 @@ def route(
             "check": check,
             "environment": environment,
             "labels": labels,
+            "rule": rule,
             "event": event,
         },
         "at": _iso(when),
@@ -232,6 +235,8 @@ def _print(data: dict[str, Any]) -> None:
         if subject["kind"] == "event"
         else f"a {subject['severity']} alert"
     )
+    if subject["rule"]:
+        what += f" ({subject['rule']})"
     if subject["check"]:
         what += f" of {subject['check']}"
     if subject["environment"]:
