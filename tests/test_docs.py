@@ -225,14 +225,14 @@ def commands(group: click.Group, prefix: str = "watchkeeper"):
             continue
         path = f"{prefix} {name}"
         yield path, command
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):  # a group (typer ships its own click)
             yield from commands(command, path)
 
 
 def option_names(command: click.Command) -> list[str]:
     names = []
     for param in command.params:
-        if isinstance(param, click.Option) and not param.hidden:
+        if getattr(param, "param_type_name", "") == "option" and not param.hidden:
             names += [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--")]
     return [n for n in names if n != "--help"]
 
