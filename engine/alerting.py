@@ -115,7 +115,8 @@ class Alerting:
         self._wake = anyio.Event()
         self._acks_seen: set[str] = set()
         self.last_boundary = self.clock.now()
-        self.last_announce = self.clock.now() - 3600  # catch an announcement just missed
+        self.started_at = self.clock.now()
+        self.last_announce = self.started_at - 3600  # catch an announcement just missed
         self.boundary_handlers: list[Any] = []  # async (at) -> None, when a window starts/ends
         self.replica: str | None = None  # set when daemons share the store
         outbox.on_sent.append(self._delivered)
@@ -650,7 +651,12 @@ class Alerting:
 
         from watchkeeper.engine.timetable import format_instant
 
-        for occurrence, _at in self.maintenance.announcements(since, until):
+        due = self.maintenance.announcements(since, until)
+        if since <= self.started_at:
+            # announcements that fell due while no daemon ran (or before a reload added the
+            # window) still go out, once, as long as the window has not started
+            due = [*due, *self.maintenance.announcements_due(until)]
+        for occurrence, _at in due:
             window = occurrence.window
             key = f"{occurrence.name}|{occurrence.start}"
             if not await self.runtime.store.insert_once(

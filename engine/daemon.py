@@ -412,6 +412,7 @@ class Daemon:
             )
         # a window added while under way applies at once; alerts it no longer covers go out
         now = self.clock.now()
+        self.alerting.started_at = self.alerting.last_announce = now  # announce what is due
         await self.alerting.rehold(now)
         await self.alerting.release(now)
         await self.heartbeats.load()

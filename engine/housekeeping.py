@@ -34,6 +34,13 @@ async def prune(store: Any, config: Any, now: float) -> dict[str, int]:
     if stale:
         await store.delete("claims", stale)
     removed["claims"] = len(stale)
+    acks = await store.get_all("acks")
+    done = [key for key, doc in acks.items()
+            if (alerts.get(key) or {}).get("status") in (None, "resolved")
+            or doc.get("at", now) < now - options.retention]
+    if done:
+        await store.delete("acks", done)
+    removed["acks"] = len(done)
     from watchkeeper.engine.silences import purge_silences
 
     removed["silences"] = await purge_silences(store, now - options.retention)
