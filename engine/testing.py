@@ -9,10 +9,18 @@
 
 The options go through the probe's own `Options` model (unknown keys are errors, units
 parse) and the run goes through the engine's timeout and error handling. `open_probe`
-keeps one probe open across several checks, as the daemon does. `HttpTestServer` is a
-real HTTP(S) server on loopback that answers as told and records what it was sent;
-`make_certificates` writes a throwaway CA and certificates for it (needs `cryptography`,
-installed with the `dev` extra).
+keeps one probe open across several checks, as the daemon does; `fired_alerts` judges a
+result against threshold rules as the daemon's evaluator does.
+
+Real servers on loopback to run probes against: `HttpTestServer` answers HTTP(S) as told
+and records what it was sent; `TcpTestServer` runs a function per connection (a line
+protocol, a STARTTLS responder) or, without one, accepts and stays silent;
+`SilentUdpServer` receives and never answers; `DnsmasqServer` is a real DNS server
+(needs the `dnsmasq` program). `make_certificates` writes a throwaway CA and
+certificates (needs `cryptography`, installed with the `dev` extra).
+
+Under pytest, `pytest_plugins = ["watchkeeper.engine.testing"]` in a conftest.py also
+gives the fixtures `http_server`, `tcp_server`, `silent_udp` and `certificates`.
 """
 
 from __future__ import annotations
@@ -21,19 +29,29 @@ import datetime as dt
 import http.server
 import json as jsonlib
 import logging
+import os
+import shutil
+import socket
 import ssl
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+
+if TYPE_CHECKING:
+    from watchkeeper.engine.alerts import Alert
 
 
 def probe_class(probe_type: str) -> type[Probe]:
@@ -65,7 +83,8 @@ class ProbeRunner:
         labels: dict[str, str] | None = None,
     ) -> Result:
         """Validate options and run one check with the engine's timeout and error handling."""
-        parsed = probe_options(self.probe_type, options)
+        # the probe object's own model: a plugin under test need not be installed yet
+        parsed = type(self.probe).Options.model_validate(options)
         ctx = ProbeContext(
             check=check,
             environment=environment,
@@ -113,6 +132,55 @@ async def acheck_once(
 def check_once(probe_type: str, options: dict[str, Any], **kwargs: Any) -> Result:
     """Run `acheck_once` from synchronous test code."""
     return anyio.run(lambda: acheck_once(probe_type, options, **kwargs))
+
+
+# --- judging a result as the daemon does ------------------------------------------------
+
+
+def fired_alerts(
+    result: Result,
+    thresholds: list[dict[str, Any]],
+    *,
+    check: str = "test",
+    severity: str = "critical",
+) -> list[Alert]:
+    """Judge one result with the daemon's evaluator; return the alerts it fires at once.
+
+    A failed run fires the check's `up` alert (with `severity`); a good one fires each
+    threshold rule it breaches, e.g. `[{"metric": "certificate_expiry", "below": "14d"}]`.
+    Rules that need several runs (`for: 3`, windows) see this one run only.
+    """
+    from watchkeeper.engine.evaluate import AlertBook, Evaluator
+    from watchkeeper.engine.instances import Instance
+    from watchkeeper.schema.checks import Threshold
+
+    instance = Instance(
+        key=check,
+        check=check,
+        environment=None,
+        probe_type="test",
+        probe_class=Probe,
+        options=None,
+        schedule=None,
+        timezone="UTC",
+        timeout=10.0,
+        severity=severity,
+        failure_threshold=1,
+        success_threshold=1,
+        min_samples=1,
+        flap_threshold=6,
+        flap_window=3600.0,
+        labels={},
+        thresholds=[Threshold.model_validate(rule) for rule in thresholds],
+        runbook=None,
+        description=None,
+    )
+    evaluator = Evaluator(instance, list(SEVERITIES), AlertBook())
+    changes = evaluator.evaluate(result, time.time())
+    return [change.alert for change in changes if change.kind == "firing"]
+
+
+SEVERITIES = ("critical", "high", "medium", "warning", "low", "info")
 
 
 # --- a real HTTP server on loopback ------------------------------------------------------
@@ -272,6 +340,214 @@ def _handler_for(server: HttpTestServer) -> type[http.server.BaseHTTPRequestHand
     return Handler
 
 
+# --- plain TCP and UDP servers ----------------------------------------------------------
+
+
+def free_port(kind: Literal["tcp", "udp"] = "tcp") -> int:
+    """Return a port free on 127.0.0.1 right now (another process may take it later)."""
+    family = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, family) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TcpTestServer:
+    """A threaded TCP server on 127.0.0.1: `handler(conn)` runs for each connection.
+
+    Without a handler it accepts and stays silent (reading and discarding) until it
+    stops: a service that hangs, to test timeouts. On exit every connection is shut down,
+    which ends handlers blocked in `recv`. `connections` counts those accepted.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[socket.socket], None] | None = None,
+        host: str = "127.0.0.1",
+    ):
+        self.handler = handler or _silent
+        self.host = host
+        self.stopping = threading.Event()
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server((host, 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, name="tcp-test-server", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self.handler(conn)
+        except (OSError, ValueError):
+            pass  # the client went away, or the server is stopping
+        finally:
+            _shut(conn)
+
+    def start(self) -> TcpTestServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        with self._lock:
+            for conn in self._open:
+                _shut(conn)
+
+    def __enter__(self) -> TcpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _silent(conn: socket.socket) -> None:
+    while conn.recv(65536):
+        pass
+
+
+def _shut(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
+
+
+class SilentUdpServer:
+    """A UDP socket on 127.0.0.1 that receives datagrams and never answers them."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.host = host
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, 0))
+        self.port = self._sock.getsockname()[1]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> SilentUdpServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# --- a real DNS server --------------------------------------------------------------------
+
+
+class DnsmasqServer:
+    """dnsmasq answering on 127.0.0.1 (UDP and TCP) from the records it is given.
+
+        with DnsmasqServer("--local=/test/", "--host-record=www.test,10.0.0.1") as dns:
+            check_once("dns", {"name": "www.test", "resolvers": [dns.address]})
+
+    Upstream servers, /etc/hosts and config files are off, so it answers only for the
+    records given (names under a `--local` domain that it does not know get NXDOMAIN,
+    others REFUSED). `DnsmasqServer.binary()` is None where dnsmasq is not installed
+    (Debian: `apt-get install dnsmasq-base`).
+    """
+
+    def __init__(self, *options: str, binary: str | None = None):
+        self.options = options
+        self.program = binary or self.binary()
+        if self.program is None:
+            raise FileNotFoundError("dnsmasq is not installed (apt-get install dnsmasq-base)")
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.TemporaryDirectory(prefix="watchkeeper-dnsmasq-")
+
+    @staticmethod
+    def binary() -> str | None:
+        """Return the dnsmasq program, or None when it is not installed."""
+        found = shutil.which("dnsmasq")
+        if found is None and os.access("/usr/sbin/dnsmasq", os.X_OK):
+            found = "/usr/sbin/dnsmasq"
+        return found
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 5.0) -> DnsmasqServer:
+        problem = ""
+        for _ in range(5):  # a free port may be taken between choosing and binding it
+            self.port = free_port("udp")
+            self.process = subprocess.Popen(
+                [
+                    str(self.program),
+                    "--keep-in-foreground",
+                    f"--port={self.port}",
+                    f"--listen-address={self.host}",
+                    "--bind-interfaces",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                    f"--pid-file={self._dir.name}/dnsmasq.pid",
+                    "--log-facility=-",
+                    *self.options,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    socket.create_connection((self.host, self.port), timeout=0.2).close()
+                    return self
+                except OSError:
+                    time.sleep(0.02)
+            if self.process.poll() is None:
+                self.stop()
+                raise TimeoutError(f"dnsmasq did not listen on {self.address} in {timeout}s")
+            problem = (self.process.stderr.read() if self.process.stderr else b"").decode()
+            if "in use" not in problem:
+                break
+        raise RuntimeError(f"dnsmasq did not start: {problem.strip()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        self._dir.cleanup()
+
+    def __enter__(self) -> DnsmasqServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 # --- throwaway certificates -------------------------------------------------------------
 
 
@@ -319,6 +595,8 @@ def make_certificates(
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_after = now + valid_for
+    # an expired certificate (negative valid_for) was valid for a day before it expired
+    not_before = min(now - dt.timedelta(hours=1), not_after - dt.timedelta(days=1))
 
     def name(common: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
@@ -371,7 +649,7 @@ def make_certificates(
             .issuer_name(issuer_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -409,3 +687,40 @@ def make_certificates(
     files.client_cert.write_bytes(client_cert.public_bytes(pem))
     write_key(client_key, files.client_key)
     return files
+
+
+# --- pytest fixtures (with `pytest_plugins = ["watchkeeper.engine.testing"]`) ------------
+
+# defined only when pytest runs: importing this module elsewhere must not import pytest
+if "pytest" in sys.modules:
+    import pytest
+
+    @pytest.fixture
+    def http_server():
+        """A started `HttpTestServer`, stopped after the test."""
+        with HttpTestServer() as server:
+            yield server
+
+    @pytest.fixture
+    def tcp_server():
+        """Start `TcpTestServer(handler)` servers (silent without one); all stop after."""
+        servers: list[TcpTestServer] = []
+
+        def start(handler: Callable[[socket.socket], None] | None = None) -> TcpTestServer:
+            servers.append(TcpTestServer(handler).start())
+            return servers[-1]
+
+        yield start
+        for server in servers:
+            server.stop()
+
+    @pytest.fixture
+    def silent_udp():
+        """A `SilentUdpServer`, closed after the test."""
+        with SilentUdpServer() as server:
+            yield server
+
+    @pytest.fixture
+    def certificates(tmp_path):
+        """`make_certificates` in the test's temporary directory (30 days, localhost)."""
+        return make_certificates(tmp_path / "pki")

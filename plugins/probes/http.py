@@ -169,7 +169,11 @@ class HttpProbe(Probe):
                 ok=False,
                 message=_describe_error(exc, shown, ctx.timeout, options),
                 metrics={"response_time": time.perf_counter() - start},
-                details={"error": type(exc).__name__, "url": shown},
+                details={
+                    "error": type(exc).__name__,
+                    "url": shown,
+                    **({"timeout": True} if isinstance(exc, httpx.TimeoutException) else {}),
+                },
             )
         return _evaluate(options, response, redirects, body, truncated, elapsed, expiry, shown)
 
@@ -534,6 +538,7 @@ class TlsContexts:
     def __init__(self, alpn: list[str] | None = None) -> None:
         self.alpn = alpn
         self._contexts: dict[tuple, tuple[tuple, ssl.SSLContext]] = {}
+        self._lock: Any = None
 
     async def get(
         self,
@@ -551,11 +556,17 @@ class TlsContexts:
         cached = self._contexts.get(key)
         if cached is not None and cached[0] == stamps:
             return cached[1]
-        # loading a CA store blocks for milliseconds: not on the event loop
-        context = await anyio.to_thread.run_sync(
-            self._build, verify, ca_bundle, client_cert, client_key
-        )
-        self._contexts[key] = (stamps, context)
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:  # a thousand checks starting at once build it once
+            cached = self._contexts.get(key)
+            if cached is not None and cached[0] == stamps:
+                return cached[1]
+            # loading a CA store blocks for milliseconds: not on the event loop
+            context = await anyio.to_thread.run_sync(
+                self._build, verify, ca_bundle, client_cert, client_key
+            )
+            self._contexts[key] = (stamps, context)
         return context
 
     def _build(

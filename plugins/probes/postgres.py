@@ -64,7 +64,11 @@ class PostgresProbe(Probe):
                     dsn, autocommit=True, **_session_params(params, budget)
                 )
         except TimeoutError:
-            return Result(ok=False, message=f"timed out after {after} connecting to {shown}")
+            return Result(
+                ok=False,
+                message=f"timed out after {after} connecting to {shown}",
+                details={"timeout": True},
+            )
         except psycopg.Error as exc:
             return Result(ok=False, message=f"cannot connect to {shown}: {_clean(exc, password)}")
         metrics["connect_time"] = time.perf_counter() - start
@@ -94,6 +98,7 @@ class PostgresProbe(Probe):
                 ok=False,
                 message=f"timed out after {after} running the {phase} on {shown}",
                 metrics=metrics,
+                details={"timeout": True},
             )
         except psycopg.Error as exc:
             return Result(

@@ -73,8 +73,8 @@ class RedisProbe(Probe):
         except (TimeoutError, RedisError, OSError) as exc:
             if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
                 message = f"timed out after {after} {_DOING[phase]} {shown}"
-            else:
-                message = _FAILED[phase].format(shown) + ": " + _clean(exc, password)
+                return Result(ok=False, message=message, metrics=metrics, details={"timeout": True})
+            message = _FAILED[phase].format(shown) + ": " + _clean(exc, password)
             return Result(ok=False, message=message, metrics=metrics)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

@@ -76,7 +76,11 @@ class TcpProbe(Probe):
             with anyio.fail_after(_left(deadline)):
                 stream = await anyio.connect_tcp(options.host, options.port)
         except TimeoutError:
-            return Result(ok=False, message=f"timed out after {after} connecting to {target}")
+            return Result(
+                ok=False,
+                message=f"timed out after {after} connecting to {target}",
+                details={"timeout": True},
+            )
         except OSError as exc:
             reason = network_reason(exc) or str(exc)
             return Result(ok=False, message=f"cannot connect to {target}: {reason}")
@@ -85,13 +89,13 @@ class TcpProbe(Probe):
             if options.tls:
                 stream, failure = await self._handshake(stream, options, ctx, deadline, metrics)
                 if failure:
-                    return Result(ok=False, message=failure, metrics=metrics)
+                    return _failed(failure, metrics)
             if options.send is not None:
                 await stream.send(options.send.encode())
             if options.expect_regex is not None:
                 failure = await _expect(stream, options, ctx, deadline, metrics)
                 if failure:
-                    return Result(ok=False, message=failure, metrics=metrics)
+                    return _failed(failure, metrics)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             reason = network_reason(exc) or "connection closed"
             return Result(
@@ -176,6 +180,11 @@ async def _expect(
     what = f"received {shown}" if received else "received nothing"
     target = _target(options.host, options.port)
     return f"no match for /{options.expect_regex}/ from {target} ({why}; {what})"
+
+
+def _failed(message: str, metrics: dict[str, float]) -> Result:
+    details = {"timeout": True} if "timed out after" in message else {}
+    return Result(ok=False, message=message, metrics=metrics, details=details)
 
 
 def _left(deadline: float) -> float:
