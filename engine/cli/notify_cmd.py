@@ -88,9 +88,10 @@ def notify_test(
     notifier: str = typer.Argument(..., help="Name of a notifier in monitor.yaml."),
     fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="text or json."),
 ) -> None:
-    """Send a test message through one notifier, directly (not through routes or the
-    outbox), and say whether the receiver accepted it.
+    """Send a test message through one notifier and say whether it was accepted.
 
+    The message goes directly to the notifier (not through routes or the outbox): a
+    sample firing alert marked as a test, rendered with the notifier's templates.
     Exit 0 when accepted, 1 when refused or unreachable (the reason is printed, secrets
     masked), 2 for a notifier that monitor.yaml does not define.
 

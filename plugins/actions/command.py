@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from watchkeeper.engine.action import Action, ActionResult
-from watchkeeper.engine.action_context import ActionContext
+from watchkeeper.engine.action import Action, ActionContext, ActionResult
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.redaction import REDACTOR
 from watchkeeper.plugins.notifiers.delivery import budget
@@ -49,8 +48,10 @@ class CommandActionOptions(ActionOptions):
 def environment(options: CommandActionOptions, ctx: ActionContext) -> dict[str, str]:
     """Return the program's environment: the daemon's, `env`, then the alert's fields."""
     env = {**os.environ, **options.env, "WATCHKEEPER_ACTION": ctx.name}
-    for key, value in ctx.alert_fields().items():
-        env[ALERT_VARIABLES[key]] = value
+    for key, variable in ALERT_VARIABLES.items():
+        value = getattr(ctx.alert, key, None) if ctx.alert is not None else None
+        if value is not None:
+            env[variable] = str(value)
     return env
 
 

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from watchkeeper.engine.action import Action, ActionResult
-from watchkeeper.engine.action_context import ActionContext
+from watchkeeper.engine.action import Action, ActionContext, ActionResult
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.plugins.notifiers.delivery import ReceiverError, secret_parts, send_http, snippet
 from watchkeeper.schema.alerting import ActionOptions
@@ -34,7 +33,7 @@ class HttpAction(Action):
     async def run(self, options: HttpActionOptions, ctx: ActionContext) -> ActionResult:
         start = time.perf_counter()
         headers = dict(options.headers)
-        alert_id = ctx.alert_fields().get("id")
+        alert_id = getattr(ctx.alert, "id", None)
         if alert_id:
             headers.setdefault("X-Watchkeeper-Alert", alert_id)
         url = options.url.get_secret_value()

@@ -41,6 +41,12 @@ def notify_type(notice: Notice) -> str:
     return "failure" if notice.severity in ("critical", "high") else "warning"
 
 
+def _message(notice: Notice, options: AppriseOptions, name: str) -> tuple[str, str]:
+    extra = {**messages.helpers(notice), "notifier": name}
+    title = render("title", notice, options, DEFAULTS, **extra)
+    return title, render("text", notice, options, DEFAULTS, headline=title, **extra)
+
+
 def _quiet_apprise() -> None:
     # apprise logs service URLs (tokens included) when a service fails: mask them
     logger = logging.getLogger("apprise")
@@ -55,6 +61,11 @@ class AppriseNotifier(Notifier):
     def __init__(self) -> None:
         self._delivered: OrderedDict[tuple[str, str], set[int]] = OrderedDict()
 
+    def preview(self, notice: Notice, options: AppriseOptions) -> str:
+        """Return the title and body each apprise URL would get."""
+        title, body = _message(notice, options, "preview")
+        return f"[{notify_type(notice)}] {title}\n\n{body}"
+
     async def send(self, notice: Notice, options: AppriseOptions, ctx: NotifyContext) -> None:
         label = f"apprise `{ctx.name}`"
         try:
@@ -64,9 +75,7 @@ class AppriseNotifier(Notifier):
                 f"{label}: the apprise library is not installed ({INSTALL})", retryable=False
             ) from None
         _quiet_apprise()
-        extra = {**messages.helpers(notice), "notifier": ctx.name}
-        title = render("title", notice, options, DEFAULTS, **extra)
-        body = render("text", notice, options, DEFAULTS, headline=title, **extra)
+        title, body = _message(notice, options, ctx.name)
         key = (ctx.name, notice.id)
         delivered = self._delivered.pop(key, set())
         failed: list[str] = []

@@ -114,7 +114,7 @@ def snippet(text: str, secrets: Iterable[str] = (), limit: int = SNIPPET) -> str
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def network_error(exc: BaseException, timeout: float) -> str:
+def network_error(exc: BaseException, timeout: float, secrets: Iterable[str] = ()) -> str:
     """Say what went wrong on the way to a receiver, in words that quote no URL."""
     import httpx
 
@@ -128,7 +128,8 @@ def network_error(exc: BaseException, timeout: float) -> str:
         reason = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate" in reason.lower():
             return "TLS certificate not trusted (set `verify: false` only for a test receiver)"
-        return "cannot connect" + (f" ({_reason(reason)})" if _reason(reason) else "")
+        said = snippet(_reason(reason), secrets, limit=80)
+        return "cannot connect" + (f" ({said})" if said else "")
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the receiver closed the connection without a valid answer"
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
@@ -139,9 +140,11 @@ def network_error(exc: BaseException, timeout: float) -> str:
 
 
 def _reason(text: str) -> str:
-    # keep the OS's words ("Connection refused", "Name or service not known"), drop the rest
+    # keep the OS's words ("Connection refused", "Name or service not known"), nothing
+    # that could be a URL
     found = re.search(r"\]\s*([^\[\]]+?)\s*$", text)
-    return found.group(1) if found else ""
+    reason = found.group(1) if found else text
+    return "" if "://" in reason or "/" in reason else reason
 
 
 async def send_http(
@@ -174,7 +177,8 @@ async def send_http(
             response = await client.request(method, url, content=content, headers=merged)
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         # `from None`: httpx's own message may quote the URL
-        raise ReceiverError(f"{label}: {network_error(exc, timeout)}", retryable=True) from None
+        message = f"{label}: {network_error(exc, timeout, hidden)}"
+        raise ReceiverError(message, retryable=True) from None
     if (accept or _is_2xx)(response):
         return response
     raise refusal(label, response, hidden)

@@ -127,6 +127,12 @@ class EmailNotifier(Notifier):
     type = "email"
     Options = EmailOptions
 
+    def preview(self, notice: Notice, options: EmailOptions) -> str:
+        """Return the headers and plain-text part of the mail this notice would be."""
+        msg = build_message(notice, options, "preview")
+        head = "".join(f"{k}: {msg[k]}\n" for k in ("Subject", "From", "To", "Message-ID"))
+        return head + "\n" + msg.get_body(("plain",)).get_content()
+
     async def send(self, notice: Notice, options: EmailOptions, ctx: NotifyContext) -> None:
         import aiosmtplib
 

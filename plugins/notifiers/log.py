@@ -31,10 +31,14 @@ class LogNotifier(Notifier):
     type = "log"
     Options = LogOptions
 
-    async def send(self, notice: Notice, options: LogOptions, ctx: NotifyContext) -> None:
+    def preview(self, notice: Notice, options: LogOptions) -> str:
+        """Return the line this notice would be logged as."""
         text = render("text", notice, options, DEFAULTS, **messages.helpers(notice))
         # one line per notice, whatever an overriding template produced
-        line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+        return " | ".join(part.strip() for part in text.splitlines() if part.strip())
+
+    async def send(self, notice: Notice, options: LogOptions, ctx: NotifyContext) -> None:
+        line = self.preview(notice, options)
         level = logging.getLevelName(options.level.upper()) if notice.firing else logging.INFO
         status = "firing" if notice.firing else ("resolved" if notice.alerts else notice.status)
         logging.getLogger(LOGGER).log(

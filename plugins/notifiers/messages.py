@@ -53,7 +53,10 @@ HEADLINE = """\
 {{ "FLAPPING" if flapping else ("STABLE" if stable and not firing else (
    "RESOLVED" if not firing else "FIRING")) }}
 {{- (" " ~ firing | length ~ "×") if firing | length > 1 else "" }}
-{{- (" [" ~ severity ~ "]") if severity and firing else "" }}: {{ title }}
+{{- (" [" ~ severity ~ "]") if severity and firing else "" }}
+{{- (" after " ~ (alerts[0].duration | duration))
+    if not firing and alerts | length == 1 and alerts[0].duration is not none else "" }}: \
+{{ title }}
 {{- (" · escalated to " ~ notice.escalation) if notice.escalation else "" }}
 {{- " · acknowledged" if alerts and alerts | rejectattr("acknowledged") | list | length == 0
     else "" }}

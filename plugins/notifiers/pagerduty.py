@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field
@@ -138,6 +139,14 @@ class PagerDutyNotifier(Notifier):
     type = "pagerduty"
     Options = PagerDutyOptions
     groups = False
+
+    def preview(self, notice: Notice, options: PagerDutyOptions) -> str:
+        """Return the events this notice would send (without the routing key)."""
+        if not notice.alerts:
+            events = [change_event(notice, options)]
+        else:
+            events = [alert_event(notice, alert, options) for alert in notice.alerts]
+        return json.dumps(REDACTOR.redact_obj(events), indent=2, ensure_ascii=False)
 
     async def send(self, notice: Notice, options: PagerDutyOptions, ctx: NotifyContext) -> None:
         if not notice.alerts:

@@ -147,6 +147,63 @@ def _version() -> str:
         return "0"
 
 
+def describe(
+    notice: Notice, alert: NoticeAlert | None, options: SentryNotifierOptions, name: str
+) -> dict[str, Any]:
+    """Return what the event of a notice (and alert) carries, as plain data."""
+    message = render("message", notice, options, DEFAULTS, alert=alert, **messages.helpers(notice))
+    tags = {"notice_kind": notice.kind, "notifier": name}
+    if alert is None:
+        details: dict[str, Any] = {
+            "title": notice.title,
+            "text": notice.text,
+            "checklist": notice.checklist,
+            **(notice.event or {}),
+        }
+        return {
+            "message": message,
+            "level": "info",
+            "fingerprint": ["watchkeeper", notice.kind, notice.title],
+            "tags": tags,
+            "context_name": "notice",
+            "context": {k: v for k, v in details.items() if v},
+            "environment": options.environment,
+        }
+    tags |= {
+        "check": alert.check,
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "alert_id": alert.id,
+    }
+    if alert.environment:
+        tags["environment"] = alert.environment
+    if alert.escalation:
+        tags["escalation"] = alert.escalation
+    details = {
+        "summary": alert.summary,
+        "status": alert.status,
+        "started_at": alert.started_at,
+        "metric": alert.metric,
+        "value": alert.value_text or alert.value,
+        "threshold": alert.threshold_text or alert.threshold,
+        "direction": alert.direction,
+        "runbook": alert.runbook,
+        "flapping": alert.flapping or None,
+        "labels": alert.labels or None,
+        "actions": alert.actions or None,
+        "notice_id": notice.id,
+    }
+    return {
+        "message": message,
+        "level": level(alert.severity),
+        "fingerprint": fingerprint(alert),
+        "tags": tags,
+        "context_name": "alert",
+        "context": {k: v for k, v in details.items() if v is not None},
+        "environment": options.environment or alert.environment,
+    }
+
+
 class SentryNotifier(Notifier):
     type = "sentry"
     Options = SentryNotifierOptions
@@ -163,6 +220,21 @@ class SentryNotifier(Notifier):
                 project = self._projects[dsn] = _Project(dsn)
             return project
 
+    def preview(self, notice: Notice, options: SentryNotifierOptions) -> str:
+        """Return the message, level, tags and fingerprint of each event this notice makes."""
+        lines = []
+        for alert in notice.alerts or [None]:
+            if alert is not None and alert.status == "resolved":
+                lines.append(f"(resolved {alert.id}: no event)")
+                continue
+            spec = describe(notice, alert, options, "preview")
+            tags = " ".join(f"{k}={v}" for k, v in spec["tags"].items())
+            lines.append(
+                f"[{spec['level']}] {spec['message']}\n  tags: {tags}\n"
+                f"  fingerprint: {spec['fingerprint']}"
+            )
+        return "\n".join(lines)
+
     async def send(
         self, notice: Notice, options: SentryNotifierOptions, ctx: NotifyContext
     ) -> None:
@@ -175,7 +247,9 @@ class SentryNotifier(Notifier):
                 f"{label}: the DSN is not valid ({type(exc).__name__})", retryable=False
             ) from None
         if not notice.alerts:
-            await self._deliver(project, self._event(notice, None, options, ctx), label, ctx, dsn)
+            await self._deliver(
+                project, self._event(notice, None, options, ctx.name), label, ctx, dsn
+            )
             return
         for alert in notice.alerts:
             if alert.status == "resolved":
@@ -186,68 +260,34 @@ class SentryNotifier(Notifier):
                     extra={"notifier": ctx.name, "alert_id": alert.id},
                 )
                 continue
-            await self._deliver(project, self._event(notice, alert, options, ctx), label, ctx, dsn)
+            await self._deliver(
+                project, self._event(notice, alert, options, ctx.name), label, ctx, dsn
+            )
 
     def _event(
         self,
         notice: Notice,
         alert: NoticeAlert | None,
         options: SentryNotifierOptions,
-        ctx: NotifyContext,
+        name: str,
     ) -> tuple[dict[str, Any], Any]:
+        """Return the event and a fresh scope carrying its level, tags and fingerprint."""
         import sentry_sdk
 
+        spec = describe(notice, alert, options, name)
         scope = sentry_sdk.Scope()
-        message = render(
-            "message", notice, options, DEFAULTS, alert=alert, **messages.helpers(notice)
-        )
+        scope.set_level(spec["level"])
+        scope.fingerprint = spec["fingerprint"]
+        for key, value in spec["tags"].items():
+            scope.set_tag(key, value)
+        scope.set_context(spec["context_name"], spec["context"])
         event: dict[str, Any] = {
             "event_id": event_id(notice, alert),
-            "message": message,
+            "message": spec["message"],
             "logger": "watchkeeper",
         }
-        scope.set_tag("notice_kind", notice.kind)
-        scope.set_tag("notifier", ctx.name)
-        if alert is None:
-            scope.set_level("info")
-            scope.fingerprint = ["watchkeeper", notice.kind, notice.title]
-            details = {
-                "title": notice.title,
-                "text": notice.text,
-                "checklist": notice.checklist,
-                **(notice.event or {}),
-            }
-            scope.set_context("notice", {k: v for k, v in details.items() if v})
-            environment = options.environment
-        else:
-            scope.set_level(level(alert.severity))
-            scope.fingerprint = fingerprint(alert)
-            scope.set_tag("check", alert.check)
-            if alert.environment:
-                scope.set_tag("environment", alert.environment)
-            scope.set_tag("rule", alert.rule)
-            scope.set_tag("severity", alert.severity)
-            scope.set_tag("alert_id", alert.id)
-            if alert.escalation:
-                scope.set_tag("escalation", alert.escalation)
-            details = {
-                "summary": alert.summary,
-                "status": alert.status,
-                "started_at": alert.started_at,
-                "metric": alert.metric,
-                "value": alert.value_text or alert.value,
-                "threshold": alert.threshold_text or alert.threshold,
-                "direction": alert.direction,
-                "runbook": alert.runbook,
-                "flapping": alert.flapping or None,
-                "labels": alert.labels or None,
-                "actions": alert.actions or None,
-                "notice_id": notice.id,
-            }
-            scope.set_context("alert", {k: v for k, v in details.items() if v is not None})
-            environment = options.environment or alert.environment
-        if environment:
-            event["environment"] = environment
+        if spec["environment"]:
+            event["environment"] = spec["environment"]
         return event, scope
 
     async def _deliver(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import Field
@@ -113,7 +114,8 @@ def alert_blocks(alert: NoticeAlert) -> list[dict[str, Any]]:
 def payload(notice: Notice, options: SlackOptions, name: str) -> dict[str, Any]:
     """Return the incoming-webhook JSON for a notice."""
     extra = {**messages.helpers(notice), "esc": escape, "notifier": name}
-    title = render("title", notice, options, DEFAULTS, **extra)
+    # Slack refuses an empty header: an override rendering nothing falls back to the title
+    title = render("title", notice, options, DEFAULTS, **extra) or notice.title or notice.kind
     text = render("text", notice, options, DEFAULTS, headline=title, **extra)
     mention = f"{options.mention} " if options.mention and notice.firing else ""
     blocks: list[dict[str, Any]] = [
@@ -152,6 +154,10 @@ def payload(notice: Notice, options: SlackOptions, name: str) -> dict[str, Any]:
 class SlackNotifier(Notifier):
     type = "slack"
     Options = SlackOptions
+
+    def preview(self, notice: Notice, options: SlackOptions) -> str:
+        """Return the JSON this notice would be posted as."""
+        return json.dumps(payload(notice, options, "preview"), indent=2, ensure_ascii=False)
 
     async def send(self, notice: Notice, options: SlackOptions, ctx: NotifyContext) -> None:
         await send_http(

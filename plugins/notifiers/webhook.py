@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Literal
 
 from pydantic import Field
@@ -39,6 +40,11 @@ def signature(secret: str, body: bytes) -> str:
 class WebhookNotifier(Notifier):
     type = "webhook"
     Options = WebhookOptions
+
+    def preview(self, notice: Notice, options: WebhookOptions) -> str:
+        """Return the JSON body this notice would be sent as."""
+        payload = REDACTOR.redact_obj(notice.webhook_payload())
+        return f"{options.method} Idempotency-Key: {notice.id}\n" + json.dumps(payload, indent=2)
 
     async def send(self, notice: Notice, options: WebhookOptions, ctx: NotifyContext) -> None:
         body = json_bytes(REDACTOR.redact_obj(notice.webhook_payload()))

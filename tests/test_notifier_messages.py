@@ -1,0 +1,149 @@
+"""The default messages every notifier shares, and each notifier's dry-run preview."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.receivers import alert_of, notice_of, resolved_of
+from watchkeeper.engine.cli.notify_cmd import sample_notice
+from watchkeeper.engine.notice import Notice
+from watchkeeper.engine.plugins import registry
+from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.templates import render
+from watchkeeper.plugins.notifiers import messages
+
+BUILTIN = ("log", "webhook", "slack", "email", "pagerduty", "sentry", "apprise")
+OPTIONS = {
+    "log": {},
+    "webhook": {"url": "https://hooks.example.com/secret-path-0001"},
+    "slack": {"webhook_url": "https://hooks.slack.com/services/T1/B1/secret0001"},
+    "email": {"to": ["dev@example.com"], "smtp_url": "smtp://u:secret0001@mail.example.com"},
+    "pagerduty": {"routing_key": "secret0001routingkey"},
+    "sentry": {"dsn": "https://secret0001@o1.ingest.sentry.io/1"},
+    "apprise": {"urls": ["tgram://secret0001/chat"]},
+}
+
+
+class NoOverrides:
+    templates: dict[str, str] = {}
+
+
+def text(notice: Notice) -> str:
+    return render(
+        "text",
+        notice,
+        NoOverrides(),
+        {"text": messages.TEXT},
+        headline="HEADLINE",
+        **messages.helpers(notice),
+    )
+
+
+def headline(notice: Notice) -> str:
+    return render("h", notice, NoOverrides(), {"h": messages.HEADLINE}, **messages.helpers(notice))
+
+
+def test_headlines():
+    assert headline(notice_of()) == "FIRING [high]: api-health@production"
+    two = notice_of(alert_of(), alert_of(id="al-2", rule="up"))
+    assert headline(two) == "FIRING 2× [high]: api-health@production"
+    assert headline(notice_of(resolved_of())) == "RESOLVED after 16m: api-health@production"
+    assert headline(notice_of(alert_of(change="flapping"))).startswith("FLAPPING")
+    assert headline(notice_of(resolved_of(change="stable"))).startswith("STABLE")
+    escalated = notice_of(escalation="development")
+    assert headline(escalated) == (
+        "FIRING [high]: api-health@production · escalated to development"
+    )
+    acked = notice_of(alert_of(acknowledged=True))
+    assert headline(acked).endswith("· acknowledged")
+    assert headline(sample_notice("x", ["info"])).startswith("[TEST] Test notification")
+
+
+def test_firing_text_carries_what_a_person_needs():
+    body = text(
+        notice_of(
+            alert_of(
+                escalation="infrastructure",
+                description="the public API",
+                actions=[{"name": "restart-app", "ok": False, "message": "exited 1"}],
+            )
+        )
+    )
+    for line in (
+        "FIRING HIGH api-health@production · slow",
+        "Metric:     response_time is 5.2s, above the threshold 5s",
+        "Since:      2026-11-26 20:44 UTC",
+        "Runbook:    https://wiki.example.com/runbooks/api-health",
+        "About:      the public API",
+        "Escalation: infrastructure",
+        "Labels:     team=web",
+        "Action:     restart-app FAILED: exited 1",
+        "Acknowledge: watchkeeper alerts ack al-7f3a9c",
+    ):
+        assert line in body, line
+
+
+def test_resolved_text_says_how_long_it_lasted():
+    body = text(notice_of(resolved_of()))
+    assert "Lasted:     16m (since 2026-11-26 20:44 UTC, resolved 2026-11-26 21:00 UTC)" in body
+    assert "Acknowledge" not in body
+
+
+def test_missing_runbook_is_called_out_and_flapping_is_explained():
+    body = text(notice_of(alert_of(runbook=None, change="flapping", flapping=True)))
+    assert "Runbook:    none (add `runbook:` to this check)" in body
+    assert "you will hear once more when it is stable" in body
+
+
+def test_event_task_announcement_text():
+    deploy = Notice(
+        id="wk-1",
+        kind="event",
+        status="info",
+        title="deploy v9",
+        event={"event": "deploy", "version": "v9", "environment": "production"},
+    )
+    assert "version: v9" in text(deploy)
+    task = Notice(
+        id="wk-2",
+        kind="task",
+        status="info",
+        title="daily-review",
+        text="Morning",
+        checklist=["Check Sentry"],
+    )
+    assert "[ ] Check Sentry" in text(task)
+    collapsed = notice_of(resolved_of(), collapsed=True)
+    assert "resolved before the firing notice could be delivered" in text(collapsed)
+
+
+def test_colours():
+    assert messages.color(notice_of()) == messages.SEVERITY_COLORS["high"]
+    assert messages.color(notice_of(resolved_of())) == messages.RESOLVED_COLOR
+    assert messages.color(notice_of(alert_of(severity="sev0"), severity="sev0")) == (
+        messages.OTHER_COLOR
+    )
+
+
+def test_every_builtin_declares_its_templates_and_defaults():
+    from importlib import import_module
+
+    types = registry().kind("notifier")
+    for name in BUILTIN:
+        cls = types[name]
+        module = import_module(cls.__module__)
+        defaults = getattr(module, "DEFAULTS", {})
+        assert set(cls.Options.template_names) == set(defaults), name
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_preview_of_every_builtin_shows_the_alert_and_no_secret(name):
+    cls = registry().get("notifier", name)
+    options = cls.Options.model_validate(OPTIONS[name])
+    REDACTOR.add_from(options)
+    try:
+        shown = cls().preview(notice_of(), options)
+    finally:
+        REDACTOR.clear()
+    assert "api-health" in shown
+    assert "secret0001" not in shown
