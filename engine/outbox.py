@@ -119,8 +119,10 @@ class Outbox:
             firing=bool(notice.firing),
             alert_ids=[a.id for a in notice.alerts],
         )
-        self.pending[delivery.id] = delivery
+        # stored before the sender can see it: a delivery sent and deleted while its first
+        # write was still under way would come back from the store and go out twice
         await self._persist(delivery)
+        self.pending[delivery.id] = delivery
         self._wake.set()
         return delivery
 

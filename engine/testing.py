@@ -134,6 +134,124 @@ def check_once(probe_type: str, options: dict[str, Any], **kwargs: Any) -> Resul
     return anyio.run(lambda: acheck_once(probe_type, options, **kwargs))
 
 
+# --- the probe author's contract (docs/probe-authors.md) -----------------------------------
+
+
+def contract_problems(probe: type[Probe]) -> list[str]:
+    """Return how a probe class breaks the contract's static rules (empty when it keeps them).
+
+    It has a `type` and an `Options` model derived from ProbeOptions; `open`, `check`
+    and `close` are coroutine functions; it is made with no arguments; every options
+    model (nested ones too) forbids unknown keys and describes every field; fields named
+    like credentials (token, password, dsn, key...) are secret types.
+    """
+    import inspect
+
+    from watchkeeper.engine.redaction import is_secret_name
+    from watchkeeper.schema.checks import ProbeOptions
+
+    problems = []
+    name = getattr(probe, "type", None)
+    if not isinstance(name, str) or not name:
+        problems.append("no `type` name")
+    options = getattr(probe, "Options", None)
+    if not (isinstance(options, type) and issubclass(options, ProbeOptions)):
+        return [*problems, "`Options` is not a subclass of ProbeOptions"]
+    for method in ("open", "check", "close"):
+        if not inspect.iscoroutinefunction(getattr(probe, method, None)):
+            problems.append(f"`{method}` is not an async def")
+    try:
+        probe()
+    except Exception as exc:
+        problems.append(f"cannot be made without arguments: {type(exc).__name__}: {exc}")
+    for model in _models(options):
+        if model.model_config.get("extra") != "forbid":
+            problems.append(f"{model.__name__} accepts unknown keys (use extra='forbid')")
+        for key, info in model.model_fields.items():
+            if not (info.description or "").strip():
+                problems.append(f"{model.__name__}.{key} has no Field(description=...)")
+            credential = is_secret_name(key) and key not in _NOT_CREDENTIALS
+            if credential and not _holds_secret(info.annotation):
+                problems.append(f"{model.__name__}.{key} holds a credential: make it Secret")
+    return problems
+
+
+_NOT_CREDENTIALS = frozenset({"client_key"})
+"""Named like credentials, but paths to key files: plain strings are right."""
+
+
+def _models(model: type) -> list[type]:
+    """The model and every pydantic model nested in its fields' types."""
+    import typing
+
+    from pydantic import BaseModel, SecretStr
+
+    found: list[type] = []
+
+    def visit(annotation: object) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            if annotation not in found:
+                found.append(annotation)
+                for info in annotation.model_fields.values():
+                    visit(info.annotation)
+            return
+        if annotation is not SecretStr:
+            for arg in typing.get_args(annotation):
+                visit(arg)
+
+    visit(model)
+    return found
+
+
+def _holds_secret(annotation: object) -> bool:
+    import typing
+
+    from pydantic import SecretStr
+
+    return annotation is SecretStr or any(_holds_secret(a) for a in typing.get_args(annotation))
+
+
+@dataclass
+class Cancelled:
+    """How a check() took being cancelled from outside (see `acheck_cancelled`)."""
+
+    cancelled: bool
+    """The cancellation came back out of check(), as it must."""
+    returned: Result | None
+    """What check() returned instead of letting the cancellation through (should be None)."""
+    elapsed: float
+    """Seconds from the start of the check to its end."""
+
+
+async def acheck_cancelled(
+    probe_type: str,
+    options: dict[str, Any],
+    *,
+    after: float = 0.3,
+    probe: Probe | None = None,
+) -> Cancelled:
+    """Run check() with a long timeout of its own and cancel it from outside after `after`.
+
+    Point the probe at something that never answers: a probe that keeps the contract
+    stops at once (`cancelled` and an `elapsed` close to `after`) and returns nothing.
+    """
+    async with open_probe(probe_type, probe=probe) as runner:
+        parsed = type(runner.probe).Options.model_validate(options)
+        ctx = ProbeContext(
+            check="contract",
+            environment=None,
+            timeout=max(30.0, after * 10),
+            base_dir=runner.base_dir,
+            log=runner.log,
+        )
+        returned: list[Result] = []
+        start = anyio.current_time()
+        with anyio.move_on_after(after) as scope:
+            returned.append(await runner.probe.check(parsed, ctx))
+        elapsed = anyio.current_time() - start
+        return Cancelled(scope.cancelled_caught, returned[0] if returned else None, elapsed)
+
+
 # --- judging a result as the daemon does ------------------------------------------------
 
 

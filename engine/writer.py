@@ -27,7 +27,8 @@ class StateWriter:
         self.interval = interval
         self.limit = limit
         self.rows: dict[str, deque[Row]] = {}
-        self.docs: dict[str, dict[str, dict[str, Any]]] = {}
+        # collection -> key -> (document, the fencing epoch when it was written)
+        self.docs: dict[str, dict[str, tuple[dict[str, Any], int | None]]] = {}
         self.deletes: dict[str, set[str]] = {}
         self.epoch: int | None = None
         self.degraded: str | None = None
@@ -48,7 +49,7 @@ class StateWriter:
             self._wake.set()
 
     def put(self, collection: str, key: str, doc: dict[str, Any]) -> None:
-        self.docs.setdefault(collection, {})[key] = doc
+        self.docs.setdefault(collection, {})[key] = (doc, self.epoch)
         self.deletes.get(collection, set()).discard(key)
 
     def delete(self, collection: str, key: str) -> None:
@@ -73,6 +74,31 @@ class StateWriter:
             self._wake = anyio.Event()
             await self.flush()
 
+    async def _put(
+        self, collection: str, entries: dict[str, tuple[dict[str, Any], int | None]]
+    ) -> None:
+        """Write documents, each with the epoch it was queued under; drop fenced ones."""
+        by_epoch: dict[int | None, dict[str, dict[str, Any]]] = {}
+        for key, (doc, epoch) in entries.items():
+            by_epoch.setdefault(epoch, {})[key] = doc
+        for epoch, batch in by_epoch.items():
+            while batch:
+                try:
+                    await self.store.put(collection, batch, epoch=epoch)
+                    break
+                except FencedWrite as exc:
+                    # a newer replica owns these: its state wins; ours for them is dropped,
+                    # the rest of the batch is written
+                    log.warning(
+                        "state write fenced off",
+                        extra={"collection": collection, "keys": len(exc.keys), "epoch": epoch},
+                    )
+                    batch = {k: v for k, v in batch.items() if k not in set(exc.keys)}
+        current = self.docs[collection]
+        for key, entry in entries.items():
+            if current.get(key) is entry:
+                del current[key]
+
     async def flush(self) -> bool:
         """Write everything buffered; return False (keeping it) when the store fails."""
         async with self._lock:
@@ -87,19 +113,8 @@ class StateWriter:
                     queue = self.rows[stream]
                     for _ in range(min(len(batch), len(queue))):
                         queue.popleft()
-                for collection, batch in docs.items():
-                    try:
-                        await self.store.put(collection, batch, epoch=self.epoch)
-                    except FencedWrite as exc:
-                        # another replica owns these now: its state wins, ours is dropped
-                        log.warning(
-                            "state write fenced off",
-                            extra={"collection": collection, "keys": len(exc.keys)},
-                        )
-                    current = self.docs[collection]
-                    for key, doc in batch.items():
-                        if current.get(key) is doc:
-                            del current[key]
+                for collection, entries in docs.items():
+                    await self._put(collection, entries)
                 for collection, keys in deletes.items():
                     await self.store.delete(collection, sorted(keys), epoch=self.epoch)
                     self.deletes[collection] -= keys

@@ -176,25 +176,28 @@ class DnsProbe(Probe):
             rcode = "YXDOMAIN"
         except (dns.resolver.LifetimeTimeout, TimeoutError) as exc:
             # a resolver that refused or failed is worth naming; one that was silent is not
-            found = getattr(exc, "kwargs", {}).get("errors") or []
-            errors = "; ".join(
-                f"{where}: {why}" for where, why in _errors(found).items() if why != "no answer"
+            tried = getattr(exc, "kwargs", {}).get("errors") or []
+            named = "; ".join(
+                f"{where}: {why}" for where, why in _errors(tried).items() if why != "no answer"
             )
             return Result(
                 ok=False,
                 message=f"timed out after {format_duration(ctx.timeout)} resolving {question} "
-                f"via {via}" + (f" ({errors})" if errors else ""),
+                f"via {via}" + (f" ({named})" if named else ""),
                 metrics={"resolution_time": time.perf_counter() - start},
                 details={**details, "timeout": True},
             )
         except dns.resolver.NoNameservers as exc:
-            errors = exc.kwargs.get("errors") or []
-            rcodes = [r.rcode() for *_, r in errors if r is not None]
+            tried = exc.kwargs.get("errors") or []
+            rcodes = [r.rcode() for *_, r in tried if r is not None]
             if not rcodes:
+                why = "; ".join(
+                    reason if where == via else f"{where}: {reason}"
+                    for where, reason in _errors(tried).items()
+                )
                 return Result(
                     ok=False,
-                    message=f"no answer resolving {question} via {via}: "
-                    + "; ".join(f"{where}: {why}" for where, why in _errors(errors).items()),
+                    message=f"no answer resolving {question} via {via}: {why}",
                     metrics={"resolution_time": time.perf_counter() - start},
                     details=details,
                 )
@@ -226,17 +229,18 @@ class DnsProbe(Probe):
                 details=details,
             )
         if rcode != "NOERROR":
-            found = f"{rcode} as expected"
-        elif answers:
-            found = _listing(answers)
+            outcome = f"{rcode} as expected"
         else:
-            found = "no answers"
+            outcome = _listing(answers) if answers else "no answers"
         return Result(
-            ok=True, message=f"{head}: {found} in {took(elapsed)}", metrics=metrics, details=details
+            ok=True,
+            message=f"{head}: {outcome} in {took(elapsed)}",
+            metrics=metrics,
+            details=details,
         )
 
     def _system_nameservers(self) -> list[Any]:
-        """The resolvers of /etc/resolv.conf, read again when the file changes."""
+        """Return the resolvers of /etc/resolv.conf, read again when the file changes."""
         import dns.resolver
 
         try:
@@ -261,8 +265,7 @@ def _qname(name: str, record_type: str) -> Any:
 
 
 def _text(rdata: Any) -> str:
-    """An answer as people write it: TXT strings joined without quotes, names without
-    their final dot."""
+    """Write an answer as people do: TXT strings joined, names without their final dot."""
     strings = getattr(rdata, "strings", None)
     if strings is not None:
         return "".join(s.decode("utf-8", errors="replace") for s in strings)
@@ -277,7 +280,7 @@ def _undot(token: str) -> str:
 
 
 def _key(text: str, record_type: str) -> str:
-    """How answers compare: addresses by value, TXT exactly, names case-insensitively."""
+    """Return the form answers compare in: addresses by value, TXT as is, names folded."""
     text = text.strip()
     if record_type in ("A", "AAAA"):
         try:
@@ -328,7 +331,7 @@ def _listing(items: list[str], limit: int = 5) -> str:
 
 
 def _errors(errors: list[Any]) -> dict[str, str]:
-    """What went wrong with each resolver: `{"127.0.0.1:5353": "connection refused"}`."""
+    """Return what went wrong with each resolver: `{"127.0.0.1:5353": "no answer"}`."""
     import dns.exception
     import dns.rcode
 

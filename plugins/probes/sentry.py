@@ -182,7 +182,7 @@ class _Api:
         return masked_url(self.options.api_url + path.split("?")[0])
 
     def clean(self, text: str) -> str:
-        """Text from Sentry or the network, without the token in it."""
+        """Return text from Sentry or the network with the token masked."""
         return text.replace(self.token, MASK) if self.token else text
 
     async def get(
@@ -236,7 +236,7 @@ class _Api:
 async def _new_issues(
     api: _Api, options: SentryOptions, project_id: str
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Issues first seen within the window, following the Link header's next cursor."""
+    """Return the issues first seen within the window, and whether that is all of them."""
     period = sentry_period(options.window)
     params: dict[str, Any] = {
         "project": project_id,
@@ -284,7 +284,7 @@ async def _events(api: _Api, options: SentryOptions, project_id: str) -> int:
 
 
 def sentry_period(seconds: float) -> str:
-    """A window as Sentry writes periods: `14d`, `6h`, `90m` (whole minutes, rounded up)."""
+    """Write a window as Sentry writes periods: `14d`, `6h`, `90m` (minutes rounded up)."""
     minutes = max(1, math.ceil(seconds / 60))
     if minutes % 1440 == 0:
         return f"{minutes // 1440}d"

@@ -123,7 +123,7 @@ class TlsProbe(Probe):
         return _evaluate(options, target, name, cert, session, chain_error)
 
     async def _verifying(self, ca_bundle: Path | None) -> ssl.SSLContext:
-        """The chain-verifying context for a CA bundle, rebuilt when the file changes."""
+        """Return the chain-verifying context for a CA bundle, rebuilt when the file changes."""
         import anyio
 
         stamp = None if ca_bundle is None else os.stat(ca_bundle).st_mtime_ns
@@ -372,7 +372,7 @@ _SHORT = {
 
 
 def hostname_matches(cert: dict[str, Any], name: str) -> bool:
-    """Whether a certificate (as `getpeercert()` shows it) is valid for a host name.
+    """Return whether a certificate (as `getpeercert()` shows it) is valid for a host name.
 
     RFC 9525: DNS names and IP addresses of the subject alternative names only; a
     wildcard stands for one whole left-most label and never for a public suffix alone.
@@ -410,7 +410,7 @@ def hostname_matches(cert: dict[str, Any], name: str) -> bool:
 
 
 def _name(rdns: Any) -> str:
-    """`CN=example.com, O=Example` from getpeercert()'s nested tuples."""
+    """Render getpeercert()'s nested name tuples as `CN=example.com, O=Example`."""
     return ", ".join(f"{_SHORT.get(key, key)}={value}" for rdn in rdns for key, value in rdn)
 
 
