@@ -242,7 +242,7 @@ class Alerting:
         return matching_routes(self.config.routes, subject, self.config.severities)
 
     def _notified(self, alert: Alert) -> bool:
-        if alert.notified_at is not None:
+        if alert.notified_at is not None or self.outbox.has_pending(alert.id):
             return True
         return any(g.members.get(alert.id, {}).get("status") for g in self.groups.values())
 
@@ -331,6 +331,9 @@ class Alerting:
             group.due_at = None
             self._save_group(group)
             return
+        # the alerts' state reaches the store before anyone hears about them: a replica
+        # that takes over after a crash then knows what was announced
+        await self.runtime.writer.flush()
         for name in route.notify:
             await self._send_group(name, group, route, chosen, now, repeat)
         for alert, sent, _ in chosen:
@@ -380,7 +383,7 @@ class Alerting:
             return
         collapsed = False
         if all(a.status == "resolved" for a, _, _ in wanted):
-            collapsed = self.outbox.collapse(group.key, name)
+            collapsed = self.outbox.collapse(name, {a.id for a, _, _ in wanted})
         items = [notice_alert(a, "repeat" if repeat else _change_word(a, s)) for a, s, _ in wanted]
         notice = self._notice(items, group, now)
         notice.collapsed = collapsed

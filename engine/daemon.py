@@ -12,8 +12,10 @@ from typing import Any
 
 import anyio
 
+from watchkeeper.engine import rollups, slo
 from watchkeeper.engine.actions import ActionRunner
 from watchkeeper.engine.alerting import Alerting
+from watchkeeper.engine.backups import Backups
 from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.config import Validation, load_config
 from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
@@ -25,6 +27,7 @@ from watchkeeper.engine.outbox import Outbox
 from watchkeeper.engine.plugins import Registry, registry
 from watchkeeper.engine.problems import ConfigError
 from watchkeeper.engine.replicas import Membership, default_name
+from watchkeeper.engine.report import task_report
 from watchkeeper.engine.runtime import Runtime
 from watchkeeper.engine.scheduler import Job, Scheduler
 from watchkeeper.engine.store import StateStore
@@ -33,6 +36,7 @@ from watchkeeper.engine.writer import StateWriter
 log = logging.getLogger("watchkeeper.daemon")
 
 WATCH_INTERVAL = 2.0
+GRACEFUL_HTTP = 6.0
 
 
 def create_store(config: Any, reg: Registry, base_dir: Path) -> StateStore:
@@ -112,6 +116,15 @@ class Daemon:
         self.alerting.boundary_handlers.append(self._window_boundary)
         self.heartbeats.paused = self._heartbeat_paused
         self.paused_jobs: dict[str, Job] = {}  # skipped by a pause window: run once at its end
+        self.backups = Backups(
+            config=self.config,
+            store=self.store,
+            clock=self.clock,
+            base_dir=self.base_dir,
+            runtime=self.runtime,
+            maintenance=self.maintenance,
+            reg=self.reg,
+        )
         # daemons sharing a postgres or redis store act as one (Semantics ► Replicas)
         self.membership: Membership | None = None
         if getattr(self.store, "shared", False):
@@ -143,6 +156,11 @@ class Daemon:
         await self.store.open(role=role)
         if self.membership is not None:
             await self.membership.join()
+            if len(self.membership.members) > 1:
+                # the others notice a new member at their next look: wait for that, so no
+                # check runs on two replicas while ownership moves
+                await anyio.sleep(self.membership.poll_interval * 1.5)
+                await self.membership.refresh()
             self.writer.epoch = self.membership.epoch
             self.runtime.owns = self.membership.owns
             self.outbox.members = lambda: self.membership.members
@@ -159,8 +177,11 @@ class Daemon:
     async def _rebalance(self) -> None:
         """Membership changed: take the new fencing epoch and this replica's new share."""
         assert self.membership is not None
-        self.writer.epoch = self.membership.epoch
+        # let go of what moved away before writing under the new epoch: a late result of a
+        # check another replica now owns must not overwrite that replica's state
         gained, lost = await self.runtime.rebalance()
+        self.writer.epoch = self.membership.epoch
+        await self.outbox.load()  # deliveries a departed replica left now fall to us
         for key in lost:
             self.scheduler.remove(f"check:{key}")
             self.paused_jobs.pop(f"check:{key}", None)
@@ -195,14 +216,22 @@ class Daemon:
     def schedule_all(self) -> None:
         for instance in self.runtime.instances.values():
             self._schedule(instance)
-        for name, task in self.config.tasks.items():
-            self.scheduler.add(
-                f"task:{name}",
-                "task",
-                task.schedule,
-                target=name,
-                default_tz=self.config.defaults.timezone or "UTC",
-            )
+        self._schedule_jobs()
+
+    def _schedule_jobs(self) -> None:
+        """(Re)schedule tasks, backups and drills; keys match `plan` (`task:NAME`...)."""
+        for key in [k for k in self.scheduler.jobs if k.startswith(("task:", "backup:", "drill:"))]:
+            self.scheduler.remove(key)
+        tz = self.config.defaults.timezone or "UTC"
+        for kind, entries in (
+            ("task", self.config.tasks),
+            ("backup", self.config.backups.jobs),
+            ("drill", self.config.backups.drills),
+        ):
+            for name, entry in entries.items():
+                self.scheduler.add(
+                    f"{kind}:{name}", kind, entry.schedule, target=name, default_tz=tz
+                )
 
     async def catch_up(self) -> None:
         """Run once each cron task whose run was missed while no daemon ran."""
@@ -229,7 +258,14 @@ class Daemon:
 
     def _gate(self, job: Job, scheduled: float) -> bool:
         """Skip runs a pause window covers; they run once when the window ends."""
-        if job.kind != "check" or not self.config.maintenance:
+        if not self.config.maintenance:
+            return True
+        if job.kind in ("backup", "drill"):
+            if self.backups.paused(job.target, scheduled):
+                self.paused_jobs[job.key] = job
+                return False
+            return True
+        if job.kind != "check":
             return True
         instance = job.target
         window = self.maintenance.paused(
@@ -251,11 +287,17 @@ class Daemon:
     async def _window_boundary(self, at: float) -> None:
         """A window started or ended: run what a pause skipped, extend heartbeat deadlines."""
         for key, job in list(self.paused_jobs.items()):
-            instance = job.target
-            if (
-                self.maintenance.paused(at, instance.check, instance.environment, instance.labels)
-                is None
-            ):
+            if job.kind in ("backup", "drill"):
+                still = self.backups.paused(job.target, at)
+            else:
+                instance = job.target
+                still = (
+                    self.maintenance.paused(
+                        at, instance.check, instance.environment, instance.labels
+                    )
+                    is not None
+                )
+            if not still:
                 del self.paused_jobs[key]
                 self.scheduler.start_now(job)
         self.heartbeats.credit_pauses(self.maintenance, at)
@@ -277,13 +319,17 @@ class Daemon:
             await self.run_check(job.target)
         elif job.kind == "task":
             await self._run_task(job.target, scheduled)
+        elif job.kind == "backup":
+            await self.backups.run_job(job.target, scheduled=scheduled)
+        elif job.kind == "drill":
+            await self.backups.run_drill(job.target, scheduled=scheduled)
 
     async def _run_task(self, name: str, scheduled: float) -> None:
         # one post per scheduled time, however many daemons share the store
         if await self.store.insert_once(
             "claims", f"task|{name}|{scheduled:.0f}", {"at": self.clock.now()}
         ):
-            await self.alerting.post_task(name)
+            await self.alerting.post_task(name, report=await task_report(self, name))
         self.writer.put("jobs", f"task:{name}", {"last_scheduled": scheduled})
 
     async def run_check(self, instance: Instance) -> None:
@@ -295,9 +341,15 @@ class Daemon:
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
+        from watchkeeper.engine.api import bind_http
+        from watchkeeper.engine.sentry import init_sentry, sentry_checkins
+
+        init_sentry(self.config)
         await self.start()
         self.schedule_all()
         try:
+            # bound before anything runs: a taken address is a clear start-up error
+            http = bind_http(self)
             async with anyio.create_task_group() as tg:
                 if hasattr(self.executor, "serve"):
                     await tg.start(self.executor.serve, name="probe workers")
@@ -314,6 +366,13 @@ class Daemon:
                 await tg.start(self.scheduler.run, name="scheduler")
                 tg.start_soon(self._signals, tg, name="signals")
                 tg.start_soon(self._watch_config, name="config watcher")
+                await tg.start(http.serve, name="http server")
+                tg.start_soon(sentry_checkins, self, name="sentry check-ins")
+                await tg.start(rollups.run, self, name="rollups")
+                await tg.start(slo.run, self, name="slos")
+                # catch-up can take hours (a missed dump): never inline
+                tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
+                tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
                 log.info(
                     "daemon started",
@@ -327,9 +386,21 @@ class Daemon:
                 await self.stopping.wait()
                 self.scheduler.stop(self.config.engine.shutdown_grace)
                 await self.scheduler.finished.wait()
+                # the HTTP server closes its connections itself (it saw `stopping`); cutting
+                # them off mid-request is what a plain cancel would do
+                with anyio.move_on_after(GRACEFUL_HTTP):
+                    await http.done.wait()
                 tg.cancel_scope.cancel()
         finally:
             await self.shutdown()
+
+    async def _backups_overdue(self) -> None:
+        while True:
+            try:
+                await self.backups.check_overdue(self.clock.now())
+            except Exception as exc:
+                log.warning("backup overdue check failed", extra={"error": str(exc)})
+            await anyio.sleep(60)
 
     async def shutdown(self) -> None:
         """Flush what is buffered and close everything, whatever happened before."""
@@ -400,16 +471,13 @@ class Daemon:
         for key in (*added, *changed):
             self.scheduler.remove(f"check:{key}")
             self._schedule(self.runtime.instances[key])
-        for key in [k for k in self.scheduler.jobs if k.startswith("task:")]:
-            self.scheduler.remove(key)
-        for name, task in self.config.tasks.items():
-            self.scheduler.add(
-                f"task:{name}",
-                "task",
-                task.schedule,
-                target=name,
-                default_tz=self.config.defaults.timezone or "UTC",
-            )
+        # unchanged checks got new instance objects too: their jobs must run those
+        for key, instance in self.runtime.instances.items():
+            job = self.scheduler.jobs.get(f"check:{key}")
+            if job is not None:
+                job.target = instance
+        self._schedule_jobs()
+        self.backups.apply(self.config, maintenance=self.maintenance)
         # a window added while under way applies at once; alerts it no longer covers go out
         now = self.clock.now()
         self.alerting.started_at = self.alerting.last_announce = now  # announce what is due

@@ -140,24 +140,31 @@ class Outbox:
             if len(self.memory_only) > self.limit:
                 log.error("outbox: in-memory bound reached", extra={"limit": self.limit})
 
-    def collapse(self, group: str, notifier: str) -> bool:
-        """Drop an unsent firing delivery of a group; True when one was dropped.
+    def collapse(self, notifier: str, alert_ids: set[str]) -> bool:
+        """Drop unsent firing deliveries to a notifier about only these alerts (now resolved);
+        True when one was dropped. The caller sends one resolved notice in their place.
 
-        The caller sends one resolved notice (with the duration) in its place.
+        Matching by alert rather than by group also catches a delivery a replica that died
+        left behind for an alert this one has taken over.
         """
         dropped = False
         for delivery in list(self.pending.values()):
             if (
-                delivery.group == group
-                and delivery.notifier == notifier
+                delivery.notifier == notifier
                 and delivery.firing
                 and delivery.id not in self.inflight
                 and delivery.status == "pending"
+                and delivery.alert_ids
+                and set(delivery.alert_ids) <= alert_ids
             ):
                 self.pending.pop(delivery.id)
                 self._forget_later(delivery)
                 dropped = True
         return dropped
+
+    def has_pending(self, alert_id: str) -> bool:
+        """True while a delivery about this alert waits to be sent."""
+        return any(alert_id in d.alert_ids for d in self.pending.values())
 
     def _forget_later(self, delivery: Delivery) -> None:
         self._to_delete.add(delivery.id)

@@ -127,15 +127,23 @@ class Membership:
             return True
         return False
 
+    @property
+    def poll_interval(self) -> float:
+        """How often members renew their lease and look at the others."""
+        return max(0.2, self.lease_time / 5)
+
+    async def refresh(self) -> bool:
+        """Look at the members now; return True when they changed."""
+        return await self._refresh()
+
     def owns(self, key: str) -> bool:
         return owner(self.members, key) == self.name
 
     async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Renew the lease and watch the members until cancelled."""
         task_status.started()
-        interval = max(0.2, self.lease_time / 5)
         while True:
-            await anyio.sleep(interval)
+            await anyio.sleep(self.poll_interval)
             try:
                 lease = await self.store.acquire(
                     MEMBER + self.name, self._holder(), self.lease_time, self._data()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from watchkeeper.schema.base import ConfigModel, Name, PluginOptions, Secret
 from watchkeeper.schema.schedule import Schedule
@@ -52,6 +52,25 @@ class Encryption(ConfigModel):
     recipients: list[str] = Field(
         min_length=1, description="age public keys (`age1...`) or SSH public keys that may decrypt."
     )
+
+    @field_validator("recipients")
+    @classmethod
+    def _parse(cls, recipients: list[str]) -> list[str]:
+        # a typo in a key would otherwise surface only at 02:00, as a failed backup; keys
+        # with another prefix are reported by the cross-reference check
+        from pyrage import ssh, x25519
+
+        for index, text in enumerate(recipients):
+            try:
+                if text.startswith("age1"):
+                    x25519.Recipient.from_str(text.strip())
+                elif text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
+                    ssh.Recipient.from_str(text.strip())
+            except Exception as exc:
+                raise ValueError(
+                    f"recipient {index + 1} is not a valid public key: {exc}"
+                ) from None
+        return recipients
 
 
 class BackupJobBase(ConfigModel):

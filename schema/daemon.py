@@ -42,6 +42,12 @@ class Server(ConfigModel):
         "public", description="Who may scrape `/metrics`."
     )
     title: str = Field("Status", description="Status page title.")
+    group_by: str = Field(
+        "environment",
+        pattern=r"^(environment|label:[A-Za-z0-9_.-]+)$",
+        description="How the status page groups checks: `environment`, or "
+        "`label:<name>` for a label's values.",
+    )
     enabled: bool = Field(True, description="false runs the daemon without HTTP.")
 
     @field_validator("listen")

@@ -40,6 +40,7 @@ def base(target: Target, receiver: Recorder, **changes) -> dict:
     config = {
         "version": 1,
         "engine": {"workers": 0},
+        "server": {"listen": "127.0.0.1:0"},
         "checks": {"api": {"probe": "http", "url": f"{target.url}/health",
                            "schedule": {"every": "1s"}, "timeout": "2s"}},
         "notifiers": {"hook": {"type": "webhook", "url": f"{receiver.url}/hook",

@@ -56,8 +56,13 @@ def shared_state(request):
         except Exception as exc:
             pytest.skip(f"Redis is not reachable at 127.0.0.1:6379: {exc}")
         prefix = f"wk-test-{uuid.uuid4().hex[:8]}:"
-        yield {"type": "redis", "url": "redis://127.0.0.1:6379/0", "prefix": prefix,
-               "require_aof": False, "lease_time": LEASE}
+        yield {
+            "type": "redis",
+            "url": "redis://127.0.0.1:6379/0",
+            "prefix": prefix,
+            "require_aof": False,
+            "lease_time": LEASE,
+        }
         client = redis.Redis(host="127.0.0.1", port=6379)
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
@@ -67,14 +72,26 @@ def config(target: Target, receiver: Recorder, state: dict, checks: int = 6) -> 
     return {
         "version": 1,
         "engine": {"workers": 0},
+        "server": {"listen": "127.0.0.1:0"},
         "state": state,
-        "checks": {f"c{i}": {"probe": "http", "url": f"{target.url}/c{i}",
-                             "schedule": {"every": "1s"}, "timeout": "2s"}
-                   for i in range(checks)},
-        "notifiers": {"hook": {"type": "webhook", "url": f"{receiver.url}/hook",
-                               "retry_initial": "300ms", "retry_max": "1s"}},
-        "routes": [{"match": {}, "notify": ["hook"], "group_wait": "0s",
-                    "group_interval": "1s"}],
+        "checks": {
+            f"c{i}": {
+                "probe": "http",
+                "url": f"{target.url}/c{i}",
+                "schedule": {"every": "1s"},
+                "timeout": "2s",
+            }
+            for i in range(checks)
+        },
+        "notifiers": {
+            "hook": {
+                "type": "webhook",
+                "url": f"{receiver.url}/hook",
+                "retry_initial": "300ms",
+                "retry_max": "1s",
+            }
+        },
+        "routes": [{"match": {}, "notify": ["hook"], "group_wait": "0s", "group_interval": "1s"}],
     }
 
 
@@ -98,8 +115,11 @@ def stop_all(daemons: list[Daemon]) -> None:
 
 
 def notices(receiver: Recorder) -> list[tuple[str, str, str]]:
-    return [(a["check"], a["status"], a["id"]) for body in receiver.json("/hook")
-            for a in body["alerts"]]
+    return [
+        (a["check"], a["status"], a["id"])
+        for body in receiver.json("/hook")
+        for a in body["alerts"]
+    ]
 
 
 class PathCounter:
@@ -122,8 +142,7 @@ class PathCounter:
 
 
 @pytest.mark.parametrize("replicas", [2, 3])
-def test_every_run_happens_once_across_replicas(tmp_path, target, receiver, shared_state,
-                                                replicas):
+def test_every_run_happens_once_across_replicas(tmp_path, target, receiver, shared_state, replicas):
     counter = PathCounter(target)
     write(tmp_path, config(target, receiver, shared_state))
     daemons = start_replicas(tmp_path, [f"r{i}" for i in range(replicas)])
@@ -154,11 +173,13 @@ def test_two_replicas_send_one_notice_per_transition(tmp_path, target, receiver,
         stop_all(daemons)
     sent = notices(receiver)
     assert Counter((check, status) for check, status, _ in sent) == {
-        (f"c{i}", status): 1 for i in range(6) for status in ("firing", "resolved")}
+        (f"c{i}", status): 1 for i in range(6) for status in ("firing", "resolved")
+    }
 
 
-def test_a_killed_replicas_incident_is_resolved_by_the_survivor(tmp_path, target, receiver,
-                                                               shared_state):
+def test_a_killed_replicas_incident_is_resolved_by_the_survivor(
+    tmp_path, target, receiver, shared_state
+):
     write(tmp_path, config(target, receiver, shared_state))
     victim_name = owner(["a", "b"], "c0")
     daemons = dict(zip(["a", "b"], start_replicas(tmp_path, ["a", "b"]), strict=True))
@@ -167,8 +188,9 @@ def test_a_killed_replicas_incident_is_resolved_by_the_survivor(tmp_path, target
         time.sleep(4)
         target.status = 500
         receiver.wait_for(6, "/hook", timeout=30)
-        firing = {check: alert_id for check, status, alert_id in notices(receiver)
-                  if status == "firing"}
+        firing = {
+            check: alert_id for check, status, alert_id in notices(receiver) if status == "firing"
+        }
         daemons[victim_name].signal(signal.SIGKILL)
         daemons[victim_name].proc.wait(10)
         killed_at = time.monotonic()
@@ -178,7 +200,11 @@ def test_a_killed_replicas_incident_is_resolved_by_the_survivor(tmp_path, target
         try:
             receiver.wait_for(12, "/hook", timeout=30)
         except AssertionError:
-            print(survivor.log[-6000:])
+            for name, daemon in daemons.items():
+                print(
+                    f"--- {name}\n"
+                    + "\n".join(line for line in daemon.log.splitlines() if " debug " not in line)
+                )
             raise
         time.sleep(3)
     finally:
@@ -217,11 +243,10 @@ def test_a_store_restart_loses_nothing(tmp_path, target, receiver):
 
         with psycopg.connect(server.url) as conn:
             rows = conn.execute(
-                "select key, count(*) from watchkeeper.rows where stream = 'results' "
-                "group by key").fetchall()
+                "select key, count(*) from watchkeeper.rows where stream = 'results' group by key"
+            ).fetchall()
     finally:
         server.stop()
     counts = dict(rows)
     assert all(count >= 12 for count in counts.values()), counts  # the outage left no gap
-    assert Counter(status for _, status, _ in notices(receiver)) == {"firing": 2,
-                                                                     "resolved": 2}
+    assert Counter(status for _, status, _ in notices(receiver)) == {"firing": 2, "resolved": 2}

@@ -10,9 +10,12 @@ import typer
 
 from watchkeeper.engine.cli import (
     alerts_cmd,  # noqa: F401
+    audit_cmd,  # noqa: F401
+    backup_cmd,  # noqa: F401
     config_cmds,  # noqa: F401  (registers its commands)
     notify_cmd,  # noqa: F401
     plan_cmd,  # noqa: F401
+    report_cmd,  # noqa: F401
     root,
     route_cmd,  # noqa: F401
     run_cmds,  # noqa: F401

@@ -56,6 +56,7 @@ def run(
         watchkeeper -c /etc/watchkeeper/monitor.yaml run --log-format json
         watchkeeper run --once --format json
     """
+    from watchkeeper.engine.api import ServerError
     from watchkeeper.engine.daemon import Daemon
     from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
@@ -75,6 +76,8 @@ def run(
     except StoreError as exc:
         fail(f"state store: {exc}", EXIT_FAILED)
     except ReplicaError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except ServerError as exc:
         fail(str(exc), EXIT_FAILED)
     rows = [_result_row(instance, result) for instance, result in results]
     rows.sort(key=lambda r: (r["check"], r.get("environment") or ""))

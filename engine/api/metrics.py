@@ -1,0 +1,234 @@
+"""Prometheus metrics of one daemon, in a registry of its own.
+
+State (checks up, open alerts, outbox depth, lateness, backups) is read from the daemon
+when Prometheus scrapes, by a custom collector; probe durations and results are counted
+as they happen, through `runtime.result_handlers`; deliveries through the outbox's
+callbacks. Backups come from the store, so they are fetched (awaited) before each scrape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from watchkeeper.engine.api import views
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+ALERT_STATUSES = ("pending", "firing")
+
+
+class Metrics:
+    """The metrics registry of one daemon, fed while it is attached."""
+
+    def __init__(self, daemon: Any):
+        self.daemon = daemon
+        self.registry = CollectorRegistry()
+        self.durations = Histogram(
+            "watchkeeper_check_duration_seconds",
+            "How long each probe run took.",
+            ["check", "environment", "probe"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "watchkeeper_check_results",
+            "Probe runs by outcome (ok = true/false).",
+            ["check", "environment", "ok"],
+            registry=self.registry,
+        )
+        self.sent = Counter(
+            "watchkeeper_notifications_sent",
+            "Notices a receiver accepted, by notifier (since this process started).",
+            ["notifier"],
+            registry=self.registry,
+        )
+        self.gave_up = Counter(
+            "watchkeeper_notifications_given_up",
+            "Deliveries abandoned after `give_up_after`, by notifier.",
+            ["notifier"],
+            registry=self.registry,
+        )
+        self.backups: dict[str, Any] = {"jobs": {}}
+        self._series: set[tuple[str, str, str]] = set()
+        self.registry.register(_StateCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Start counting results and deliveries."""
+        self.daemon.runtime.result_handlers.append(self.observe)
+        self.daemon.outbox.on_sent.append(self._sent)
+        self.daemon.outbox.on_gave_up.append(self._gave_up)
+
+    def detach(self) -> None:
+        """Stop counting (the server stopped)."""
+        for handlers, handler in (
+            (self.daemon.runtime.result_handlers, self.observe),
+            (self.daemon.outbox.on_sent, self._sent),
+            (self.daemon.outbox.on_gave_up, self._gave_up),
+        ):
+            if handler in handlers:
+                handlers.remove(handler)
+
+    def observe(self, instance: Any, result: Any, at: float) -> None:
+        """Count one probe result (a `runtime.result_handlers` listener)."""
+        labels = (instance.check, instance.environment or "", instance.probe_type)
+        self._series.add(labels)
+        self.durations.labels(*labels).observe(max(0.0, float(result.duration)))
+        self.results.labels(
+            instance.check, instance.environment or "", "true" if result.ok else "false"
+        ).inc()
+
+    async def _sent(self, delivery: Any, notice: Any) -> None:
+        self.sent.labels(delivery.notifier).inc()
+
+    async def _gave_up(self, delivery: Any) -> None:
+        self.gave_up.labels(delivery.notifier).inc()
+
+    # -- scraping ---------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Fetch what lives in the store, and drop series of checks a reload removed."""
+        self.backups = await views.backups(self.daemon)
+        for name in self.daemon.config.notifiers:
+            self.sent.labels(name)
+            self.gave_up.labels(name)
+        known = self.daemon.runtime.instances
+        for check, environment, probe in list(self._series):
+            key = f"{check}@{environment}" if environment else check
+            if key not in known:
+                self._series.discard((check, environment, probe))
+                self.durations.remove(check, environment, probe)
+                for ok in ("true", "false"):
+                    try:
+                        self.results.remove(check, environment, ok)
+                    except KeyError:
+                        pass
+
+    async def exposition(self) -> bytes:
+        """Return the Prometheus text exposition of everything."""
+        await self.refresh()
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    """Read the daemon's state at scrape time."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # built at collect time; nothing to check for clashes up front
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self.metrics.daemon
+        info = GaugeMetricFamily("watchkeeper_info", "The running watchkeeper.", labels=["version"])
+        info.add_metric([views.version()], 1)
+        yield info
+        started = GaugeMetricFamily(
+            "watchkeeper_start_time_seconds", "When the daemon started (UNIX seconds)."
+        )
+        started.add_metric([], views.started_at(daemon))
+        yield started
+
+        up = GaugeMetricFamily(
+            "watchkeeper_check_up",
+            "1 while a check instance's probe succeeds, 0 while it is down; "
+            "absent before its first result.",
+            labels=["check", "environment"],
+        )
+        for row in daemon.runtime.check_status():
+            if row["status"] == "unknown":
+                continue
+            up.add_metric(
+                [row["check"], row["environment"] or ""], 0 if row["status"] == "down" else 1
+            )
+        yield up
+
+        alerts = GaugeMetricFamily(
+            "watchkeeper_alerts",
+            "Open alerts by severity and status.",
+            labels=["severity", "status"],
+        )
+        counts: dict[tuple[str, str], int] = {
+            (s, st): 0 for s in daemon.config.severities for st in ALERT_STATUSES
+        }
+        for alert in daemon.runtime.book.open.values():
+            key = (alert.severity, alert.status)
+            counts[key] = counts.get(key, 0) + 1
+        for (severity, status), count in sorted(counts.items()):
+            alerts.add_metric([severity, status], count)
+        yield alerts
+
+        outbox = daemon.outbox
+        failed = CounterMetricFamily(
+            "watchkeeper_notifications_failed", "Delivery attempts that failed (all notifiers)."
+        )
+        failed.add_metric([], outbox.failed_count)
+        yield failed
+        depth = GaugeMetricFamily("watchkeeper_outbox_depth", "Deliveries waiting in the outbox.")
+        depth.add_metric([], views.outbox_state(daemon)["depth"])
+        yield depth
+
+        lateness = daemon.scheduler.lateness
+        late = GaugeMetricFamily(
+            "watchkeeper_scheduler_lateness_seconds",
+            "How late runs started after their scheduled time (recent runs).",
+            labels=["quantile"],
+        )
+        late.add_metric(["0.5"], lateness.quantile(0.5))
+        late.add_metric(["0.99"], lateness.quantile(0.99))
+        yield late
+        worst = GaugeMetricFamily(
+            "watchkeeper_scheduler_lateness_max_seconds", "The latest any run started."
+        )
+        worst.add_metric([], lateness.worst)
+        yield worst
+        skipped = CounterMetricFamily(
+            "watchkeeper_checks_skipped",
+            "Runs skipped because the previous run of the same job was still going.",
+        )
+        skipped.add_metric([], views.skipped(daemon))
+        yield skipped
+
+        age = GaugeMetricFamily(
+            "watchkeeper_backup_age_seconds",
+            "Seconds since the latest good backup of each job finished.",
+            labels=["job"],
+        )
+        size = GaugeMetricFamily(
+            "watchkeeper_backup_size_bytes",
+            "Size of the latest good backup of each job.",
+            labels=["job"],
+        )
+        now = time.time()
+        for job, entry in self.metrics.backups.get("jobs", {}).items():
+            good = entry.get("last_good")
+            if good is None:
+                continue
+            finished = views._number(good.get("finished_at"))
+            if finished is not None:
+                age.add_metric([job], max(0.0, now - finished))
+            if good.get("size_bytes") is not None:
+                size.add_metric([job], good["size_bytes"])
+        yield age
+        yield size
+
+        degraded = GaugeMetricFamily(
+            "watchkeeper_store_degraded",
+            "1 while the state store refuses writes (they wait in memory), else 0.",
+        )
+        degraded.add_metric([], 1 if daemon.writer.degraded else 0)
+        yield degraded
+        pending = GaugeMetricFamily(
+            "watchkeeper_store_pending_writes", "State writes buffered for the store."
+        )
+        pending.add_metric([], daemon.writer.pending())
+        yield pending

@@ -1,0 +1,105 @@
+"""Routes without the admin token: health, readiness, status page, badges, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from watchkeeper.engine.api import auth, views
+from watchkeeper.engine.api.admin import deny
+from watchkeeper.engine.api.responses import error, json_response
+from watchkeeper.engine.api.status_page import badge_status, badge_svg
+
+
+def daemon_of(request: Request) -> Any:
+    return request.app.state.daemon
+
+
+async def health(request: Request) -> Response:
+    """200 while the daemon runs and its store takes writes, 503 otherwise."""
+    daemon = daemon_of(request)
+    rows = await views.checks(daemon)
+    store = views.store_state(daemon)
+    stopping = daemon.stopping.is_set()
+    healthy = store["state"] == "ok" and not stopping
+    body = {
+        "status": ("stopping" if stopping else "unhealthy") if not healthy else views.overall(rows),
+        "version": views.version(),
+        "checks": [views.public_check(r) for r in rows],
+        "daemon": views.resources(daemon),
+        "store": {
+            "type": store["type"],
+            "state": store["state"],
+            "pending_writes": store["pending_writes"],
+        },
+        "outbox": {"depth": views.outbox_state(daemon)["depth"]},
+    }
+    return json_response(body, 200 if healthy else 503, headers={"Cache-Control": "no-store"})
+
+
+async def ready(request: Request) -> Response:
+    """200 once the configuration is loaded and the store reachable."""
+    daemon = daemon_of(request)
+    is_ready = daemon.ready.is_set() and not daemon.writer.degraded and not daemon.stopping.is_set()
+    return json_response(
+        {"ready": is_ready}, 200 if is_ready else 503, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _allowed(request: Request, mode: str, *, query: bool) -> Response | None:
+    """Return the refusal for a `public | token | off` route, or None to go on."""
+    if mode == "off":
+        return error(404, "not found")
+    if mode == "token" and not auth.is_admin(request, daemon_of(request), query=query):
+        return deny(request)
+    return None
+
+
+async def status_page(request: Request) -> Response:
+    daemon = daemon_of(request)
+    refused = _allowed(request, daemon.config.server.status_page, query=True)
+    if refused is not None:
+        return refused
+    detailed = auth.is_admin(request, daemon, query=True)
+    html = await request.app.state.page.render(detailed=detailed)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+async def badge(request: Request) -> Response:
+    daemon = daemon_of(request)
+    refused = _allowed(request, daemon.config.server.status_page, query=True)
+    if refused is not None:
+        return refused
+    name = request.path_params["check"]
+    status = badge_status(await views.checks(daemon), name)
+    if status is None:
+        return Response(
+            badge_svg(name, "not found"),
+            404,
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "no-store"},
+        )
+    return Response(
+        badge_svg(name, status),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "no-cache, max-age=0"},
+    )
+
+
+async def metrics(request: Request) -> Response:
+    from watchkeeper.engine.api.metrics import CONTENT_TYPE
+
+    daemon = daemon_of(request)
+    refused = _allowed(request, daemon.config.server.metrics, query=False)
+    if refused is not None:
+        return refused
+    body = await request.app.state.metrics.exposition()
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    from watchkeeper.engine.api.openapi import document
+
+    return json_response(document())

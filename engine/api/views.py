@@ -1,0 +1,314 @@
+"""What the API, the status page and the metrics read from a running daemon.
+
+Everything here is read-only and cheap enough to run per request; values that come from
+the store are awaited, the rest is read from memory. Secrets are masked by the callers'
+responses (`REDACTOR.redact_obj`), and nothing here returns a probe's raw message to a
+caller that is not the admin.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import psutil
+
+from watchkeeper.engine.instances import split_key
+
+log = logging.getLogger("watchkeeper.api")
+
+MEMBER_PREFIX = "member:"
+GOOD_BACKUP = {"ok", "success", "succeeded", "verified", "good"}
+UPCOMING_DAYS = 14
+
+
+@cache
+def version() -> str:
+    """Return the installed watchkeeper version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("watchkeeper")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def iso(at: float | None) -> str | None:
+    """Return UNIX seconds as ISO-8601 UTC with a Z, or None."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+_PROCESS: psutil.Process | None = None
+
+
+def resources(daemon: Any) -> dict[str, Any]:
+    """Return the daemon process's own footprint: memory, CPU, open files, uptime."""
+    global _PROCESS
+    if _PROCESS is None or _PROCESS.pid != os.getpid():
+        _PROCESS = psutil.Process()
+        _PROCESS.cpu_percent(None)  # the first reading only starts the measurement
+    proc = _PROCESS
+    with proc.oneshot():
+        memory = proc.memory_info()
+        times = proc.cpu_times()
+        try:
+            fds: int | None = proc.num_fds()
+        except (AttributeError, psutil.Error):  # pragma: no cover - not on Windows
+            fds = None
+        found = {
+            "pid": proc.pid,
+            "rss_bytes": memory.rss,
+            "cpu_percent": proc.cpu_percent(None),
+            "cpu_seconds": round(times.user + times.system, 3),
+            "open_fds": fds,
+            "threads": proc.num_threads(),
+        }
+    found["uptime_seconds"] = round(uptime(daemon), 3)
+    return found
+
+
+def started_at(daemon: Any) -> float:
+    return float(getattr(daemon.runtime, "started_at", time.time()))
+
+
+def uptime(daemon: Any) -> float:
+    return max(0.0, time.time() - started_at(daemon))
+
+
+def store_state(daemon: Any) -> dict[str, Any]:
+    """Return whether the store takes writes now, and how much waits in memory for it."""
+    writer = daemon.writer
+    return {
+        "type": daemon.config.state.type,
+        "state": "degraded" if writer.degraded else "ok",
+        "error": writer.degraded,
+        "pending_writes": writer.pending(),
+        "dropped_writes": writer.dropped,
+    }
+
+
+def outbox_state(daemon: Any) -> dict[str, Any]:
+    """Return the outbox's depth and counters."""
+    outbox = daemon.outbox
+    waiting = [d for d in outbox.pending.values() if d.status == "pending"]
+    by_notifier: dict[str, int] = {}
+    for delivery in waiting:
+        by_notifier[delivery.notifier] = by_notifier.get(delivery.notifier, 0) + 1
+    return {
+        "depth": len(waiting),
+        "by_notifier": by_notifier,
+        "sent": outbox.sent_count,
+        "failed_attempts": outbox.failed_count,
+        "in_memory_only": len(outbox.memory_only),
+    }
+
+
+def scheduler_state(daemon: Any) -> dict[str, Any]:
+    """Return jobs, runs under way, skipped runs and how late runs started."""
+    scheduler = daemon.scheduler
+    lateness = scheduler.lateness
+    return {
+        "jobs": len(scheduler.jobs),
+        "running": scheduler.running_count,
+        "skipped": skipped(daemon),
+        "lateness_seconds": {
+            "p50": round(lateness.quantile(0.5), 6),
+            "p99": round(lateness.quantile(0.99), 6),
+            "max": round(lateness.worst, 6),
+            "samples": lateness.count,
+        },
+    }
+
+
+def skipped(daemon: Any) -> int:
+    """Return how many runs were skipped because the previous one was still going."""
+    return sum(job.skipped for job in daemon.scheduler.jobs.values())
+
+
+def instance_labels(daemon: Any, key: str) -> dict[str, str]:
+    runtime = daemon.runtime
+    instance = runtime.instances.get(key) or getattr(runtime, "all_instances", {}).get(key)
+    return dict(instance.labels) if instance is not None else {}
+
+
+async def checks(daemon: Any) -> list[dict[str, Any]]:
+    """Return every check instance's state, including those another replica runs."""
+    rows = daemon.runtime.check_status()
+    everything = getattr(daemon.runtime, "all_instances", None) or {}
+    remote = sorted(k for k in everything if k not in daemon.runtime.instances)
+    if remote:
+        try:
+            states = await daemon.store.get_all("check_state")
+        except Exception:
+            states = {}
+        for key in remote:
+            state = states.get(key) or {}
+            up = (state.get("rules") or {}).get("up") or {}
+            check, environment = split_key(key)
+            status = (
+                "unknown"
+                if state.get("last_at") is None
+                else ("down" if up.get("active") else "up")
+            )
+            rows.append(
+                {
+                    "check": check,
+                    "environment": environment,
+                    "status": status,
+                    "probe": everything[key].probe_type,
+                    "last_run": state.get("last_at"),
+                    "ok": state.get("last_ok"),
+                    "message": None,
+                    "alerts": [],
+                    "labels": dict(everything[key].labels),
+                    "remote": True,
+                }
+            )
+        rows.sort(key=lambda r: (r["check"], r["environment"] or ""))
+    return rows
+
+
+def public_check(row: dict[str, Any]) -> dict[str, Any]:
+    """Return what anyone may see of a check: no messages, no alert details."""
+    return {
+        "check": row["check"],
+        "environment": row["environment"],
+        "status": row["status"],
+        "last_run": iso(row.get("last_run")),
+    }
+
+
+def overall(rows: list[dict[str, Any]]) -> str:
+    """Return `ok` when no check is down or degraded, else `degraded`."""
+    return "degraded" if any(r["status"] in ("down", "degraded") for r in rows) else "ok"
+
+
+async def backups(daemon: Any, now: float | None = None) -> dict[str, Any]:
+    """Return the latest good backup of each job from the catalog (collection `backups`)."""
+    now = time.time() if now is None else now
+    try:
+        docs = await daemon.store.get_all("backups")
+    except Exception as exc:
+        return {"error": str(exc), "jobs": {}}
+    jobs: dict[str, dict[str, Any]] = {}
+    for key, doc in docs.items():
+        job = doc.get("job")
+        if not isinstance(job, str):
+            continue
+        entry = jobs.setdefault(job, {"entries": 0, "last": None, "last_good": None})
+        entry["entries"] += 1
+        finished = _number(doc.get("finished_at"))
+        if finished is None:
+            continue
+        summary = {
+            "id": doc.get("id", key),
+            "status": doc.get("status"),
+            "finished_at": iso(finished),
+            "size_bytes": _number(doc.get("size_bytes")),
+            "_at": finished,
+        }
+        if entry["last"] is None or finished > entry["last"]["_at"]:
+            entry["last"] = summary
+        good = str(doc.get("status", "")).lower() in GOOD_BACKUP
+        if good and (entry["last_good"] is None or finished > entry["last_good"]["_at"]):
+            entry["last_good"] = summary
+    for entry in jobs.values():
+        good = entry["last_good"]
+        entry["age_seconds"] = round(now - good["_at"], 3) if good else None
+        for key in ("last", "last_good"):
+            if entry[key] is not None:
+                entry[key] = {k: v for k, v in entry[key].items() if k != "_at"}
+    return {"jobs": dict(sorted(jobs.items()))}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                return None
+        return None
+    return float(value)
+
+
+async def replicas(daemon: Any) -> list[dict[str, Any]]:
+    """Return the live members of a shared store (empty for a single daemon)."""
+    try:
+        leases = await daemon.store.leases(MEMBER_PREFIX)
+    except Exception:
+        return []
+    return [
+        {
+            "name": lease.name[len(MEMBER_PREFIX) :],
+            "epoch": lease.epoch,
+            "expires_at": iso(lease.expires_at),
+            **{k: v for k, v in (lease.data or {}).items() if isinstance(k, str)},
+        }
+        for lease in sorted(leases, key=lambda lease: lease.name)
+    ]
+
+
+def maintenance(daemon: Any, now: float, days: int = UPCOMING_DAYS) -> dict[str, Any]:
+    """Return the windows under way and those starting within `days`."""
+    windows = daemon.maintenance
+    under_way = [o.public() for o in windows.under_way(now)]
+    upcoming = [o.public() for o in windows.occurrences(now, now + days * 86400.0) if o.start > now]
+    return {"under_way": under_way, "upcoming": upcoming}
+
+
+async def slos(daemon: Any) -> list[dict[str, Any]] | None:
+    """Return SLO status from `engine.slo` when it is installed, else None."""
+    try:
+        from watchkeeper.engine.slo import slo_status  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        found = slo_status(daemon)
+        if inspect.isawaitable(found):
+            found = await found
+        return list(found or [])
+    except Exception:
+        log.warning("SLO status failed", exc_info=True)
+        return None
+
+
+def open_alerts(daemon: Any) -> list[Any]:
+    """Return the open alerts, oldest first."""
+    return sorted(daemon.runtime.book.open.values(), key=lambda a: a.started_at)
+
+
+async def status(daemon: Any) -> dict[str, Any]:
+    """Return everything `GET /api/status` shows."""
+    now = time.time()
+    try:
+        stats = await daemon.store.stats()
+    except Exception as exc:
+        stats = {"error": str(exc)}
+    rows = await checks(daemon)
+    return {
+        "status": overall(rows),
+        "version": version(),
+        "started_at": iso(started_at(daemon)),
+        "uptime_seconds": round(uptime(daemon), 3),
+        "config": str(daemon.path),
+        "reloads": getattr(daemon, "reloads", 0),
+        "daemon": resources(daemon),
+        "checks": [{**row, "last_run": iso(row.get("last_run"))} for row in rows],
+        "alerts": [a.public() for a in open_alerts(daemon)],
+        "store": {**store_state(daemon), "stats": stats},
+        "outbox": outbox_state(daemon),
+        "scheduler": scheduler_state(daemon),
+        "backups": await backups(daemon, now),
+        "replicas": await replicas(daemon),
+        "maintenance": maintenance(daemon, now),
+        "slos": await slos(daemon),
+    }

@@ -1,0 +1,309 @@
+"""The status page and badges: rendered on the server, no JavaScript, strict CSP, and seen
+in a real headless Chromium (Debian's `chromium`, driven by Playwright)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+import types
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api_harness import ADMIN_TOKEN, LiveDaemon
+from tests.daemon_harness import Target
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def config(target: Target, **server) -> dict:
+    soon = datetime.now(UTC) + timedelta(days=2)
+    return {
+        "version": 1,
+        "state": {"type": "sqlite", "path": "state.db"},
+        "engine": {"workers": 0},
+        "environments": {"production": {}, "staging": {}},
+        "server": {"admin_token": "${ADMIN_TOKEN}", "title": "Example <status>", **server},
+        "checks": {
+            "web": {
+                "probe": "http",
+                "url": f"{target.url}/health",
+                "environments": ["production", "staging"],
+                "schedule": {"every": "1s"},
+                "timeout": "2s",
+                "labels": {"team": "web"},
+            },
+            "db": {
+                "probe": "tcp",
+                "host": "127.0.0.1",
+                "port": 9,
+                "schedule": {"every": "1d"},
+                "labels": {"team": "data"},
+            },
+        },
+        "notifiers": {"console": {"type": "log"}},
+        "routes": [{"match": {}, "notify": ["console"], "group_wait": "0s"}],
+        "maintenance": [
+            {
+                "name": "db-upgrade",
+                "start": soon.isoformat(),
+                "end": (soon + timedelta(hours=2)).isoformat(),
+                "checks": ["db"],
+                "reason": "PostgreSQL 17",
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def target():
+    server = Target()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def live(tmp_path, target):
+    with LiveDaemon(tmp_path, config(target), {"ADMIN_TOKEN": ADMIN_TOKEN}) as daemon:
+        daemon.wait_status("web@production", "up")
+        yield daemon
+
+
+def page(live, path: str = "/") -> str:
+    response = httpx.get(live.url + path)  # as the public sees it
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def check_block(html: str, name: str) -> str:
+    match = re.search(
+        rf'<li class="check" id="check-{re.escape(name)}".*?</li>\s*</ul>|'
+        rf'<li class="check" id="check-{re.escape(name)}".*?(?=<li class="check")',
+        html,
+        re.DOTALL,
+    )
+    assert match, f"no check {name} on the page"
+    return match.group(0)
+
+
+def test_the_page_is_static_html_with_a_strict_policy(live):
+    response = httpx.get(live.url + "/")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "style-src 'self'" in csp
+    html = response.text
+    assert '<meta http-equiv="refresh" content="30">' in html
+    assert "<script" not in html.lower()
+    assert " style=" not in html  # inline styles would break under the policy
+    assert "<title>Example &lt;status&gt;</title>" in html  # escaped, not markup
+    assert httpx.get(live.url + "/static/status.css").headers["content-type"].startswith("text/css")
+
+
+def test_checks_grouped_with_uptime_bars(live):
+    live.flush()
+    html = page(live)
+    groups = re.findall(r'<div class="group">\s*<h3>(.*?)</h3>', html)
+    assert groups == ["Checks", "production", "staging"]
+    block = check_block(html, "web@production")
+    assert 'data-status="up"' in block
+    assert block.count('<li class="d-') == 90
+    assert 'class="d-up"' in block  # today, counted from raw results
+    assert "100%" in block
+
+
+def test_grouping_by_label(tmp_path, target):
+    with LiveDaemon(
+        tmp_path, config(target, group_by="label:team"), {"ADMIN_TOKEN": ADMIN_TOKEN}
+    ) as live:
+        html = page(live)
+    assert re.findall(r'<div class="group">\s*<h3>(.*?)</h3>', html) == ["data", "web"]
+
+
+def test_uptime_bars_use_rollups_then_raw_results(live):
+    from watchkeeper.engine.store import Row
+
+    today = datetime.now(UTC).date()
+    rollups = [
+        Row(
+            key="web@staging",
+            at=time.time() - n * 86400,
+            data={
+                "date": (today - timedelta(days=n)).isoformat(),
+                "runs": 1000,
+                "failures": failures,
+            },
+        )
+        for n, failures in ((80, 0), (40, 5), (20, 50), (10, 500))
+    ]
+    earlier = datetime.combine(today - timedelta(days=3), datetime.min.time(), UTC).timestamp()
+    results = [
+        Row(key="web@staging", at=earlier + 60 * i, data={"ok": i % 4 != 0}) for i in range(8)
+    ]
+
+    async def seed() -> None:
+        await live.daemon.store.append("rollups", rollups)
+        await live.daemon.store.append("results", results)
+
+    live.call(seed)
+    html = page(live)
+    bars = re.findall(r'<li class="(d-[a-z]+)" title="([^"]+)"', check_block(html, "web@staging"))
+    by_date = {title.split(":")[0]: css for css, title in bars}
+
+    def on(days_ago: int) -> str:
+        return by_date[(today - timedelta(days=days_ago)).isoformat()]
+
+    assert on(80) == "d-up"
+    assert on(40) == "d-minor"  # 99.5%
+    assert on(20) == "d-major"  # 95%
+    assert on(10) == "d-down"  # 50%
+    assert on(3) == "d-down"  # 6 of 8 from raw results: 75%
+    assert on(60) == "d-none"
+    assert on(0) == "d-up"
+    assert "75% of 8 runs" in html
+
+
+def test_incidents_with_their_timeline_and_maintenance(live, target):
+    target.status = 503
+    live.wait_status("web@production", "down")
+    alert = next(a for a in live.get("/api/alerts").json() if a["check"] == "web")
+    live.post(f"/api/alerts/{alert['id']}/ack", json={"by": "dana"})
+    live.flush()
+    html = page(live)
+    assert 'id="incidents"' in html
+    assert "fired" in html
+    assert "dana" in html
+    assert 'class="headline h-down"' in html
+    assert "HTTP 503" not in html  # summaries may name internal hosts: admin only
+    detailed = live.get("/").text
+    assert "HTTP 503" in detailed
+    assert 'data-status="down"' in check_block(html, "web@production")
+    assert "db-upgrade" in html
+    assert "PostgreSQL 17" in html
+    target.status = 200
+    live.wait_status("web@production", "up")
+    live.wait_status("web@staging", "up")
+    live.flush()
+    html = page(live)
+    assert "resolved" in html  # recently resolved incidents stay on the page a while
+
+
+def test_slo_status_comes_from_the_slo_module_when_there_is_one(live, monkeypatch):
+    fake = types.ModuleType("watchkeeper.engine.slo")
+
+    async def slo_status(daemon):
+        return [
+            {
+                "slo": "api-availability",
+                "check": "web",
+                "environment": "production",
+                "objective": 0.999,
+                "sli": 0.9995,
+                "budget_remaining": 0.5,
+                "window_text": "30d",
+                "status": "at-risk",
+            }
+        ]
+
+    fake.slo_status = slo_status
+    monkeypatch.setitem(sys.modules, "watchkeeper.engine.slo", fake)
+    html = page(live)
+    assert 'id="slos"' in html
+    assert "api-availability" in html
+    assert "99.9%" in html
+    assert "99.95%" in html
+    assert 'class="slo-at-risk"' in html
+    assert "web@production" in html
+    assert live.get("/api/status").json()["slos"][0]["slo"] == "api-availability"
+
+
+def test_badges(live, target):
+    up = httpx.get(live.url + "/badge/web@production.svg")
+    assert up.status_code == 200
+    assert up.headers["content-type"].startswith("image/svg+xml")
+    assert ">up<" in up.text
+    assert ">unknown<" in httpx.get(live.url + "/badge/db.svg").text
+    missing = httpx.get(live.url + "/badge/nope.svg")
+    assert missing.status_code == 404
+    target.status = 503
+    live.wait_status("web@staging", "down")
+    assert ">down<" in httpx.get(live.url + "/badge/web.svg").text  # worst of its environments
+    odd = httpx.get(live.url + "/badge/%3Cscript%3E.svg")
+    assert "<script>" not in odd.text
+
+
+def test_status_page_off(tmp_path, target):
+    with LiveDaemon(
+        tmp_path, config(target, status_page="off"), {"ADMIN_TOKEN": ADMIN_TOKEN}
+    ) as live:
+        assert httpx.get(live.url + "/").status_code == 404
+        assert httpx.get(live.url + "/badge/db.svg").status_code == 404
+        assert live.get("/").status_code == 404
+
+
+# -- in a real browser ---------------------------------------------------------------------
+
+
+def _browser():
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
+    return sync_playwright
+
+
+def test_the_page_in_headless_chromium(live, target):
+    sync_playwright = _browser()
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        except Exception as exc:  # a machine where chromium cannot start
+            pytest.skip(f"chromium cannot run here: {exc}")
+        try:
+            page_ = browser.new_page(viewport={"width": 1100, "height": 900})
+            page_.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
+            page_.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page_.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            response = page_.goto(live.url + "/", wait_until="load")
+            assert response.status == 200
+            assert page_.title() == "Example <status>"
+            assert page_.locator("#check-web\\@production").get_attribute("data-status") == "up"
+            background = page_.eval_on_selector(
+                "#headline", "e => getComputedStyle(e).backgroundColor"
+            )
+            assert background not in ("rgba(0, 0, 0, 0)", "transparent")  # the CSS applied
+            assert page_.locator("#check-web\\@production .bars li").count() == 90
+            assert page_.locator("script").count() == 0
+
+            target.status = 503
+            live.wait_status("web@production", "down")
+            page_.reload(wait_until="load")
+            row = page_.locator("#check-web\\@production")
+            assert row.get_attribute("data-status") == "down"
+            assert row.locator(".status").inner_text().lower() == "down"
+            assert "down" in page_.locator("#headline").inner_text().lower()
+            assert page_.locator("#incidents article").count() >= 1
+            page_.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert not problems, problems
+    assert (ARTIFACTS / "status-page.png").stat().st_size > 10_000
