@@ -48,7 +48,7 @@ def dummy_value(name: str) -> str:
         return f"smtp://user:{slug}@mail.example.com:587"
     if "REDIS" in name:
         return f"redis://:{slug}@127.0.0.1:6379/0"
-    if "DATABASE" in name or "DSN" in name and "SENTRY" not in name:
+    if "DATABASE" in name or ("DSN" in name and "SENTRY" not in name):
         return f"postgresql://app:{slug}@db.example.com/app"
     if "SENTRY_DSN" in name:
         return f"https://{slug}@o1.ingest.sentry.io/1"
