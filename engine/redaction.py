@@ -39,7 +39,9 @@ class Redactor:
             value = value.get_secret_value()
         if not value or not isinstance(value, str):
             return
-        found = {value.strip()} | _url_password(value)
+        found = _url_password(value)
+        if not _credential_free_dsn(value):
+            found.add(value.strip())
         found = {v for v in found if len(v) >= MIN_LENGTH}
         with self._lock:
             if found - self._values:
@@ -79,6 +81,24 @@ class Redactor:
         with self._lock:
             self._values.clear()
             self._pattern = None
+
+
+DSN_SCHEMES = ("postgres", "postgresql", "redis", "rediss", "smtp", "smtps", "mysql",
+               "amqp", "amqps", "mongodb")
+
+
+def _credential_free_dsn(value: str) -> bool:
+    """True for a database or mail server URL that carries no password (its address is
+    not a secret; masking it would hide where a failing check points)."""
+    scheme, sep, _rest = value.strip().partition("://")
+    if not sep or scheme.lower() not in DSN_SCHEMES:
+        return False
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return False
+    query = parts.query.lower()
+    return not parts.password and "password" not in query and "token" not in query
 
 
 def _url_password(value: str) -> set[str]:
