@@ -592,40 +592,15 @@ class Alerting:
 
     async def post_event(self, event: dict[str, Any]) -> list[str]:
         """Route an event (deploy, rollback...) like an alert; return the notifiers told."""
-        kind = str(event.get("event", "event"))
-        subject = Subject(
-            kind="event",
-            event=kind,
-            environment=event.get("environment"),
-            check=event.get("check"),
-            severity=event.get("severity"),
-            labels={k: str(v) for k, v in (event.get("labels") or {}).items()},
+        notice, targets = event_notice(
+            self.config, event, self.clock.now(), dry_run=self.outbox.dry_run
         )
-        now = self.clock.now()
-        told: list[str] = []
-        details = ", ".join(
-            f"{k} {v}"
-            for k, v in event.items()
-            if k not in ("event", "labels") and v not in (None, "")
+        for name in targets:
+            await self.outbox.enqueue(name, notice, group=f"event|{notice.id}")
+        self.runtime.writer.append(
+            "events", Row(key=notice.event["event"], at=notice.created_at, data=dict(event))
         )
-        notice = Notice(
-            id=new_notice_id(),
-            kind="event",
-            status="info",
-            title=f"{kind}: {details}" if details else kind,
-            event=dict(event),
-            text=event.get("message"),
-            created_at=now,
-            dry_run=self.outbox.dry_run,
-        )
-        for index in matching_routes(self.config.routes, subject, self.config.severities):
-            notice.route = index
-            for name in self.config.routes[index].notify:
-                if name not in told:
-                    await self.outbox.enqueue(name, notice, group=f"event|{notice.id}")
-                    told.append(name)
-        self.runtime.writer.append("events", Row(key=kind, at=now, data=dict(event)))
-        return told
+        return targets
 
     async def post_task(self, name: str, report: dict[str, Any] | None = None) -> None:
         """Post a recurring checklist to its notifiers."""
@@ -765,6 +740,44 @@ class Alerting:
                 alert.held = reason
                 self.held.add(alert.id)
                 self.runtime.save_alert(alert)
+
+
+def event_notice(
+    config: Any, event: dict[str, Any], now: float, *, dry_run: bool = False
+) -> tuple[Notice, list[str]]:
+    """Return the notice for an event and the notifiers its matching routes name."""
+    kind = str(event.get("event", "event"))
+    event = {**event, "event": kind}
+    subject = Subject(
+        kind="event",
+        event=kind,
+        environment=event.get("environment"),
+        check=event.get("check"),
+        severity=event.get("severity"),
+        labels={k: str(v) for k, v in (event.get("labels") or {}).items()},
+    )
+    details = ", ".join(
+        f"{k} {v}"
+        for k, v in event.items()
+        if k not in ("event", "labels", "message") and v not in (None, "")
+    )
+    notice = Notice(
+        id=new_notice_id(),
+        kind="event",
+        status="info",
+        title=f"{kind}: {details}" if details else kind,
+        event=event,
+        text=event.get("message"),
+        created_at=now,
+        dry_run=dry_run,
+    )
+    targets: list[str] = []
+    for index in matching_routes(config.routes, subject, config.severities):
+        notice.route = index if notice.route is None else notice.route
+        for name in config.routes[index].notify:
+            if name not in targets:
+                targets.append(name)
+    return notice, targets
 
 
 def _public_status(alert: Alert) -> str:

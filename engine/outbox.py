@@ -30,6 +30,7 @@ log = logging.getLogger("watchkeeper.outbox")
 BACKOFF_START = 5.0
 BACKOFF_MAX = 600.0
 POLL_INTERVAL = 2.0
+CLI_CLAIM = 120.0  # a CLI-enqueued delivery is the CLI's for this long, then anyone's
 COLLECTION = "outbox"
 
 
@@ -188,6 +189,10 @@ class Outbox:
     def _mine(self, delivery: Delivery, members: list[str]) -> bool:
         """Send a stored delivery only if it is ours, or its replica is gone (then the one
         replica that rendezvous hashing picks takes it)."""
+        if (delivery.owner or "").startswith("cli:") and (
+            self.clock.now() - delivery.created_at < CLI_CLAIM
+        ):
+            return False  # a command line is still delivering it itself
         if self.replica is None:
             return True
         if delivery.owner == self.replica:

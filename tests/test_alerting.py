@@ -243,3 +243,30 @@ def test_reload_with_an_invalid_file_keeps_the_running_config(tmp_path, target, 
         daemon.wait_log("reload rejected")
         target.status = 500
         receiver.wait_for(1, "/hook")
+
+
+def test_an_event_reaches_its_route_and_a_refused_one_is_retried_by_the_daemon(
+        tmp_path, target, receiver):
+    config = base(target, receiver,
+                  environments={"production": {}},
+                  notifiers={"deployments": {"type": "webhook",
+                                             "url": f"{receiver.url}/deployments",
+                                             "retry_initial": "300ms"}},
+                  routes=[{"match": {"event": "deploy"}, "notify": ["deployments"]},
+                          {"match": {}, "notify": ["hook"], "group_wait": "0s"}])
+    write(tmp_path, config)
+    result = run_cli("event", "deploy", "--version", "1.4.2", "--env", "production",
+                     cwd=tmp_path)
+    assert result.code == 0, result.output
+    (first,) = receiver.json("/deployments")
+    assert first["kind"] == "event"
+    assert first["event"]["version"] == "1.4.2"
+    assert first["event"]["environment"] == "production"
+    receiver.default = 503
+    result = run_cli("event", "deploy", "--version", "1.4.3", cwd=tmp_path)
+    assert result.code == 1
+    assert "the daemon retries it" in result.output
+    receiver.default = 200
+    with Daemon(tmp_path):
+        receiver.wait_for(2, "/deployments", timeout=20)
+    assert [e["event"]["version"] for e in receiver.json("/deployments")] == ["1.4.2", "1.4.3"]

@@ -13,6 +13,7 @@ from watchkeeper.engine.cli import (
     audit_cmd,  # noqa: F401
     backup_cmd,  # noqa: F401
     config_cmds,  # noqa: F401  (registers its commands)
+    event_cmd,  # noqa: F401
     notify_cmd,  # noqa: F401
     plan_cmd,  # noqa: F401
     report_cmd,  # noqa: F401
