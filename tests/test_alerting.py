@@ -270,3 +270,91 @@ def test_an_event_reaches_its_route_and_a_refused_one_is_retried_by_the_daemon(
     with Daemon(tmp_path):
         receiver.wait_for(2, "/deployments", timeout=20)
     assert [e["event"]["version"] for e in receiver.json("/deployments")] == ["1.4.2", "1.4.3"]
+
+
+def test_after_sigkill_a_firing_alert_is_still_firing_and_not_announced_again(
+        tmp_path, target, receiver):
+    write(tmp_path, base(target, receiver))
+    target.status = 500
+    daemon = Daemon(tmp_path).start()
+    try:
+        receiver.wait_for(1, "/hook")
+        time.sleep(1)
+    finally:
+        daemon.kill()
+    with Daemon(tmp_path) as again:
+        time.sleep(3)  # still failing after the restart: nothing new to say
+        assert len(receiver.json("/hook")) == 1
+        target.status = 200
+        again.wait_log("alert resolved")
+        receiver.wait_for(2, "/hook")
+    first, second = receiver.json("/hook")
+    assert (first["status"], second["status"]) == ("firing", "resolved")
+    assert first["alerts"][0]["id"] == second["alerts"][0]["id"]
+
+
+def test_a_check_removed_by_a_reload_stops_and_its_alert_resolves_with_the_reason(
+        tmp_path, target, receiver):
+    config = base(target, receiver, checks={"web": http_check(target, "/web")})
+    write(tmp_path, config)
+    target.status = 500
+    with Daemon(tmp_path) as daemon:
+        receiver.wait_for(2, "/hook")
+        del config["checks"]["web"]
+        write(tmp_path, config)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("config reloaded")
+        receiver.wait_for(3, "/hook")
+        hits = target.hits
+        time.sleep(2)
+    resolved = [b for b in receiver.json("/hook") if b["status"] == "resolved"]
+    assert [a["check"] for b in resolved for a in b["alerts"]] == ["web"]
+    assert target.hits - hits <= 4  # only `api` still runs (about twice in 2 s)
+    result = run_cli("alerts", "list", "--all", "--format", "json", cwd=tmp_path)
+    web = [a for a in json.loads(result.stdout) if a["check"] == "web"]
+    assert web
+    assert web[0]["status"] == "resolved"
+
+
+def test_level_one_runs_an_action_within_its_limit_and_later_notices_carry_its_result(
+        tmp_path, target, receiver):
+    marker = tmp_path / "healed.log"
+    config = base(
+        target, receiver,
+        notifiers={"oncall": {"type": "webhook", "url": f"{receiver.url}/oncall"}},
+        actions={"restart-app": {"type": "command",
+                                 "argv": ["sh", "-c", f"echo healed >> {marker}"],
+                                 "limit": {"runs": 1, "within": "1h"}}},
+        routes=[{"match": {}, "notify": ["hook"], "escalate": "standard",
+                 "group_wait": "0s"}],
+        escalation={"standard": [
+            {"after": "0s", "name": "automated", "actions": ["restart-app"]},
+            {"after": "2s", "name": "development", "notify": ["oncall"]}]},
+    )
+    write(tmp_path, config)
+    with Daemon(tmp_path) as daemon:
+        target.status = 500
+        receiver.wait_for(1, "/oncall", timeout=20)
+        target.status = 200
+        try:
+            receiver.wait_for(2, "/hook")
+        except AssertionError:
+            print(daemon.log)
+            raise
+        target.status = 500  # a second incident within the hour: the limit holds
+        daemon.wait_log("alert escalated", count=3, timeout=20)
+        time.sleep(1)
+    assert marker.read_text().splitlines() == ["healed"]
+    first_page = next(r for r in receiver.requests if r["path"] == "/oncall")
+    assert b"restart-app" in first_page["body"]
+
+
+def test_a_task_posts_its_checklist_on_schedule(tmp_path, target, receiver):
+    write(tmp_path, base(target, receiver, tasks={
+        "daily-review": {"schedule": {"every": "2s"}, "notify": ["hook"],
+                         "checklist": ["Check Sentry for new errors", "Verify backups"]}}))
+    with Daemon(tmp_path):
+        receiver.wait_for(2, "/hook", timeout=20)
+    tasks = [b for b in receiver.json("/hook") if b["kind"] == "task"]
+    assert tasks
+    assert tasks[0]["checklist"] == ["Check Sentry for new errors", "Verify backups"]

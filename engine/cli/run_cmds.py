@@ -17,6 +17,7 @@ from watchkeeper.engine.cli.root import (
     OutputFormat,
     app,
     console,
+    echo,
     echo_json,
     err_console,
     fail,
@@ -53,7 +54,7 @@ def run(
     Examples:
 
         watchkeeper run
-        watchkeeper -c /etc/watchkeeper/monitor.yaml run --log-format json
+        watchkeeper -c /etc/watchkeeper/monitor.yaml --log-format json run
         watchkeeper run --once --format json
     """
     from watchkeeper.engine.api import ServerError
@@ -66,7 +67,11 @@ def run(
     validation = load_or_exit(ctx)
     # one pass runs in-process: starting worker processes would cost more than it saves
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
-    daemon = Daemon(validation, dry_run=dry_run, executor=executor, replica=replica)
+    # previews go where they do not spoil the machine-readable output
+    printer = (lambda text: echo(text, err=True)) if fmt is OutputFormat.json else echo
+    daemon = Daemon(
+        validation, dry_run=dry_run, executor=executor, replica=replica, printer=printer
+    )
     try:
         if once:
             results = anyio.run(daemon.run_once)
