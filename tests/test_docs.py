@@ -281,3 +281,51 @@ def test_help_lists_what_the_doc_checks(cli, cli_group):
     listed = set(re.findall(r"^[│|] ([a-z][a-z-]*)\s{2,}", result.stdout, re.MULTILINE))
     top = {path.split()[1] for path, _ in commands(cli_group)}
     assert listed == top
+
+
+# --- links between the docs ------------------------------------------------------------------
+
+
+def heading_anchors(text: str) -> set[str]:
+    """Return the anchors GitHub gives a document's headings (`-1`, `-2` for repeats)."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        heading = None if fenced else re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading is None:
+            continue
+        anchor = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        found.add(anchor if count == 0 else f"{anchor}-{count}")
+    return found
+
+
+# the operations pages, which lean on the other pages' headings the most
+LINKED_PAGES = ("running.md", "alerting.md", "scaling.md", "cli.md")
+
+
+def test_links_between_docs_resolve():
+    """A link to another page, or to a heading, must not break when a heading is renamed."""
+    problems = []
+    for page in (DOCS / name for name in LINKED_PAGES):
+        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+        for match in re.finditer(r"\]\(([^)\s]+)\)", text):
+            link = match.group(1)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", link):
+                continue  # https:, mailto:
+            path, _, anchor = link.partition("#")
+            target = (page.parent / path).resolve() if path else page
+            if not target.exists():
+                problems.append(f"{page.name}: {link}: no such file")
+            elif (
+                anchor
+                and target.suffix == ".md"
+                and anchor not in heading_anchors(target.read_text())
+            ):
+                problems.append(f"{page.name}: {link}: no such heading in {target.name}")
+    assert not problems, "broken links in docs/:\n" + "\n".join(problems)
