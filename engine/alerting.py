@@ -93,6 +93,7 @@ def notice_alert(
         escalation=escalation,
         actions=list(alert.actions),
         change=change,
+        reason=alert.resolve_reason if alert.status == "resolved" else None,
     )
 
 
@@ -138,6 +139,12 @@ class Alerting:
             if key.startswith(prefix) and key not in self.groups:
                 self.groups[key] = Group.from_doc(doc)
         for group in self.groups.values():
+            for alert_id in group.members:
+                if alert_id not in self.runtime.book.by_id:
+                    # e.g. a resolution still waiting for its group when the daemon stopped
+                    doc = await store.get("alerts", alert_id)
+                    if doc is not None:
+                        self.runtime.book.by_id[alert_id] = Alert.from_doc(doc)
             if group.due_at is not None:
                 self._timer(group.due_at, "group", group.key)
             if group.repeat_at is not None:
@@ -202,8 +209,10 @@ class Alerting:
             if change.kind not in NOTIFIED_KINDS:
                 continue
             await self.consider(alert, change.kind, now)
-            if change.kind == "resolved" and alert.rule == UP:
-                release = True  # its children and its threshold alerts may be released
+            if change.kind == "resolved":
+                await self._resolve_escalation(alert, now)
+                if alert.rule == UP:
+                    release = True  # its children and its threshold alerts may be released
         if release:
             await self.release(now)
         self._wake.set()
@@ -448,13 +457,15 @@ class Alerting:
                 alert.escalation = {"policy": policy, "next": 0, "next_at": now + levels[0].after}
                 self._timer(alert.escalation["next_at"], "escalate", alert.id)
             self.runtime.save_alert(alert)
-        internal = self.runtime.book.get_open(INTERNAL_CHECK, f"notifier:{delivery.notifier}")
+        key = INTERNAL_CHECK + (f"~{self.replica}" if self.replica else "")
+        internal = self.runtime.book.get_open(key, f"notifier:{delivery.notifier}")
         if internal is not None:
             await self.runtime.condition(
                 f"notifier:{delivery.notifier}",
                 active=False,
                 severity=internal.severity,
                 summary="delivering again",
+                replica=self.replica,
             )
 
     async def _gave_up(self, delivery: Delivery) -> None:
@@ -466,6 +477,7 @@ class Alerting:
             summary=f"notifier {delivery.notifier} failed to deliver a notice for "
             f"{delivery.attempts} attempts: {delivery.last_error}",
             labels={"failing_notifier": delivery.notifier},
+            replica=self.replica,  # each replica reports its own failed deliveries
         )
 
     # -- escalation -------------------------------------------------------------------------
@@ -509,6 +521,8 @@ class Alerting:
             )
             for notifier in level.notify:
                 await self.outbox.enqueue(notifier, notice, group=f"escalation|{alert.id}")
+            told = esc.setdefault("told", [])
+            told += [n for n in level.notify if n not in told]
         if index + 1 < len(levels):
             esc["next"] = index + 1
             esc["next_at"] = alert.notified_at + levels[index + 1].after  # type: ignore[operator]
@@ -520,7 +534,28 @@ class Alerting:
             self._timer(esc["next_at"], "escalate", alert.id)
         self.runtime.save_alert(alert)
 
+    async def _resolve_escalation(self, alert: Alert, now: float) -> None:
+        """Tell the notifiers an escalation level paged that the incident is over (a
+        PagerDuty incident opened at level 3 must close too)."""
+        routed = set()
+        for index in self.routes_for(alert):
+            routed.update(self.config.routes[index].notify)
+        for name in (alert.escalation or {}).get("told", []):
+            options = self.config.notifiers.get(name)
+            if name in routed or options is None or not options.send_resolved:
+                continue  # the route's own notice covers it
+            notice = self._notice(
+                [notice_alert(alert, "resolved")],
+                None,
+                now,
+                escalation=alert.escalation.get("policy"),
+            )
+            await self.outbox.enqueue(name, notice, group=f"escalation|{alert.id}")
+
     async def run_action(self, name: str, alert: Alert, now: float) -> dict[str, Any]:
+        if self.outbox.dry_run:
+            log.info("dry run: action not run", extra={"action": name, "alert": alert.id})
+            return {"name": name, "ok": True, "message": "dry run: not run", "at": now}
         if self.actions is None:
             return {"name": name, "ok": False, "message": "actions are not available", "at": now}
         outcome = await self.actions.run(name, alert, now)
@@ -587,6 +622,33 @@ class Alerting:
                 await self.acknowledge(
                     alert_id, doc.get("by", "unknown"), doc.get("comment"), doc.get("at")
                 )
+        if self.replica is not None:
+            await self._take_conditions(store)
+
+    async def _take_conditions(self, store: Any) -> None:
+        """Raise or clear the conditions other replicas handed to this one."""
+        try:
+            requests = await store.get_all("conditions")
+        except Exception:
+            return
+        done = []
+        for key, doc in sorted(requests.items(), key=lambda item: item[1].get("at", 0)):
+            instance = key.rsplit("|", 1)[0]
+            if not self.runtime.mine(instance):
+                continue
+            await self.runtime.condition(
+                doc["rule"],
+                active=doc["active"],
+                severity=doc["severity"],
+                summary=doc["summary"],
+                check=doc["check"],
+                environment=doc.get("environment"),
+                labels=doc.get("labels"),
+                runbook=doc.get("runbook"),
+            )
+            done.append(key)
+        if done:
+            await store.delete("conditions", done)
 
     # -- events, tasks, announcements -------------------------------------------------------
 

@@ -101,6 +101,7 @@ class Alert:
             "acknowledged": self.acked_at is not None,
             "acked_by": self.acked_by,
             "replica": self.replica,
+            "resolve_reason": self.resolve_reason,
         }
 
 

@@ -319,6 +319,8 @@ class Daemon:
             await self.run_check(job.target)
         elif job.kind == "task":
             await self._run_task(job.target, scheduled)
+        elif job.kind in ("backup", "drill") and self.dry_run:
+            log.info(f"dry run: {job.kind} not run", extra={job.kind: job.target})
         elif job.kind == "backup":
             await self.backups.run_job(job.target, scheduled=scheduled)
         elif job.kind == "drill":
@@ -371,7 +373,8 @@ class Daemon:
                 await tg.start(rollups.run, self, name="rollups")
                 await tg.start(slo.run, self, name="slos")
                 # catch-up can take hours (a missed dump): never inline
-                tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
+                if not self.dry_run:
+                    tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
                 tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
                 log.info(

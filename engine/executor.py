@@ -9,6 +9,7 @@ blocks its event loop costs one worker for a moment, never the daemon.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class LocalExecutor:
         self.base_dir = base_dir
         self.probes: dict[str, Probe] = {}
         self._opening: dict[str, anyio.Event] = {}
+        self._logs: dict[str, logging.Logger] = {}
 
     async def probe(self, probe_type: str) -> Probe:
         """Return the opened probe for a type, opening it on first use."""
@@ -63,13 +65,18 @@ class LocalExecutor:
                 message=f"probe {instance.probe_type!r} failed to start: "
                 f"{type(exc).__name__}: {exc}",
             )
+        log = self._logs.get(instance.probe_type)
+        if log is None:
+            log = self._logs[instance.probe_type] = logging.getLogger(
+                f"watchkeeper.probe.{instance.probe_type}"
+            )
         ctx = ProbeContext(
-            check=instance.check,
-            environment=instance.environment,
-            timeout=instance.timeout,
-            base_dir=self.base_dir,
-            log=logging.getLogger(f"watchkeeper.probe.{instance.probe_type}"),
-            labels=instance.labels,
+            instance.check,
+            instance.environment,
+            instance.timeout,
+            self.base_dir,
+            log,
+            instance.labels,
         )
         return await run_probe(probe, instance.options, ctx)
 
@@ -87,13 +94,29 @@ class LocalExecutor:
             self.probes.clear()
 
 
+def _worker_environment() -> dict[str, str]:
+    """Pass this process's log level and format on to a worker."""
+    root = logging.getLogger("watchkeeper")
+    formatter = root.handlers[0].formatter if root.handlers else None
+    fmt = "json" if type(formatter).__name__ == "JsonFormatter" else "text"
+    if type(formatter).__name__ == "JournalFormatter":
+        fmt = "journal"
+    return {
+        **os.environ,
+        "WATCHKEEPER_LOG_LEVEL": logging.getLevelName(root.level).lower(),
+        "WATCHKEEPER_LOG_FORMAT": fmt,
+    }
+
+
 class _Worker:
-    """One worker process and the runs it has in flight."""
+    """One worker process, the runs queued for it and the runs it has in flight."""
 
     def __init__(self, index: int, process: Any):
         self.index = index
         self.process = process
         self.inflight: dict[int, list[Any]] = {}  # job id -> [event, result]
+        self.queued: list[tuple[int, str]] = []  # runs not yet sent
+        self.wake = anyio.Event()  # set when `queued` gets its first run
         self.send_lock = anyio.Lock()
         self.alive = True
 
@@ -102,6 +125,11 @@ class _Worker:
 
         async with self.send_lock:
             await self.process.stdin.send(frame(message))
+
+    def queue(self, job_id: int, key: str) -> None:
+        self.queued.append((job_id, key))
+        if len(self.queued) == 1:
+            self.wake.set()
 
 
 class ProcessExecutor:
@@ -141,6 +169,7 @@ class ProcessExecutor:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
+            env=_worker_environment(),
         )
         worker = _Worker(index, process)
         if index < len(self.workers):
@@ -152,27 +181,54 @@ class ProcessExecutor:
         await ready.wait()
         if self.specs:
             await worker.send(("load", self.specs, self.secrets))
+        self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
         return worker
 
+    async def _send_runs(self, worker: _Worker) -> None:
+        """Send queued runs, all that were queued since the last send in one frame."""
+        while worker.alive:
+            await worker.wake.wait()
+            worker.wake = anyio.Event()
+            batch, worker.queued = worker.queued, []
+            if not batch:
+                continue
+            try:
+                await worker.send(("runs", batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                gone = Result(
+                    ok=False,
+                    message="probe worker is gone; the check runs again on its next schedule",
+                )
+                for job_id, _ in batch:
+                    slot = worker.inflight.pop(job_id, None)
+                    if slot is not None:
+                        slot[1] = gone
+                        slot[0].set()
+
     async def _read(self, worker: _Worker, ready: anyio.Event) -> None:
-        import pickle
+        from watchkeeper.engine.worker import split_frames, unpack_result
 
-        from anyio.streams.buffered import BufferedByteReceiveStream
-
-        from watchkeeper.engine.worker import HEADER
-
-        stream = BufferedByteReceiveStream(worker.process.stdout)
+        stream = worker.process.stdout
+        buffer = bytearray()
+        inflight = worker.inflight
         try:
             while True:
-                (size,) = HEADER.unpack(await stream.receive_exactly(HEADER.size))
-                message = pickle.loads(await stream.receive_exactly(size))
-                if message[0] == "ready":
-                    ready.set()
-                elif message[0] == "result":
-                    slot = worker.inflight.pop(message[1], None)
-                    if slot is not None:
-                        slot[1] = message[2]
-                        slot[0].set()
+                buffer += await stream.receive(1 << 16)
+                for message in split_frames(buffer):
+                    kind = message[0]
+                    if kind == "results":
+                        for job_id, packed in message[1]:
+                            slot = inflight.pop(job_id, None)
+                            if slot is not None:
+                                slot[1] = unpack_result(packed)
+                                slot[0].set()
+                    elif kind == "result":
+                        slot = inflight.pop(message[1], None)
+                        if slot is not None:
+                            slot[1] = message[2]
+                            slot[0].set()
+                    elif kind == "ready":
+                        ready.set()
         except (
             anyio.EndOfStream,
             anyio.IncompleteRead,
@@ -188,6 +244,7 @@ class ProcessExecutor:
         finally:
             ready.set()
             worker.alive = False
+            worker.wake.set()  # its sender stops
             for event, _ in worker.inflight.values():
                 event.set()  # their runs report the worker's exit
 
@@ -222,7 +279,10 @@ class ProcessExecutor:
                 await worker.send(("load", self.specs, self.secrets))
 
     def _pick(self) -> _Worker | None:
-        alive = [w for w in self.workers if w.alive]
+        workers = self.workers
+        if len(workers) == 1:
+            return workers[0] if workers[0].alive else None
+        alive = [w for w in workers if w.alive]
         return min(alive, key=lambda w: len(w.inflight)) if alive else None
 
     async def run(self, instance: Instance) -> Result:
@@ -234,13 +294,7 @@ class ProcessExecutor:
         job_id = self._ids
         slot: list[Any] = [anyio.Event(), None]
         worker.inflight[job_id] = slot
-        try:
-            await worker.send(("run", job_id, instance.key))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            worker.inflight.pop(job_id, None)
-            return Result(
-                ok=False, message="probe worker is gone; the check runs again on its next schedule"
-            )
+        worker.queue(job_id, instance.key)
         with anyio.move_on_after(instance.timeout + self.grace):
             await slot[0].wait()
         if slot[1] is not None:

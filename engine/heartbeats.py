@@ -101,7 +101,9 @@ class Heartbeats:
             }
             self.state[key] = doc
             self._save(key)
-        self._seen_until = now
+        # beats recorded while no daemon ran (`watchkeeper heartbeat` from cron) count too
+        seen = await self.runtime.store.get("meta", "beats_seen") or {}
+        self._seen_until = seen.get("until", now - 86400.0)
 
     def _save(self, key: str) -> None:
         self.runtime.writer.put("heartbeats", key, self.state[key])
@@ -296,4 +298,5 @@ class Heartbeats:
             newest = max(r.at for r in rows)
             if newest > self._seen_until:
                 self._seen_until = newest
+                self.runtime.writer.put("meta", "beats_seen", {"until": newest})
                 self._seen_at_edge = {m for m in self._seen_at_edge if m[1] >= newest}

@@ -23,9 +23,12 @@ async def prune(store: Any, config: Any, now: float) -> dict[str, int]:
     for stream in LONG_STREAMS:
         removed[stream] = await store.trim(stream, now - options.rollup_retention)
     alerts = await store.get_all("alerts")
-    old = [key for key, doc in alerts.items()
-           if doc.get("status") == "resolved" and (doc.get("resolved_at") or now)
-           < now - options.retention]
+    old = [
+        key
+        for key, doc in alerts.items()
+        if doc.get("status") == "resolved"
+        and (doc.get("resolved_at") or now) < now - options.retention
+    ]
     if old:
         await store.delete("alerts", old)
     removed["alerts"] = len(old)
@@ -34,10 +37,22 @@ async def prune(store: Any, config: Any, now: float) -> dict[str, int]:
     if stale:
         await store.delete("claims", stale)
     removed["claims"] = len(stale)
+    outbox = await store.get_all("outbox")
+    dead = [
+        key
+        for key, doc in outbox.items()
+        if doc.get("status") == "gave_up" and doc.get("created_at", now) < now - options.retention
+    ]
+    if dead:
+        await store.delete("outbox", dead)
+    removed["outbox"] = len(dead)
     acks = await store.get_all("acks")
-    done = [key for key, doc in acks.items()
-            if (alerts.get(key) or {}).get("status") in (None, "resolved")
-            or doc.get("at", now) < now - options.retention]
+    done = [
+        key
+        for key, doc in acks.items()
+        if (alerts.get(key) or {}).get("status") in (None, "resolved")
+        or doc.get("at", now) < now - options.retention
+    ]
     if done:
         await store.delete("acks", done)
     removed["acks"] = len(done)

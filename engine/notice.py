@@ -45,15 +45,24 @@ class NoticeAlert:
     """Name of the escalation level this notice belongs to, if any."""
     actions: list[dict[str, Any]] = field(default_factory=list)
     """Self-healing actions run for this alert so far: {name, ok, message, at}."""
+    reason: str | None = None
+    """Why a resolved alert resolved (recovered, check removed from monitor.yaml...)."""
     change: str | None = None
     """What happened: firing, severity, resolved, flapping, stable, repeat, escalation."""
 
     def webhook(self) -> dict[str, Any]:
         """Return the item of the webhook's `alerts` list (DESIGN.md shape)."""
-        return {"id": self.id, "check": self.check, "environment": self.environment,
-                "rule": self.rule, "severity": self.severity, "status": self.status,
-                "summary": self.summary, "started_at": self.started_at,
-                "resolved_at": self.resolved_at}
+        return {
+            "id": self.id,
+            "check": self.check,
+            "environment": self.environment,
+            "rule": self.rule,
+            "severity": self.severity,
+            "status": self.status,
+            "summary": self.summary,
+            "started_at": self.started_at,
+            "resolved_at": self.resolved_at,
+        }
 
 
 @dataclass
@@ -96,8 +105,10 @@ class Notice:
         names = {f.name for f in fields(cls)}
         data = {k: v for k, v in doc.items() if k in names}
         alert_names = {f.name for f in fields(NoticeAlert)}
-        data["alerts"] = [NoticeAlert(**{k: v for k, v in a.items() if k in alert_names})
-                          for a in data.get("alerts", [])]
+        data["alerts"] = [
+            NoticeAlert(**{k: v for k, v in a.items() if k in alert_names})
+            for a in data.get("alerts", [])
+        ]
         return cls(**data)
 
     def webhook_payload(self) -> dict[str, Any]:

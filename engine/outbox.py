@@ -117,6 +117,7 @@ class Outbox:
             created_at=now,
             next_at=now,
             group=group,
+            owner=self.replica,
             firing=bool(notice.firing),
             alert_ids=[a.id for a in notice.alerts],
         )

@@ -111,23 +111,34 @@ async def run_probe(probe: Probe, options: Any, ctx: ProbeContext) -> Result:
 
     start = anyio.current_time()
     try:
-        with anyio.fail_after(ctx.timeout):
+        # anyio.fail_after, without its generator wrapper (this runs for every check)
+        with anyio.CancelScope(deadline=start + ctx.timeout) as scope:
             result = await probe.check(options, ctx)
+        if scope.cancelled_caught and anyio.current_time() >= scope.deadline:
+            raise TimeoutError
         if not isinstance(result, Result):
-            result = Result(ok=False, message=f"probe {probe.type!r} returned "
-                            f"{type(result).__name__}, not a Result")
+            result = Result(
+                ok=False,
+                message=f"probe {probe.type!r} returned {type(result).__name__}, not a Result",
+            )
     except TimeoutError:
-        result = Result(ok=False, message=f"timed out after {_seconds(ctx.timeout)}",
-                        details={"timeout": True})
+        result = Result(
+            ok=False, message=f"timed out after {_seconds(ctx.timeout)}", details={"timeout": True}
+        )
     except anyio.get_cancelled_exc_class():
         raise
     except Exception as exc:  # a probe's failure is the check's failure
         message = str(exc) or type(exc).__name__
-        result = Result(ok=False, message=f"{type(exc).__name__}: {message}"
-                        if str(exc) and type(exc).__name__ not in message else message,
-                        details={"error": type(exc).__name__})
-        ctx.log.debug("probe raised", exc_info=True,
-                      extra={"check": ctx.instance, "probe": probe.type})
+        result = Result(
+            ok=False,
+            message=f"{type(exc).__name__}: {message}"
+            if str(exc) and type(exc).__name__ not in message
+            else message,
+            details={"error": type(exc).__name__},
+        )
+        ctx.log.debug(
+            "probe raised", exc_info=True, extra={"check": ctx.instance, "probe": probe.type}
+        )
     result.duration = anyio.current_time() - start
     return result
 

@@ -157,9 +157,20 @@ class Membership:
                     changed = await self._refresh()
                 self.lost_at = None
             except Exception as exc:  # the store is away: keep the last view for a lease
+                now = self.clock.now()
                 if self.lost_at is None:
-                    self.lost_at = self.clock.now()
+                    self.lost_at = now
                     log.error("cannot renew the replica lease", extra={"error": str(exc)})
+                if self.members and now - self.lost_at > self.lease_time:
+                    # our lease has expired by now: the others have taken our checks, so
+                    # stop running them until the store answers again
+                    log.error(
+                        "replica lease expired during a store outage; standing down",
+                        extra={"replica": self.name},
+                    )
+                    self.members = []  # the old epoch stays: late writes are fenced off
+                    if self.on_change is not None:
+                        await self.on_change()
                 continue
             if changed and self.on_change is not None:
                 await self.on_change()
@@ -173,15 +184,19 @@ class Membership:
 
 
 async def replica_status(store: StateStore) -> list[dict[str, Any]]:
-    """Return the live replicas and what they reported about themselves."""
+    """Return the live replicas and what they reported about themselves (the shape of
+    `watchkeeper status --format json` and /api/status alike)."""
+    from datetime import UTC, datetime
+
     leases = await store.leases(MEMBER)
-    now = await store.now()
     return [
         {
-            "replica": lease.name[len(MEMBER) :],
+            "name": lease.name[len(MEMBER) :],
             "holder": lease.holder,
             "epoch": lease.epoch,
-            "expires_in": round(lease.expires_at - now, 1),
+            "expires_at": datetime.fromtimestamp(lease.expires_at, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
             **lease.data,
         }
         for lease in sorted(leases, key=lambda lease: lease.name)

@@ -80,7 +80,7 @@ class Runtime:
     async def load(self) -> None:
         """Build instances and restore counters, open alerts and history from the store."""
         self.all_instances = expand(self.config, self.reg, replica=self.replica)
-        self.instances = {k: i for k, i in self.all_instances.items() if self.owns(k)}
+        self.instances = {k: i for k, i in self.all_instances.items() if self.mine(k)}
         self.book = AlertBook()
         await self._adopt(set(self.instances))
         self._index_composites()
@@ -88,17 +88,32 @@ class Runtime:
             # alerts of checks that no longer exist (removed while the daemon was down)
             await self._resolve_orphans("check removed from monitor.yaml")
 
+    def mine(self, key: str) -> bool:
+        """True when this daemon runs (and alerts for) an instance or internal condition.
+
+        A `key~replica` instance (a host-scoped check, a replica's own notifier alert)
+        belongs to that replica; every other key to its rendezvous owner.
+        """
+        if "~" in key:
+            return self.replica is not None and key.endswith("~" + self.replica)
+        return self.owns(key)
+
     async def _adopt(self, keys: set[str]) -> None:
         """Take over instances: their counters, open alerts and recent history."""
-        if not keys:
-            return
         states = await self.store.get_all("check_state")
         alerts = await self.store.get_all("alerts")
         for doc in alerts.values():
             if doc.get("status") == "resolved":
                 continue
             alert = Alert.from_doc(doc)
-            if alert.instance in keys and alert.id not in self.book.by_id:
+            # a check's alerts go with its instance; the daemon's own (a failing notifier,
+            # a backup, an SLO) with whoever owns their key
+            ours = (
+                alert.instance in keys
+                if alert.source == "check"
+                else (self.mine(alert.instance) and alert.instance not in self.instances)
+            )
+            if ours and alert.id not in self.book.by_id:
                 self.book.add(alert)
         span = max(
             (max(self.instances[k].window_needed(), self.instances[k].flap_window) for k in keys),
@@ -133,9 +148,13 @@ class Runtime:
 
     async def rebalance(self) -> tuple[set[str], set[str]]:
         """Re-split instances after a membership change; return (gained, lost)."""
-        owned = {k for k in self.all_instances if self.owns(k)}
+        owned = {k for k in self.all_instances if self.mine(k)}
         gained, lost = owned - set(self.instances), set(self.instances) - owned
         self._release(lost)
+        for alert in list(self.book.open.values()):
+            if alert.source != "check" and not self.mine(alert.instance):
+                self.book.close(alert)  # another replica answers for it now
+                self.book.by_id.pop(alert.id, None)
         for key in gained:
             self.instances[key] = self.all_instances[key]
         await self._adopt(gained)
@@ -295,6 +314,7 @@ class Runtime:
         environment: str | None = None,
         labels: dict[str, str] | None = None,
         runbook: str | None = None,
+        replica: str | None = None,
     ) -> Alert | None:
         """Raise or clear an alert that no probe produces (a failing notifier, a backup...).
 
@@ -304,7 +324,26 @@ class Runtime:
         from watchkeeper.engine.instances import instance_key
 
         now = self.clock.now()
-        alert = self.book.get_open(instance_key(check, environment), rule)
+        key = instance_key(check, environment) + (f"~{replica}" if replica else "")
+        if not self.mine(key):
+            # another replica answers for this condition: hand it over through the store
+            self.writer.put(
+                "conditions",
+                f"{key}|{rule}",
+                {
+                    "rule": rule,
+                    "active": active,
+                    "severity": severity,
+                    "summary": summary,
+                    "check": check,
+                    "environment": environment,
+                    "labels": labels or {},
+                    "runbook": runbook,
+                    "at": now,
+                },
+            )
+            return None
+        alert = self.book.get_open(key, rule)
         changes: list[AlertChange] = []
         if active and alert is None:
             alert = Alert(
@@ -322,6 +361,7 @@ class Runtime:
                 runbook=runbook,
                 severity_history=[[now, severity]],
                 source="internal",
+                replica=replica,
             )
             self.book.add(alert)
             changes.append(AlertChange(alert, "firing"))
@@ -365,7 +405,7 @@ class Runtime:
         ones have their open alerts resolved with the reason.
         """
         self.all_instances = expand(config, self.reg, replica=self.replica)
-        new_instances = {k: i for k, i in self.all_instances.items() if self.owns(k)}
+        new_instances = {k: i for k, i in self.all_instances.items() if self.mine(k)}
         added = [k for k in new_instances if k not in self.instances]
         removed = [k for k in self.instances if k not in self.all_instances]
         for key in [

@@ -1,9 +1,12 @@
-"""The scheduler: one heap of next fire times, one task per run, nothing started twice.
+"""The scheduler: one heap of next fire times, a pool of runners, nothing started twice.
 
 Each job owns one series from `timetable` (built once, advanced on every fire). The loop
-sleeps until the earliest fire time (or until the job set changes), starts the run in the
-daemon's task group and moves the job to its next time. A run whose previous run is still
-going is skipped and counted; a global limiter bounds how many run at once.
+sleeps until the earliest fire time (or until the job set changes), queues the run and
+moves the job to its next time. Runner tasks take queued runs in order; there are never
+more runners than the concurrency limit, and a runner takes the next queued run when it
+finishes one, so a busy daemon does not pay for a task per run (a quiet one starts a
+runner per run, which ends when the queue is empty). A run whose previous run is still
+going is skipped and counted.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +82,9 @@ class Scheduler:
         self.clock = clock
         self.run_job = run
         self.gate = gate
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.concurrency = concurrency
+        self._queue: deque[tuple[Job, float]] = deque()  # runs waiting for a runner
+        self._runners = 0
         self.jobs: dict[str, Job] = {}
         self.heap: list[tuple[float, int, Job]] = []
         self.counter = itertools.count()
@@ -153,6 +159,10 @@ class Scheduler:
                 if self.active:
                     await self._idle.wait()
             tg.cancel_scope.cancel()
+        for job, _ in self._queue:  # runs the grace period left unstarted
+            job.running = False
+            self.active -= 1
+        self._queue.clear()
         self.finished.set()
 
     async def _sleep(self, until: float | None) -> None:
@@ -176,19 +186,34 @@ class Scheduler:
             return
         job.running = True
         self.lateness.add(max(0.0, now - scheduled))
-        tg.start_soon(self._run, job, scheduled, name=f"{job.kind} {job.key}")
+        self._enqueue(tg, job, scheduled)
+
+    def _enqueue(self, tg: TaskGroup, job: Job, scheduled: float) -> None:
+        self.active += 1
+        self._queue.append((job, scheduled))
+        if self._runners < self.concurrency:
+            self._runners += 1
+            tg.start_soon(self._runner, name="scheduler runner")
+
+    async def _runner(self) -> None:
+        """Run queued runs one after the other until the queue is empty."""
+        queue = self._queue
+        try:
+            while queue:
+                job, scheduled = queue.popleft()
+                await self._run(job, scheduled)
+        finally:
+            self._runners -= 1
 
     async def _run(self, job: Job, scheduled: float) -> None:
-        self.active += 1
         try:
-            async with self.limiter:
-                self.running_count += 1
-                job.last_started = self.clock.now()
-                job.runs += 1
-                try:
-                    await self.run_job(job, scheduled)
-                finally:
-                    self.running_count -= 1
+            self.running_count += 1
+            job.last_started = self.clock.now()
+            job.runs += 1
+            try:
+                await self.run_job(job, scheduled)
+            finally:
+                self.running_count -= 1
         except Exception:
             log.exception("run failed", extra={"job": job.key, "kind": job.kind})
         finally:
@@ -202,7 +227,7 @@ class Scheduler:
         if self._tg is None or job.running:
             return False
         job.running = True
-        self._tg.start_soon(self._run, job, self.clock.now(), name=f"{job.kind} {job.key}")
+        self._enqueue(self._tg, job, self.clock.now())
         return True
 
     def stop(self, grace: float = 10.0) -> None:

@@ -17,6 +17,7 @@ async def read_status(validation: Any) -> dict[str, Any]:
     config = validation.config
     store = create_store(config, reg, validation.base_dir)
     await store.open(role="client")
+    instances = expand(config, reg)
     try:
         states = await store.get_all("check_state")
         alert_docs = await store.get_all("alerts")
@@ -26,16 +27,26 @@ async def read_status(validation: Any) -> dict[str, Any]:
             from watchkeeper.engine.replicas import replica_status
 
             replicas = await replica_status(store)
+        # host-scoped checks under replicas are stored once per replica: `host~a`, `host~b`
+        keys = []
+        for key in sorted(instances):
+            per_replica = sorted(k for k in states if k.startswith(key + "~"))
+            keys += [(key, k) for k in per_replica] or [(key, key)]
+        messages = {}
+        for _key, stored in keys:
+            latest = await store.read("results", stored, newest_first=True, limit=1)
+            if latest:
+                messages[stored] = latest[0].data.get("message")
     finally:
         await store.close()
     alerts = [Alert.from_doc(d) for d in alert_docs.values()]
     open_alerts = sorted((a for a in alerts if a.open), key=lambda a: a.started_at)
-    instances = expand(config, reg)
     checks = []
-    for key, instance in sorted(instances.items()):
-        state = states.get(key) or {}
+    for key, stored in keys:
+        instance = instances[key]
+        state = states.get(stored) or {}
         up = (state.get("rules") or {}).get("up") or {}
-        mine = [a for a in open_alerts if a.instance == key]
+        mine = [a for a in open_alerts if a.instance == stored]
         if state.get("last_at") is None:
             status = "unknown"
         elif up.get("active"):
@@ -44,17 +55,23 @@ async def read_status(validation: Any) -> dict[str, Any]:
             status = "degraded"
         else:
             status = "up"
-        check, environment = split_key(key)
-        checks.append(
-            {
-                "check": check,
-                "environment": environment,
-                "status": status,
-                "probe": instance.probe_type,
-                "last_run": state.get("last_at"),
-                "ok": state.get("last_ok"),
-                "alerts": [a.id for a in mine],
-            }
-        )
-    return {"checks": checks, "alerts": [a.public() for a in open_alerts], "store": stats,
-            "replicas": replicas}
+        check, environment = split_key(stored)
+        row = {
+            "check": check,
+            "environment": environment,
+            "status": status,
+            "probe": instance.probe_type,
+            "last_run": state.get("last_at"),
+            "ok": state.get("last_ok"),
+            "message": messages.get(stored),
+            "alerts": [a.id for a in mine],
+        }
+        if stored != key:
+            row["replica"] = stored.split("~", 1)[1]
+        checks.append(row)
+    return {
+        "checks": checks,
+        "alerts": [a.public() for a in open_alerts],
+        "store": stats,
+        "replicas": replicas,
+    }

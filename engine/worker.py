@@ -3,13 +3,17 @@
 The daemon talks to each worker over its stdin/stdout with length-prefixed pickled frames:
 
     daemon -> worker   ("load", {key: RunSpec}, [secret values])   the checks it may run
+                       ("runs", [(job_id, key), ...])               run these now
                        ("run", job_id, key)                         run one now
                        ("stop",)                                    finish and exit
     worker -> daemon   ("ready", pid)                               after start-up
-                       ("result", job_id, Result)                   one per run
+                       ("results", [(job_id, packed Result), ...])  as runs finish
 
-Probes run on the worker's own event loop with the engine's usual timeout handling; the
-daemon adds the outer guard (a worker that stops answering is killed and replaced).
+Runs and results travel in batches: whatever became due (or finished) in one turn of an
+event loop goes in one frame, so a busy daemon pays a pipe write and a pickle per batch,
+not per run. Probes run on the worker's own event loop with the engine's usual timeout
+handling, many at once; the daemon adds the outer guard (a worker that stops answering is
+killed and replaced).
 """
 
 from __future__ import annotations
@@ -59,68 +63,183 @@ def frame(message: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+def split_frames(buffer: bytearray) -> list[Any]:
+    """Take every complete frame off the front of `buffer`; return their messages."""
+    messages = []
+    pos = 0
+    size = HEADER.size
+    while len(buffer) - pos >= size:
+        (length,) = HEADER.unpack_from(buffer, pos)
+        if len(buffer) - pos - size < length:
+            break
+        messages.append(pickle.loads(buffer[pos + size : pos + size + length]))
+        pos += size + length
+    del buffer[:pos]
+    return messages
+
+
+def pack_result(result: Any) -> tuple:
+    """A Result as plain values: several times cheaper to pickle than the dataclass."""
+    samples = [(s.name, s.value, s.labels) for s in result.samples] if result.samples else None
+    return (
+        result.ok,
+        result.message,
+        result.metrics,
+        samples,
+        result.duration,
+        result.details or None,
+    )
+
+
+def unpack_result(packed: tuple) -> Any:
+    """The Result `pack_result` packed."""
+    from watchkeeper.engine.probe import Result, Sample
+
+    ok, message, metrics, samples, duration, details = packed
+    return Result(
+        ok,
+        message,
+        metrics,
+        [Sample(*s) for s in samples] if samples else [],
+        duration,
+        details if details is not None else {},
+    )
+
+
 async def serve(base_dir: Path) -> None:
     """Run checks until stdin closes or a stop message arrives."""
+    import asyncio
+
     from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
+    from watchkeeper.engine.probe import Result
     from watchkeeper.engine.redaction import REDACTOR
 
+    loop = asyncio.get_running_loop()
     executor = LocalExecutor(registry(), base_dir)
     specs: dict[str, RunSpec] = {}
     out = sys.stdout.buffer
-    write_lock = threading.Lock()
-    send, receive = anyio.create_memory_object_stream[Any](10_000)
-    portal_token = anyio.lowlevel.current_token()
+    finished: list[tuple[int, tuple]] = []
+    running: set[asyncio.Task] = set()
+    stopped = asyncio.Event()
 
     def write(message: Any) -> None:
-        data = frame(message)
-        with write_lock:
-            out.write(data)
-            out.flush()
+        out.write(frame(message))
+        out.flush()
 
-    def reader() -> None:
-        # stdin is read on a thread: the event loop is left to the probes
-        stream = sys.stdin.buffer
-        while True:
-            message = read_frame(stream)
-            try:
-                anyio.from_thread.run_sync(
-                    send.send_nowait, message or ("stop",), token=portal_token
-                )
-            except Exception:
-                return
-            if message is None or message[0] == "stop":
-                return
+    def flush_results() -> None:
+        nonlocal finished
+        batch, finished = finished, []
+        try:
+            data = frame(("results", batch))
+        except Exception:  # a probe put something unpicklable in its result
+            batch = [(job_id, _picklable(packed)) for job_id, packed in batch]
+            data = frame(("results", batch))
+        out.write(data)
+        out.flush()
+
+    def report(job_id: int, result: Any) -> None:
+        if not finished:
+            loop.call_soon(flush_results)  # everything that finishes this turn: one frame
+        finished.append((job_id, pack_result(result)))
 
     async def run(job_id: int, key: str) -> None:
         spec = specs.get(key)
         if spec is None:
-            from watchkeeper.engine.probe import Result
-
             result = Result(ok=False, message=f"worker does not know check {key!r}")
         else:
             result = await executor.run(spec)  # type: ignore[arg-type]
-        write(("result", job_id, result))
+        report(job_id, result)
 
-    threading.Thread(target=reader, name="worker-stdin", daemon=True).start()
+    def start(job_id: int, key: str) -> None:
+        task = loop.create_task(run(job_id, key))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    def handle(messages: list[Any]) -> None:
+        nonlocal specs
+        for message in messages:
+            kind = message[0]
+            if kind == "runs":
+                for job_id, key in message[1]:
+                    start(job_id, key)
+            elif kind == "run":
+                start(message[1], message[2])
+            elif kind == "load":
+                specs = message[1]
+                for secret in message[2]:
+                    REDACTOR.add(secret)
+                for spec in specs.values():
+                    REDACTOR.add_from(spec.options)
+            elif kind == "stop":
+                stopped.set()
+                return
+
+    class StdinProtocol(asyncio.Protocol):
+        """Frames from the daemon, read on the event loop: every frame that arrived in one
+        read is handled in one go."""
+
+        def __init__(self) -> None:
+            self.buffer = bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            messages = split_frames(self.buffer)
+            if messages:
+                handle(messages)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            handle([("stop",)])
+
+    def reader() -> None:
+        # stdin that is not a pipe (a file, in a test) is read on a thread instead
+        fd = sys.stdin.fileno()
+        buffer = bytearray()
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                messages: list[Any] = [("stop",)]
+            else:
+                buffer += data
+                messages = split_frames(buffer)
+                if not messages:
+                    continue
+            try:
+                loop.call_soon_threadsafe(handle, messages)
+            except RuntimeError:
+                return  # the loop is gone
+            if not data or any(m[0] == "stop" for m in messages):
+                return
+
+    try:
+        stdin = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        await loop.connect_read_pipe(StdinProtocol, stdin)
+    except (ValueError, OSError):
+        threading.Thread(target=reader, name="worker-stdin", daemon=True).start()
     write(("ready", os.getpid()))
     try:
-        async with anyio.create_task_group() as tg:
-            async for message in receive:
-                kind = message[0]
-                if kind == "run":
-                    tg.start_soon(run, message[1], message[2])
-                elif kind == "load":
-                    specs = message[1]
-                    for secret in message[2]:
-                        REDACTOR.add(secret)
-                    for spec in specs.values():
-                        REDACTOR.add_from(spec.options)
-                elif kind == "stop":
-                    break
-            tg.cancel_scope.cancel()
+        await stopped.wait()
     finally:
+        for task in list(running):
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        if finished:
+            flush_results()
         await executor.close()
+
+
+def _picklable(packed: tuple) -> tuple:
+    try:
+        pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL)
+        return packed
+    except Exception as exc:
+        ok, message, metrics, samples, duration, _ = packed
+        details = {"error": f"result details could not be sent: {type(exc).__name__}"}
+        return (ok, message, metrics, samples, duration, details)
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ class StateWriter:
         if len(rows) > self.limit:
             rows.popleft()  # over the bound: the oldest row goes, and is counted
             self.dropped += 1
-        if self.pending() >= 1000:
+        # a big backlog is written without waiting for the interval (summing every
+        # buffer on each append would cost more than the row itself)
+        if len(rows) >= 1000 or (not len(rows) % 128 and self.pending() >= 1000):
             self._wake.set()
 
     def put(self, collection: str, key: str, doc: dict[str, Any]) -> None:

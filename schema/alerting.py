@@ -74,7 +74,7 @@ class RouteMatch(ConfigModel):
         None,
         description="Match posted events of this kind (deploy, rollback...) instead of alerts.",
     )
-    kind: Literal["alert", "event", "task", "backup", "announcement"] | None = Field(
+    kind: Literal["alert", "event"] | None = Field(
         None, description="Match only notices of this kind."
     )
 

@@ -358,3 +358,38 @@ def test_a_task_posts_its_checklist_on_schedule(tmp_path, target, receiver):
     tasks = [b for b in receiver.json("/hook") if b["kind"] == "task"]
     assert tasks
     assert tasks[0]["checklist"] == ["Check Sentry for new errors", "Verify backups"]
+
+
+def test_a_resolution_waiting_for_its_group_survives_a_restart(tmp_path, target, receiver):
+    write(tmp_path, base(target, receiver, routes=[
+        {"match": {}, "notify": ["hook"], "group_wait": "0s", "group_interval": "6s"}]))
+    target.status = 500
+    daemon = Daemon(tmp_path).start()
+    try:
+        receiver.wait_for(1, "/hook")
+        target.status = 200
+        daemon.wait_log("alert resolved")
+        time.sleep(0.5)  # resolved, but the group may only speak again 6 s after its first
+    finally:
+        daemon.kill()
+    assert len(receiver.json("/hook")) == 1
+    with Daemon(tmp_path):
+        receiver.wait_for(2, "/hook", timeout=20)
+    assert [b["status"] for b in receiver.json("/hook")] == ["firing", "resolved"]
+
+
+def test_a_notifier_paged_by_an_escalation_level_hears_the_resolution(
+        tmp_path, target, receiver):
+    write(tmp_path, base(
+        target, receiver,
+        notifiers={"infra": {"type": "webhook", "url": f"{receiver.url}/infra"}},
+        routes=[{"match": {}, "notify": ["hook"], "escalate": "standard", "group_wait": "0s"}],
+        escalation={"standard": [{"after": "1s", "name": "infrastructure",
+                                  "notify": ["infra"]}]},
+    ))
+    with Daemon(tmp_path):
+        target.status = 500
+        receiver.wait_for(1, "/infra", timeout=20)
+        target.status = 200
+        receiver.wait_for(2, "/infra", timeout=20)
+    assert [b["status"] for b in receiver.json("/infra")] == ["firing", "resolved"]

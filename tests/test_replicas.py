@@ -107,6 +107,13 @@ def start_replicas(tmp_path, names: list[str]) -> list[Daemon]:
 
 
 def stop_all(daemons: list[Daemon]) -> None:
+    """Stop every daemon; when the test is failing, print their logs first."""
+    import sys
+
+    if sys.exc_info()[0] is not None:
+        for daemon in daemons:
+            print(f"--- {' '.join(daemon.args)}\n" + "\n".join(
+                line for line in daemon.log.splitlines() if " debug " not in line))
     for daemon in daemons:
         try:
             daemon.stop()

@@ -242,19 +242,12 @@ def _number(value: Any) -> float | None:
 
 async def replicas(daemon: Any) -> list[dict[str, Any]]:
     """Return the live members of a shared store (empty for a single daemon)."""
+    from watchkeeper.engine.replicas import replica_status
+
     try:
-        leases = await daemon.store.leases(MEMBER_PREFIX)
+        return await replica_status(daemon.store)
     except Exception:
         return []
-    return [
-        {
-            "name": lease.name[len(MEMBER_PREFIX) :],
-            "epoch": lease.epoch,
-            "expires_at": iso(lease.expires_at),
-            **{k: v for k, v in (lease.data or {}).items() if isinstance(k, str)},
-        }
-        for lease in sorted(leases, key=lambda lease: lease.name)
-    ]
 
 
 def maintenance(daemon: Any, now: float, days: int = UPCOMING_DAYS) -> dict[str, Any]:

@@ -41,7 +41,16 @@ MIN_PREFIX = 4
 """Characters of an id that are enough when they name exactly one alert or silence."""
 
 alerts_app = typer.Typer(
-    help="List, acknowledge and silence alerts (without a subcommand: list).",
+    help="""List, acknowledge and silence alerts (without a subcommand: list).
+
+    They read and write the state store, so they work while the daemon runs.
+
+    Examples:
+
+        watchkeeper alerts
+        watchkeeper alerts ack 3f9c --comment "rolling back"
+        watchkeeper alerts silence --check api-health --for 2h --reason "hotfix"
+    """,
     no_args_is_help=False,
     rich_markup_mode="rich",
 )

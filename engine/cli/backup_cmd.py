@@ -31,7 +31,16 @@ from watchkeeper.engine.cli.root import (
 T = TypeVar("T")
 
 backup_app = typer.Typer(
-    help="Run, list, clean up, verify and restore backups; run restore drills.",
+    help="""Run, list, clean up, verify and restore backups; run restore drills.
+
+    Jobs, destinations, retention and drills are declared under `backups:` in monitor.yaml.
+
+    Examples:
+
+        watchkeeper backup run --all
+        watchkeeper backup list --format json
+        watchkeeper backup restore database-20261205T020000Z --to postgresql://localhost/app_restored
+    """,
     no_args_is_help=True,
     rich_markup_mode="rich",
 )

@@ -24,7 +24,12 @@ from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
 from watchkeeper.engine.redaction import REDACTOR
 
 notify_app = typer.Typer(
-    help="Commands about notifiers.",
+    help="""Commands about notifiers.
+
+    Examples:
+
+        watchkeeper notify test alerts
+    """,
     no_args_is_help=True,
     rich_markup_mode="rich",
 )

@@ -20,8 +20,20 @@ EXIT_USAGE = 2  # a usage error or a file that cannot be read
 
 app = typer.Typer(
     name="watchkeeper",
-    help="Declarative monitoring and maintenance runner: one monitor.yaml for checks, "
-    "alerts, maintenance windows, escalation and backups.",
+    help="""Declarative monitoring and maintenance runner: one monitor.yaml for checks,
+    alerts, maintenance windows, escalation and backups.
+
+    `watchkeeper COMMAND --help` describes a command, with examples.
+
+    Shell completion (bash, zsh, fish, PowerShell): `watchkeeper --install-completion`.
+
+    Examples:
+
+        watchkeeper validate --format github --strict
+        watchkeeper plan --next 7d
+        watchkeeper -c /etc/watchkeeper/monitor.yaml run
+        watchkeeper --version
+    """,
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -316,6 +316,10 @@ def exec_command(
     """
     import uuid
 
+    if command and command[0] == "--":
+        command = command[1:]  # `exec NAME -- CMD...`: the separator is not the command
+    if not command:
+        fail("give the command to run after the check's name: exec NAME -- CMD...", EXIT_USAGE)
     validation = load_or_exit(ctx)
     key = _heartbeat_key(validation, name)
     rid = uuid.uuid4().hex[:12]
@@ -399,6 +403,8 @@ def _print_status(data: dict[str, Any]) -> None:
     colour = {"up": "green", "down": "red", "degraded": "yellow", "unknown": "dim"}
     for c in data["checks"]:
         name = c["check"] + (f"@{c['environment']}" if c.get("environment") else "")
+        if c.get("replica"):
+            name += f" ({c['replica']})"
         table.add_row(
             name,
             f"[{colour.get(c['status'], 'white')}]{c['status']}[/]",
@@ -406,6 +412,20 @@ def _print_status(data: dict[str, Any]) -> None:
             (c.get("message") or "")[:80],
         )
     console.print(table)
+    if data.get("replicas"):
+        console.print()
+        replicas = Table(
+            "replica", "host", "pid", "checks", "lease until", box=None, pad_edge=False
+        )
+        for r in data["replicas"]:
+            replicas.add_row(
+                r["name"],
+                str(r.get("host", "")),
+                str(r.get("pid", "")),
+                str(r.get("instances", "")),
+                r["expires_at"],
+            )
+        console.print(replicas)
     alerts = data["alerts"]
     if alerts:
         console.print()

@@ -1,0 +1,189 @@
+"""Fetch a backup back from a destination, check it, decrypt it, hand it to its source.
+
+Files are downloaded into a private temporary directory while their SHA-256 is computed;
+a file whose size or checksum differs from the reference manifest stops the restore
+before anything touches the target. Encrypted files are then decrypted with the
+operator's identity (and their plaintext checksum checked too). The reference is the
+catalog when it knows the backup, else the `manifest.json` at the destination, so a
+restore works from a destination alone after the state store is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.backup_plugin import (
+    BackupDestination,
+    BackupError,
+    BackupSource,
+    RestoreContext,
+)
+from watchkeeper.engine.backups import encryption
+from watchkeeper.engine.backups import manifest as mf
+from watchkeeper.engine.backups.pipeline import describe_error
+
+log = logging.getLogger("watchkeeper.backups")
+
+
+async def read_small(destination: BackupDestination, key: str, limit: int = 16 << 20) -> bytes:
+    """Read a small object whole (a manifest); refuse one larger than `limit`."""
+    data = bytearray()
+    async for chunk in destination.get(key):
+        data += chunk
+        if len(data) > limit:
+            raise BackupError(f"{key} at {destination.name} is larger than {limit} bytes")
+    return bytes(data)
+
+
+async def find_manifest(destination: BackupDestination, backup_id: str) -> mf.Manifest | None:
+    """Find and read a backup's manifest at a destination by id, without the catalog."""
+    job = None
+    for key in await destination.list(""):
+        if key.endswith(f"/{backup_id}/{mf.MANIFEST}"):
+            job = key.split("/")[0]
+            break
+    if job is None:
+        return None
+    return mf.Manifest.from_json(
+        await read_small(destination, mf.folder(job, backup_id) + mf.MANIFEST)
+    )
+
+
+async def list_manifests(destination: BackupDestination) -> list[mf.Manifest]:
+    """Read every backup manifest a destination holds (for `backup list --from-destination`)."""
+    found = []
+    for key in await destination.list(""):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == mf.MANIFEST:
+            try:
+                found.append(mf.Manifest.from_json(await read_small(destination, key)))
+            except (ValueError, BackupError) as exc:
+                log.warning("unreadable manifest", extra={"key": key, "error": str(exc)})
+    found.sort(key=lambda m: m.started_at, reverse=True)
+    return found
+
+
+def manifest_of(entry: dict[str, Any]) -> mf.Manifest:
+    """Return the reference manifest of a catalog entry."""
+    return mf.Manifest(
+        id=entry["id"],
+        job=entry["job"],
+        source=entry.get("source") or "",
+        started_at=entry.get("started_at") or 0.0,
+        finished_at=entry.get("finished_at") or 0.0,
+        files=[mf.FileRecord.from_doc(f) for f in entry.get("files") or []],
+        recipients=list(entry.get("recipients") or []),
+        info=entry.get("info") or {},
+    )
+
+
+async def fetch(
+    manifest: mf.Manifest,
+    destination: BackupDestination,
+    staging: Path,
+    identities: list[Any] | None,
+) -> dict[str, Path]:
+    """Download, check and decrypt every file of a backup; return plain name -> local path."""
+    folder = mf.folder(manifest.job, manifest.id)
+    if manifest.encrypted and not identities:
+        raise BackupError(
+            "the backup is encrypted: pass --identity FILE (the age identity of one of "
+            f"its recipients: {', '.join(r[:16] + '...' for r in manifest.recipients)})"
+        )
+    files: dict[str, Path] = {}
+    for record in manifest.files:
+        path = staging / record.name
+        digest = hashlib.sha256()
+        size = 0
+        handle = await anyio.to_thread.run_sync(lambda p=path: open(p, "wb"))  # noqa: SIM115
+        try:
+            async for chunk in destination.get(folder + record.name):
+                digest.update(chunk)
+                size += len(chunk)
+                await anyio.to_thread.run_sync(handle.write, chunk)
+        except FileNotFoundError:
+            raise BackupError(f"{record.name} is missing at {destination.name}") from None
+        finally:
+            handle.close()
+        if size != record.size or digest.hexdigest() != record.sha256:
+            raise BackupError(
+                f"{record.name} at {destination.name} does not match the manifest "
+                f"(size {size} vs {record.size}, sha256 {digest.hexdigest()[:12]} vs "
+                f"{record.sha256[:12]})"
+            )
+        if record.name.endswith(encryption.SUFFIX) and manifest.encrypted:
+            plain = staging / record.name[: -len(encryption.SUFFIX)]
+            await anyio.to_thread.run_sync(encryption.decrypt_file, path, plain, identities)
+            path.unlink()
+            if record.plain_sha256:
+                got = await anyio.to_thread.run_sync(_sha256_file, plain)
+                if got != record.plain_sha256:
+                    raise BackupError(
+                        f"{record.name}: decrypted content does not match the manifest"
+                    )
+            files[plain.name] = plain
+        else:
+            files[record.name] = path
+    return files
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def restore(
+    *,
+    manifest: mf.Manifest,
+    source: BackupSource,
+    options: Any,
+    destinations: list[BackupDestination],
+    target: str,
+    identities: list[Any] | None,
+    base_dir: Path,
+    clean: bool = False,
+) -> dict[str, Any]:
+    """Restore a backup into `target` from the first destination that yields it intact."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix="watchkeeper-restore-") as staging:
+        files = None
+        used = None
+        for destination in destinations:
+            try:
+                files = await fetch(manifest, destination, Path(staging), identities)
+                used = destination
+                break
+            except BackupError as exc:
+                if "encrypted" in str(exc) or "decrypt" in str(exc):
+                    raise
+                problems.append(str(exc))
+            except Exception as exc:
+                problems.append(f"{destination.name}: {describe_error(exc)}")
+        if files is None or used is None:
+            raise BackupError(
+                "no destination yielded an intact copy: " + ("; ".join(problems) or "none given")
+            )
+        ctx = RestoreContext(
+            job=manifest.job,
+            base_dir=base_dir,
+            log=logging.getLogger(f"watchkeeper.backups.{manifest.source}"),
+            clean=clean,
+        )
+        facts = await source.restore(options, files, target, ctx)
+    return {
+        "id": manifest.id,
+        "job": manifest.job,
+        "from": used.name,
+        "skipped": problems,
+        "notes": ctx.notes,
+        **(facts or {}),
+    }
