@@ -251,7 +251,9 @@ class Alerting:
         return matching_routes(self.config.routes, subject, self.config.severities)
 
     def _notified(self, alert: Alert) -> bool:
-        if alert.notified_at is not None or self.outbox.has_pending(alert.id):
+        if alert.announced_at is not None or alert.notified_at is not None:
+            return True
+        if self.outbox.has_pending(alert.id):
             return True
         return any(g.members.get(alert.id, {}).get("status") for g in self.groups.values())
 
@@ -342,6 +344,10 @@ class Alerting:
             return
         # the alerts' state reaches the store before anyone hears about them: a replica
         # that takes over after a crash then knows what was announced
+        for alert, _sent, _changed in chosen:
+            if alert.status == "firing" and alert.announced_at is None:
+                alert.announced_at = now
+                self.runtime.save_alert(alert)
         await self.runtime.writer.flush()
         for name in route.notify:
             await self._send_group(name, group, route, chosen, now, repeat)

@@ -45,6 +45,9 @@ class Alert:
     ack_comment: str | None = None
     notified_at: float | None = None
     """When the first notice about this incident was actually sent: the escalation clock."""
+    announced_at: float | None = None
+    """When a notice about this incident was first handed to the outbox (stored before it
+    goes out): whoever resolves the alert then knows a resolution is owed."""
     escalation: dict[str, Any] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
     resolve_reason: str | None = None
