@@ -51,8 +51,9 @@ class NoticeAlert:
     """What happened: firing, severity, resolved, flapping, stable, repeat, escalation."""
 
     def webhook(self) -> dict[str, Any]:
-        """Return the item of the webhook's `alerts` list (DESIGN.md shape)."""
-        return {
+        """Return the item of the webhook's `alerts` list: DESIGN.md's keys first, then
+        what a receiver may also act on (only when there is something to say)."""
+        item: dict[str, Any] = {
             "id": self.id,
             "check": self.check,
             "environment": self.environment,
@@ -63,6 +64,14 @@ class NoticeAlert:
             "started_at": self.started_at,
             "resolved_at": self.resolved_at,
         }
+        extra = {"duration": self.duration, "metric": self.metric, "value": self.value,
+                 "threshold": self.threshold, "runbook": self.runbook,
+                 "labels": self.labels, "escalation": self.escalation,
+                 "actions": self.actions, "reason": self.reason,
+                 "flapping": self.flapping or None,
+                 "acknowledged": self.acknowledged or None}
+        item.update({k: v for k, v in extra.items() if v not in (None, {}, [])})
+        return item
 
 
 @dataclass

@@ -326,7 +326,7 @@ def test_level_one_runs_an_action_within_its_limit_and_later_notices_carry_its_r
                                  "argv": ["sh", "-c", f"echo healed >> {marker}"],
                                  "limit": {"runs": 1, "within": "1h"}}},
         routes=[{"match": {}, "notify": ["hook"], "escalate": "standard",
-                 "group_wait": "0s"}],
+                 "group_wait": "0s", "group_interval": "1s"}],
         escalation={"standard": [
             {"after": "0s", "name": "automated", "actions": ["restart-app"]},
             {"after": "2s", "name": "development", "notify": ["oncall"]}]},
