@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from watchkeeper.engine import events
 from watchkeeper.engine.alerts import Alert, AlertChange
 from watchkeeper.engine.evaluate import UP, render_value
 from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
@@ -665,6 +666,7 @@ class Alerting:
         )
         for name in targets:
             await self.outbox.enqueue(name, notice, group=f"event|{notice.id}")
+        await events.emit(self.runtime.reg.manager, "watchkeeper_event", event=dict(event))
         self.runtime.writer.append(
             "events", Row(key=notice.event["event"], at=notice.created_at, data=dict(event))
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine import rollups, slo
+from watchkeeper.engine import events, rollups, slo
 from watchkeeper.engine.actions import ActionRunner
 from watchkeeper.engine.alerting import Alerting
 from watchkeeper.engine.backups import Backups
@@ -377,6 +377,7 @@ class Daemon:
                     tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
                 tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
+                await events.emit(self.reg.manager, "watchkeeper_startup", config=self.config)
                 log.info(
                     "daemon started",
                     extra={
@@ -408,6 +409,8 @@ class Daemon:
     async def shutdown(self) -> None:
         """Flush what is buffered and close everything, whatever happened before."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+            if self.ready.is_set():
+                await events.emit(self.reg.manager, "watchkeeper_shutdown")
             await self.writer.flush()
             if self.membership is not None:
                 await self.membership.leave()

@@ -123,8 +123,11 @@ class _Worker:
     async def send(self, message: Any) -> None:
         from watchkeeper.engine.worker import frame
 
+        await self.send_frame(frame(message))
+
+    async def send_frame(self, data: bytes) -> None:
         async with self.send_lock:
-            await self.process.stdin.send(frame(message))
+            await self.process.stdin.send(data)
 
     def queue(self, job_id: int, key: str) -> None:
         self.queued.append((job_id, key))
@@ -141,8 +144,9 @@ class ProcessExecutor:
         self.count = count
         self.grace = grace
         self.workers: list[_Worker] = []
-        self.specs: dict[str, Any] = {}
+        self.specs: dict[str, Any] = {}  # emptied once encoded: `_load_frame` keeps them
         self.secrets: list[str] = []
+        self._load_frame: bytes | None = None
         self.replaced = 0
         self._ids = 0
         self._tg: Any = None
@@ -179,8 +183,8 @@ class ProcessExecutor:
         ready = anyio.Event()
         self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
         await ready.wait()
-        if self.specs:
-            await worker.send(("load", self.specs, self.secrets))
+        if self._load_frame is not None:
+            await worker.send_frame(self._load_frame)
         self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
         return worker
 
@@ -256,15 +260,15 @@ class ProcessExecutor:
     async def load(self, instances: dict[str, Instance]) -> None:
         """Send every worker the checks it may be asked to run."""
         from watchkeeper.engine.redaction import REDACTOR
-        from watchkeeper.engine.worker import RunSpec
+        from watchkeeper.engine.worker import RunSpec, frame
 
-        self.specs = {}
+        specs = {}
         for key, instance in instances.items():
             if instance.passive:
                 continue
             options_class = instance.probe_class.Options
             fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
-            self.specs[key] = RunSpec(
+            specs[key] = RunSpec(
                 key=key,
                 probe_type=instance.probe_type,
                 check=instance.check,
@@ -274,9 +278,13 @@ class ProcessExecutor:
                 options=options_class.model_construct(**fields),
             )
         self.secrets = sorted(REDACTOR._values)
+        # encoded once, for every worker and for those started later; the specs themselves
+        # are not kept (ten thousand option models cost the daemon tens of MB)
+        self._load_frame = frame(("load", specs, self.secrets))
+        del specs
         for worker in self.workers:
             if worker.alive:
-                await worker.send(("load", self.specs, self.secrets))
+                await worker.send_frame(self._load_frame)
 
     def _pick(self) -> _Worker | None:
         workers = self.workers

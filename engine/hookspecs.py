@@ -55,7 +55,7 @@ def watchkeeper_notifiers() -> list[type]:
     """Return the notifier classes this plugin provides.
 
     A notifier class has a `type` name, an `Options` model and
-    `async def send(self, notice, ctx)`, which returns once the receiver accepted it.
+    `async def send(self, notice, options, ctx)`, which returns once the receiver accepted it.
     """
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from watchkeeper.engine import events
 from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.notice import Notice
 from watchkeeper.engine.notifier import DeliveryError, NotifyContext
@@ -344,6 +345,9 @@ class Outbox:
             pass  # history only
         for callback in self.on_sent:
             await callback(delivery, notice)
+        await events.emit(
+            self.reg.manager, "watchkeeper_notice_sent", notifier=delivery.notifier, notice=notice
+        )
 
     async def _failed(self, delivery: Delivery, options: Any, exc: Exception) -> None:
         self.failed_count += 1

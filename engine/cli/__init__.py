@@ -43,7 +43,9 @@ def options(
         help="Config file (default: ./monitor.yaml).",
         show_default=False,
     ),
-    log_format: str = typer.Option("text", "--log-format", help="Log lines as text or json."),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="Log lines as text, json or journal (systemd)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
