@@ -87,6 +87,9 @@ def validate(
     try:
         return _validate(path, env=env, strict=strict, reg=reg)
     finally:
+        # what validation built is long-lived (the daemon keeps it; the CLI exits): move it
+        # out of the collector's sight, or the next collection walks all of it at once
+        gc.freeze()
         if enabled:
             gc.enable()
 

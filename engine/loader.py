@@ -147,6 +147,13 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
             return PLAIN if implicit[0] else STR
         return SEQ if kind is yaml.SequenceNode else MAP
 
+    # path-based resolvers are not used: skip their bookkeeping on every node
+    def descend_resolver(self, current_node, current_index):
+        pass
+
+    def ascend_resolver(self):
+        pass
+
 
 PLAIN = "!watchkeeper/plain"
 SEQ = "tag:yaml.org,2002:seq"
@@ -200,11 +207,14 @@ class _Reader:
             self.memo[id(node)] = result
             append = result.append
             for index, item in enumerate(node.value):
-                append(
-                    scalar(item, (*path, index))
-                    if type(item) is yaml.ScalarNode
-                    else build(item, (*path, index))
-                )
+                if type(item) is yaml.ScalarNode:
+                    text = item.value
+                    if "$" not in text and OPEN not in text and item.tag == PLAIN:
+                        append(_plain(text))  # the common case needs no path
+                    else:
+                        append(scalar(item, (*path, index)))
+                else:
+                    append(build(item, (*path, index)))
             return result
         result = MarkedDict(self.file, node)
         self.memo[id(node)] = result
@@ -227,11 +237,17 @@ class _Reader:
                     f"duplicate key {key!r} (first defined at line {first.line if first else '?'})",
                 )
                 continue
-            result[key] = (
-                scalar(value_node, (*path, key))
-                if type(value_node) is yaml.ScalarNode
-                else build(value_node, (*path, key))
-            )
+            if type(value_node) is yaml.ScalarNode:
+                text = value_node.value
+                tag = value_node.tag
+                if "$" in text or OPEN in text or (tag != PLAIN and tag != STR):
+                    result[key] = scalar(value_node, (*path, key))
+                elif tag == PLAIN:
+                    result[key] = _plain(text)  # the common case needs no path
+                else:
+                    result[key] = text
+            else:
+                result[key] = build(value_node, (*path, key))
         for merge_node in merges:
             self.merge(result, merge_node, path)
         return result

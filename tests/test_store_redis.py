@@ -24,7 +24,7 @@ from tests.redis_server import (
     local_redis,
 )
 from watchkeeper.engine.store import FencedWrite, Row, StoreError
-from watchkeeper.plugins.stores import redis as redis_module
+from watchkeeper.plugins.stores import redis_store as redis_module
 from watchkeeper.plugins.stores.redis import RedisStore
 
 pytestmark = pytest.mark.anyio
