@@ -1,7 +1,7 @@
 """Measure the engine: checks/s through schedule ► probe ► evaluate ► state write, beside a raw
 asyncio socket client in the same run; scheduling lateness at 10,000 checks/min; RSS.
 
-    python bench/engine.py [--checks 3000] [--seconds 15] [--repeat 3] [--workers auto]
+    python bench/engine.py [--checks 6000] [--seconds 15] [--repeat 3] [--workers auto]
                            [--lateness-checks 10000] [--lateness-seconds 150]
                            [--skip-throughput] [--skip-lateness]
 
@@ -220,11 +220,14 @@ async def child(mode: str, config: Path, seconds: float, warmup: float, nginx_pi
     nginx = nginx_processes(nginx_pid)
     peak = [0.0, 0.0]
 
+    sampling = anyio.CancelScope()
+
     async def sample_rss() -> None:
-        while True:
-            own, total = rss_mb()
-            peak[0], peak[1] = max(peak[0], own), max(peak[1], total)
-            await anyio.sleep(1.0)
+        with sampling:
+            while True:
+                own, total = rss_mb()
+                peak[0], peak[1] = max(peak[0], own), max(peak[1], total)
+                await anyio.sleep(1.0)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon.serve)
@@ -263,7 +266,9 @@ async def child(mode: str, config: Path, seconds: float, warmup: float, nginx_pi
             "late_samples": lateness.count,
             "skipped": sum(j.skipped for j in daemon.scheduler.jobs.values()),
             "workers": getattr(daemon.executor, "count", 0),
+            "replaced": getattr(daemon.executor, "replaced", 0),
         }
+        sampling.cancel()
         daemon.stop()
     return figures
 
@@ -303,7 +308,8 @@ def throughput(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -
             f"  run {index + 1}: raw {raw['rate']:6.0f}/s   engine {engine['rate']:6.0f}/s   "
             f"ratio {engine['rate'] / raw['rate']:.2f}x   CPU/check: daemon "
             f"{engine['cpu_main_ms']:.3f} ms + workers {engine['cpu_workers_ms']:.3f} ms "
-            f"(raw client {raw['cpu_ms']:.3f} ms)   failed {engine['failed']}   "
+            f"(raw client {raw['cpu_ms']:.3f} ms)   failed {engine['failed']}, workers replaced "
+            f"{engine['replaced']}   "
             f"load {load()}"
         )
     ratios = [e["rate"] / r["rate"] for e, r in zip(engines, raws, strict=True)]
@@ -324,6 +330,11 @@ def throughput(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -
         f"{sum(e['failed'] for e in engines)} failed)"
     )
     ratio = median(ratios)
+    if median([e["rate"] for e in engines]) >= 0.95 * args.checks:
+        print(
+            f"NOTE: the engine kept up with all {args.checks} checks/s: it did not run flat "
+            "out, so the ratio understates it; raise --checks"
+        )
     print(
         f"ratio engine/raw:     {ratio:8.2f}x   (per run {spread(ratios, '.2f')})   "
         f"target >= 0.30x   {'MET' if ratio >= 0.3 else 'MISSED'}"
@@ -353,7 +364,8 @@ def lateness(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> 
     print(
         f"lateness at {args.lateness_checks} checks/min: p50 {late['p50'] * 1000:.1f} ms, "
         f"p99 {late['p99'] * 1000:.1f} ms, max {late['max'] * 1000:.1f} ms over "
-        f"{late['late_samples']} runs ({late['skipped']} skipped, {late['failed']} failed)   "
+        f"{late['late_samples']} runs ({late['skipped']} skipped, {late['failed']} failed, "
+        f"{late['replaced']} workers replaced)   "
         f"targets p99 <= 250 ms, max <= 1000 ms   {'MET' if met else 'MISSED'}"
     )
     print(
@@ -372,7 +384,7 @@ def lateness(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checks", type=int, default=3000)
+    parser.add_argument("--checks", type=int, default=6000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--lateness-checks", type=int, default=10_000)

@@ -13,6 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from watchkeeper.engine.alerts import Alert, AlertChange, new_alert_id
@@ -89,6 +90,11 @@ class AlertBook:
         return [a for (key, _rule), a in self.open.items() if key == instance]
 
 
+@lru_cache(maxsize=16)
+def _ranks(severities: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(severities)}
+
+
 def flat_values(result: Result) -> dict[str, float]:
     """Return a result's metrics with labelled samples as `name{k=v,...}` keys."""
     return result.flat_metrics()
@@ -124,11 +130,15 @@ class Evaluator:
         history: Iterable[Point] = (),
     ):
         self.instance = instance
-        self.rank = {name: i for i, name in enumerate(severities)}
+        self.rank = _ranks(tuple(severities))  # shared: one per severity list, not per check
         self.book = book
         self.rules: dict[str, RuleState] = {}
-        self.history: deque[Point] = deque(history)
-        self.span = max(instance.window_needed(), instance.flap_window)
+        # only the rules' windows read the history (flapping counts its own flips): a
+        # longer history costs memory per run and nothing else (a reload that adds a
+        # longer window reads what it lacks from the store, as a restart does); a check
+        # without windows keeps none
+        self.span = instance.window_needed()
+        self.history: deque[Point] | tuple[()] = deque(history) if self.span else ()
         self.tiers: dict[str, list[Threshold]] = {}
         for rule in instance.thresholds:
             self.tiers.setdefault(rule.rule_id, []).append(rule)
@@ -167,10 +177,12 @@ class Evaluator:
     def evaluate(self, result: Result, at: float) -> list[AlertChange]:
         """Take one result into account and return what changed."""
         values = flat_values(result)
-        self.history.append(Point(at, result.ok, values))
-        horizon = at - self.span
-        while self.history and self.history[0].at < horizon:
-            self.history.popleft()
+        history = self.history
+        if self.span:
+            history.append(Point(at, result.ok, values))
+            horizon = at - self.span
+            while history and history[0].at < horizon:
+                history.popleft()
         self.last_at, self.last_ok = at, result.ok
         changes = self._up(result, at)
         for rid, tiers in self.tiers.items():

@@ -115,18 +115,8 @@ class Runtime:
             )
             if ours and alert.id not in self.book.by_id:
                 self.book.add(alert)
-        span = max(
-            (max(self.instances[k].window_needed(), self.instances[k].flap_window) for k in keys),
-            default=0.0,
-        )
-        history: dict[str, list[Point]] = {}
-        if span:
-            since = self.clock.now() - span
-            for row in await self.store.read("results", since=since):
-                if row.key in keys:
-                    history.setdefault(row.key, []).append(
-                        Point(row.at, bool(row.data.get("ok")), row.data.get("metrics") or {})
-                    )
+        span = max((self.instances[k].window_needed() for k in keys), default=0.0)
+        history = await self._history(keys, span)
         for key in keys:
             instance = self.instances[key]
             state = states.get(key) or {}
@@ -135,6 +125,18 @@ class Runtime:
             )
             if state.get("last_at") is not None:
                 self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
+
+    async def _history(self, keys: set[str], span: float) -> dict[str, list[Point]]:
+        """Read the stored results of these instances over the last `span` seconds."""
+        history: dict[str, list[Point]] = {}
+        if span:
+            since = self.clock.now() - span
+            for row in await self.store.read("results", since=since):
+                if row.key in keys:
+                    history.setdefault(row.key, []).append(
+                        Point(row.at, bool(row.data.get("ok")), row.data.get("metrics") or {})
+                    )
+        return history
 
     def _release(self, keys: set[str]) -> None:
         """Let go of instances another replica now owns (their alerts stay as they are)."""
@@ -426,13 +428,25 @@ class Runtime:
             self.writer.delete("check_state", key)
         self.config = config
         self.severities = list(config.severities)
+        # a changed check whose rules now look further back than its history reaches:
+        # the older part comes from the store, as it would after a restart
+        longer = {
+            k: new_instances[k].window_needed()
+            for k in changed
+            if k in self.evaluators and new_instances[k].window_needed() > self.evaluators[k].span
+        }
+        stored = await self._history(set(longer), max(longer.values(), default=0.0))
         for key, instance in new_instances.items():
             old = self.evaluators.get(key)
             if old is not None and key not in changed:
                 old.instance = instance
                 continue
             state = old.state_doc() if old is not None else None
-            history = old.history if old is not None else ()
+            history: Any = old.history if old is not None else ()
+            if key in longer:
+                kept = list(history)
+                first = kept[0].at if kept else float("inf")
+                history = [p for p in stored.get(key, ()) if p.at < first] + kept
             evaluator = Evaluator(instance, self.severities, self.book, state, history)
             if old is not None:
                 # rules that no longer exist resolve; the rest keep counting

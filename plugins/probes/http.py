@@ -164,7 +164,7 @@ class HttpProbe(Probe):
                     elapsed = time.perf_counter() - start
                     expiry = (
                         certificate_expiry(_ssl_object(response))
-                        if response.url.scheme == "https"
+                        if type(response) is not _PlainResponse and response.url.scheme == "https"
                         else None
                     )
                 finally:
@@ -196,7 +196,7 @@ async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, 
     prepared = _prepared(options)
     if prepared.plain is not None and hops.plain_ok():
         # the common case: a plain http URL, no proxy; request bytes built once per check
-        response = await _PlainHop.send(prepared.plain, prepared.url, budget)
+        response = await _PlainHop.send(prepared.plain, budget)
         if not _follow(options, response):
             return response, 0
         first_response = response
@@ -223,7 +223,7 @@ async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, 
         if hop == 0 and first_response is not None:
             response = first_response
         elif url.scheme == "http" and hops.plain_ok() and (plain := _h11_request(request)):
-            response = await _PlainHop.send(plain, url, budget)
+            response = await _PlainHop.send(plain, budget)
         else:
             response = await hops.transport().handle_async_request(request)
             response.request = request
@@ -257,27 +257,19 @@ _DEFAULT_HEADERS = {
 
 class _Prepared:
     """What every run of one check sends first: its URL, headers and, for plain http, the
-    request's bytes exactly as httpcore would write them (built once, by h11)."""
+    request's bytes exactly as httpcore would write them (built once, by h11). For plain
+    http only the bytes are kept (a daemon may hold ten thousand of these); the URL and
+    headers are built again when a redirect needs them."""
 
-    __slots__ = ("headers", "options", "plain", "url")
+    __slots__ = ("_headers", "_url", "options", "plain")
 
     def __init__(self, options: HttpOptions):
         import httpx
 
         self.options = options  # held, so its id() is not reused while it is cached
-        url = httpx.URL(options.url)
-        headers = httpx.Headers(_DEFAULT_HEADERS)
-        headers.update(options.headers)  # names are case-insensitive: the user's win
-        if options.auth is not None:
-            headers["Authorization"] = _basic(
-                options.auth.username, options.auth.password.get_secret_value()
-            )
-        elif url.username or url.password:
-            # credentials in the URL, as a browser or curl would send them
-            headers["Authorization"] = _basic(url.username, url.password)
-            url = url.copy_with(username=None, password=None)
-        self.url = url
-        self.headers = headers
+        url, headers = self._first()
+        self._url: httpx.URL | None = url
+        self._headers: httpx.Headers | None = headers
         self.plain: _PlainRequest | None = None
         if url.scheme == "http":
             try:
@@ -291,7 +283,45 @@ class _Prepared:
             except Exception:
                 pass  # httpx raises the same when the check runs: its path reports it
             else:
-                self.plain = _h11_request(request)
+                self.plain = _h11_request(request, self)
+        if self.plain is not None:
+            self._url = self._headers = None
+
+    def _first(self) -> tuple[httpx.URL, httpx.Headers]:
+        import httpx
+
+        options = self.options
+        url = httpx.URL(options.url)
+        headers = httpx.Headers(_DEFAULT_HEADERS)
+        headers.update(options.headers)  # names are case-insensitive: the user's win
+        if options.auth is not None:
+            headers["Authorization"] = _basic(
+                options.auth.username, options.auth.password.get_secret_value()
+            )
+        elif url.username or url.password:
+            # credentials in the URL, as a browser or curl would send them
+            headers["Authorization"] = _basic(url.username, url.password)
+            url = url.copy_with(username=None, password=None)
+        return url, headers
+
+    @property
+    def url(self) -> httpx.URL:
+        return self._url if self._url is not None else self._first()[0]
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._headers if self._headers is not None else self._first()[1]
+
+    def parts(self) -> tuple[bytes, list, bytes]:
+        """The first request's target, raw headers and body, built again (for h11)."""
+        import httpx
+
+        options = self.options
+        url, headers = self._first()
+        request = httpx.Request(
+            options.method, url, headers=headers, content=options.body, json=options.json_body
+        )
+        return request.url.raw_path, request.headers.raw, request.content
 
 
 _PREPARED: dict[int, _Prepared] = {}
@@ -365,20 +395,32 @@ _PAUSE_AT = 256 * 1024
 
 
 class _PlainRequest:
-    __slots__ = ("body", "data", "headers", "method", "no_body", "target")
+    """A plain http request ready to go: its bytes, where to and how to rebuild its parts
+    for h11 when a response needs h11's judgement."""
 
-    def __init__(self, method: bytes, target: bytes, headers: list, body: bytes, data: bytes):
-        self.method, self.target, self.headers, self.body, self.data = (
-            method,
-            target,
-            headers,
-            body,
-            data,
-        )
+    __slots__ = ("_parts", "_source", "data", "host", "method", "no_body", "port")
+
+    def __init__(self, method: bytes, data: bytes, url: httpx.URL, source: Any):
+        self.method = method
+        self.data = data
+        self.host = url.raw_host.decode("ascii")
+        self.port = url.port or 80
         self.no_body = method == b"HEAD"
+        self._source = source  # a _Prepared, or (url, target, headers, body) of a redirect
+        self._parts: tuple | None = None
+
+    def parts(self) -> tuple[bytes, list, bytes]:
+        if self._parts is None:
+            source = self._source
+            self._parts = source[1:] if isinstance(source, tuple) else source.parts()
+        return self._parts
+
+    def url(self) -> httpx.URL:
+        source = self._source
+        return source[0] if isinstance(source, tuple) else source.url
 
 
-def _h11_request(request: httpx.Request) -> _PlainRequest | None:
+def _h11_request(request: httpx.Request, prepared: _Prepared | None = None) -> _PlainRequest | None:
     """Serialise a request as httpcore does (h11, headers then body then end); None when
     h11 refuses it, so the httpx path reports that exactly as before."""
     import h11
@@ -394,7 +436,8 @@ def _h11_request(request: httpx.Request) -> _PlainRequest | None:
         data += conn.send(h11.EndOfMessage()) or b""
     except h11.LocalProtocolError:
         return None
-    return _PlainRequest(method, target, headers, body, data)
+    source = prepared if prepared is not None else (request.url, target, headers, body)
+    return _PlainRequest(method, data, request.url, source)
 
 
 class _Protocol(asyncio.Protocol):
@@ -470,11 +513,11 @@ class _PlainHop:
     enabled = True
 
     @staticmethod
-    async def send(request: _PlainRequest, url: httpx.URL, budget: float) -> _PlainResponse:
+    async def send(request: _PlainRequest, budget: float) -> _PlainResponse:
         import httpx
 
-        protocol = await _connect(url.raw_host.decode("ascii"), url.port or 80, budget)
-        response = _PlainResponse(protocol, request, url, budget)
+        protocol = await _connect(request.host, request.port, budget)
+        response = _PlainResponse(protocol, request, budget)
         try:
             protocol.transport.write(request.data)
             while protocol.write_paused and not protocol.eof:
@@ -639,10 +682,10 @@ async def _happy_eyeballs(loop: Any, targets: list[str], port: int) -> _Protocol
 class _PlainResponse:
     """The parts of an httpx.Response the probe reads, over `_Protocol`."""
 
-    def __init__(self, protocol: _Protocol, request: _PlainRequest, url: httpx.URL, budget: float):
+    def __init__(self, protocol: _Protocol, request: _PlainRequest, budget: float):
         self.protocol = protocol
         self.request_data = request
-        self.url = url
+        self._url: httpx.URL | None = None
         self.budget = budget
         self.status_code = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
@@ -660,6 +703,12 @@ class _PlainResponse:
         self._decoder: bool | None = None  # True when a Content-Encoding header came
 
     # -- what _evaluate reads ----------------------------------------------------------------
+
+    @property
+    def url(self) -> httpx.URL:
+        if self._url is None:
+            self._url = self.request_data.url()
+        return self._url
 
     @property
     def headers(self) -> httpx.Headers:
@@ -766,11 +815,10 @@ class _PlainResponse:
         import h11
 
         request = self.request_data
+        target, headers, body = request.parts()
         conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
-        conn.send(
-            h11.Request(method=request.method, target=request.target, headers=request.headers)
-        )
-        conn.send(h11.Data(data=request.body))
+        conn.send(h11.Request(method=request.method, target=target, headers=headers))
+        conn.send(h11.Data(data=body))
         conn.send(h11.EndOfMessage())
         self._h11 = conn
         self._skip = self._delivered
