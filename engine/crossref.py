@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +15,7 @@ from watchkeeper.engine import loader
 from watchkeeper.engine.config import mark_at
 from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.problems import Problem
+from watchkeeper.engine.timetable import runs_per_week
 
 GROUP_FIELDS = {"check", "environment", "severity", "rule", "route"}
 
@@ -208,7 +208,7 @@ class _Checker:
             return window / 300.0  # the built-in default: every 5m
         if schedule.every:
             return window / schedule.every
-        return _cron_runs_per_week(schedule.cron, schedule.timezone or "UTC") * window / WEEK
+        return runs_per_week(schedule.cron, schedule.timezone or "UTC") * window / WEEK
 
     def env_references(self):
         for path, key in self.loaded.env_refs:
@@ -421,22 +421,6 @@ class _Checker:
 
 
 WEEK = 7 * 86400.0
-
-
-@functools.lru_cache(maxsize=256)
-def _cron_runs_per_week(expr: str, tz: str) -> int:
-    from datetime import UTC, datetime, timedelta
-
-    from watchkeeper.engine.timetable import CronSeries
-
-    start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday: any week is as good
-    horizon = start + timedelta(seconds=WEEK)
-    count = 0
-    for at in CronSeries(expr, tz, start=start):
-        if at > horizon or count > 20_000:
-            break
-        count += 1
-    return count
 
 
 def _raw_names(data: Any, path: tuple) -> set[str]:

@@ -45,17 +45,47 @@ def create_store(config: Any, reg: Registry, base_dir: Path) -> StateStore:
     return reg.get("state store", options.type)(options, base_dir=base_dir)
 
 
+def _accepted(validation: Validation) -> list[str]:
+    """Keep what a running daemon needs of a read config — its files, to watch them — and
+    let go of the parsed YAML (kept for line numbers: some 40 MB at 10,000 checks)."""
+    files = list(validation.loaded.files) if validation.loaded else [validation.path]
+    validation.loaded = None
+    return files
+
+
 def _version() -> str:
     from importlib.metadata import version
 
     return version("watchkeeper")
 
 
-def worker_count(setting: int | str) -> int:
-    """Resolve `engine.workers`: auto = one per CPU beyond the first, 1..4."""
+def worker_count(setting: int | str, runs_per_second: float = 0.0) -> int:
+    """Resolve `engine.workers`.
+
+    auto: one worker, plus one per 1,500 runs a second the config asks for, at most one
+    per CPU beyond the first and at most 4 — a worker costs some 60 MB, and one keeps up
+    with a few thousand HTTP checks a second.
+    """
     if setting == "auto":
-        return max(1, min(4, (os.cpu_count() or 1) - 1))
+        cpus = max(1, (os.cpu_count() or 1) - 1)
+        return max(1, min(4, cpus, 1 + int(runs_per_second // 1500)))
     return int(setting)
+
+
+def runs_per_second(instances: Any) -> float:
+    """Estimate how many probe runs a second a set of instances asks for."""
+    from watchkeeper.engine.timetable import runs_per_week
+
+    total = 0.0
+    for instance in instances.values():
+        schedule = instance.schedule
+        if schedule is None:
+            continue
+        if schedule.every:
+            total += 1.0 / schedule.every
+        else:
+            total += runs_per_week(schedule.cron, instance.timezone) / (7 * 86400.0)
+    return total
 
 
 class Daemon:
@@ -73,6 +103,7 @@ class Daemon:
         replica: str | None = None,
     ):
         self.validation = validation
+        self.config_files = _accepted(validation)
         self.path = Path(validation.path)
         self.base_dir = validation.base_dir
         self.config = validation.config
@@ -144,7 +175,12 @@ class Daemon:
         self.reloads = 0
 
     def _executor(self) -> Any:
-        count = worker_count(self.config.engine.workers)
+        rate = 0.0
+        if self.config.engine.workers == "auto":
+            from watchkeeper.engine.instances import expand
+
+            rate = runs_per_second(expand(self.config, self.reg))
+        count = worker_count(self.config.engine.workers, rate)
         if count == 0:
             return LocalExecutor(self.reg, self.base_dir)
         return ProcessExecutor(self.reg, self.base_dir, count)
@@ -187,6 +223,9 @@ class Daemon:
             self.paused_jobs.pop(f"check:{key}", None)
         for key in gained:
             self._schedule(self.runtime.instances[key])
+            job = self.scheduler.jobs.get(f"check:{key}")
+            if job is not None:
+                self.scheduler.start_now(job)  # a taken-over check runs at once
         await self.heartbeats.load()
         await self.executor.load(self.runtime.instances)
         await self.alerting.load()
@@ -435,7 +474,7 @@ class Daemon:
 
     def _config_mtime(self) -> tuple[float, int] | None:
         try:
-            files = self.validation.loaded.files if self.validation.loaded else [str(self.path)]
+            files = self.config_files
             stats = [os.stat(f) for f in files]
         except OSError:
             return None
@@ -468,6 +507,7 @@ class Daemon:
         if validation.config.state != self.config.state:
             log.warning("`state` changed: it applies after a restart")
         self.validation, self.config = validation, validation.config
+        self.config_files = _accepted(validation)
         self._mtime = self._config_mtime()
         self.maintenance = self.alerting.maintenance = Maintenance(self.config)
         self.outbox.config = self.config

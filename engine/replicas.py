@@ -81,7 +81,7 @@ class Membership:
         with anyio.move_on_after(self.lease_time + 1):
             while lease is None:
                 lease = await self.store.acquire(
-                    MEMBER + self.name, self._holder(), self.lease_time, self._data()
+                    MEMBER + self.name, self._holder(), self.ttl, self._data()
                 )
                 if lease is None:
                     await anyio.sleep(min(1.0, self.lease_time / 5))
@@ -128,6 +128,12 @@ class Membership:
         return False
 
     @property
+    def ttl(self) -> float:
+        """The lease each renewal grants: short enough that a dead replica's lease has
+        expired, and a survivor has looked, within `lease_time` of its last renewal."""
+        return max(0.6, self.lease_time - 2 * self.poll_interval)
+
+    @property
     def poll_interval(self) -> float:
         """How often members renew their lease and look at the others."""
         return max(0.2, self.lease_time / 5)
@@ -146,7 +152,7 @@ class Membership:
             await anyio.sleep(self.poll_interval)
             try:
                 lease = await self.store.acquire(
-                    MEMBER + self.name, self._holder(), self.lease_time, self._data()
+                    MEMBER + self.name, self._holder(), self.ttl, self._data()
                 )
                 if lease is None:
                     # our lease expired and someone took the name: stop owning anything
@@ -161,7 +167,7 @@ class Membership:
                 if self.lost_at is None:
                     self.lost_at = now
                     log.error("cannot renew the replica lease", extra={"error": str(exc)})
-                if self.members and now - self.lost_at > self.lease_time:
+                if self.members and now - self.lost_at > self.ttl:
                     # our lease has expired by now: the others have taken our checks, so
                     # stop running them until the store answers again
                     log.error(

@@ -387,3 +387,17 @@ def format_instant(dt: datetime) -> str:
     """Format an aware datetime as ISO-8601 with its offset, to the second."""
     _aware(dt, "instant")
     return dt.isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=256)
+def runs_per_week(expr: str, tz: str = "UTC") -> int:
+    """Return how often a cron expression fires in a week (capped at 20,000): how many
+    runs a window holds, how hard a config works its daemon."""
+    start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday: any week is as good
+    horizon = start + timedelta(days=7)
+    count = 0
+    for at in CronSeries(expr, tz, start=start):
+        if at > horizon or count > 20_000:
+            break
+        count += 1
+    return count
