@@ -17,7 +17,8 @@ from watchkeeper.engine.actions import ActionRunner
 from watchkeeper.engine.alerting import Alerting
 from watchkeeper.engine.backups import Backups
 from watchkeeper.engine.clock import Clock
-from watchkeeper.engine.config import Validation, load_config
+from watchkeeper.engine.config import Validation
+from watchkeeper.engine.config_process import aload_config_isolated
 from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
 from watchkeeper.engine.heartbeats import Heartbeats
 from watchkeeper.engine.housekeeping import housekeeping
@@ -492,7 +493,7 @@ class Daemon:
     async def reload(self) -> bool:
         """Validate the config file again and switch to it; keep the old one if invalid."""
         try:
-            validation = load_config(self.path, reg=self.reg)
+            validation = await aload_config_isolated(self.path, reg=self.reg)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload rejected: " + problem.text())
@@ -577,5 +578,8 @@ class Daemon:
 
 
 def load_daemon(path: str | os.PathLike[str], **kwargs: Any) -> Daemon:
-    """Validate a config for running and build its daemon (raise ConfigError if invalid)."""
-    return Daemon(load_config(path), **kwargs)
+    """Read a config the way `watchkeeper run` does (in a child process) and build its
+    daemon; raise ConfigError if it is invalid."""
+    from watchkeeper.engine.config_process import load_config_isolated
+
+    return Daemon(load_config_isolated(path), **kwargs)

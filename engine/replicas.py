@@ -72,6 +72,7 @@ class Membership:
         self.epoch: int | None = None
         self.changes = 0
         self.lost_at: float | None = None
+        self._retry_change = False
 
     async def join(self) -> None:
         """Take this replica's lease and a first fencing epoch; refuse a duplicate name."""
@@ -167,7 +168,9 @@ class Membership:
                 if self.lost_at is None:
                     self.lost_at = now
                     log.error("cannot renew the replica lease", extra={"error": str(exc)})
-                if self.members and now - self.lost_at > self.ttl:
+                others = [m for m in self.members if m != self.name]
+                # alone, nobody can take over: keep going (fencing still guards the writes)
+                if others and now - self.lost_at > self.ttl:
                     # our lease has expired by now: the others have taken our checks, so
                     # stop running them until the store answers again
                     log.error(
@@ -175,11 +178,25 @@ class Membership:
                         extra={"replica": self.name},
                     )
                     self.members = []  # the old epoch stays: late writes are fenced off
-                    if self.on_change is not None:
-                        await self.on_change()
+                    await self._changed()
                 continue
-            if changed and self.on_change is not None:
-                await self.on_change()
+            if changed or self._retry_change:
+                await self._changed()
+
+    async def _changed(self) -> None:
+        """Tell the daemon; if taking the new share fails (the store is away), try again
+        at the next look rather than stop the daemon."""
+        self._retry_change = False
+        if self.on_change is None:
+            return
+        try:
+            await self.on_change()
+        except Exception as exc:
+            self._retry_change = True
+            log.error(
+                "could not take this replica's share yet; retrying",
+                extra={"replica": self.name, "error": str(exc)},
+            )
 
     async def leave(self) -> None:
         """Give the lease back so the others take over at once, not after it expires."""

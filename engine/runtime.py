@@ -100,6 +100,8 @@ class Runtime:
 
     async def _adopt(self, keys: set[str]) -> None:
         """Take over instances: their counters, open alerts and recent history."""
+        if not keys and self.replica is not None:
+            return  # standing down, or nothing moved here: nothing to read
         states = await self.store.get_all("check_state")
         alerts = await self.store.get_all("alerts")
         for doc in alerts.values():

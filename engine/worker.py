@@ -250,6 +250,7 @@ def main() -> None:
 
     # Ctrl-C reaches the whole process group: the daemon decides when workers stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the daemon's business
     logs.setup(
         os.environ.get("WATCHKEEPER_LOG_LEVEL", "info"),
         os.environ.get("WATCHKEEPER_LOG_FORMAT", "text"),

@@ -96,14 +96,23 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_or_exit(ctx: typer.Context, *, strict: bool = True, path: Path | None = None):
-    """Validate the configuration for use; on problems print them and exit 1 (2 if unreadable)."""
+def load_or_exit(
+    ctx: typer.Context, *, strict: bool = True, path: Path | None = None, isolated: bool = False
+):
+    """Validate the configuration for use; on problems print them and exit 1 (2 if unreadable).
+
+    `isolated` reads it in a child process (the daemon: see engine/config_process.py).
+    """
     from watchkeeper.engine.config import load_config
     from watchkeeper.engine.plugins import PluginError
     from watchkeeper.engine.problems import ConfigError
 
     config_path = path or state(ctx).config
     try:
+        if isolated:
+            from watchkeeper.engine.config_process import load_config_isolated
+
+            return load_config_isolated(config_path)
         return load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:

@@ -64,7 +64,9 @@ def run(
     from watchkeeper.engine.replicas import ReplicaError
     from watchkeeper.engine.store import StoreError
 
-    validation = load_or_exit(ctx)
+    # the long-running daemon reads its config in a child process: it keeps nothing of
+    # the parse but the accepted configuration
+    validation = load_or_exit(ctx, isolated=not once)
     # one pass runs in-process: starting worker processes would cost more than it saves
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
     # previews go where they do not spoil the machine-readable output
