@@ -64,12 +64,19 @@ class NoticeAlert:
             "started_at": self.started_at,
             "resolved_at": self.resolved_at,
         }
-        extra = {"duration": self.duration, "metric": self.metric, "value": self.value,
-                 "threshold": self.threshold, "runbook": self.runbook,
-                 "labels": self.labels, "escalation": self.escalation,
-                 "actions": self.actions, "reason": self.reason,
-                 "flapping": self.flapping or None,
-                 "acknowledged": self.acknowledged or None}
+        extra = {
+            "duration": self.duration,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "runbook": self.runbook,
+            "labels": self.labels,
+            "escalation": self.escalation,
+            "actions": self.actions,
+            "reason": self.reason,
+            "flapping": self.flapping or None,
+            "acknowledged": self.acknowledged or None,
+        }
         item.update({k: v for k, v in extra.items() if v not in (None, {}, [])})
         return item
 

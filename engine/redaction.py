@@ -83,8 +83,18 @@ class Redactor:
             self._pattern = None
 
 
-DSN_SCHEMES = ("postgres", "postgresql", "redis", "rediss", "smtp", "smtps", "mysql",
-               "amqp", "amqps", "mongodb")
+DSN_SCHEMES = (
+    "postgres",
+    "postgresql",
+    "redis",
+    "rediss",
+    "smtp",
+    "smtps",
+    "mysql",
+    "amqp",
+    "amqps",
+    "mongodb",
+)
 
 
 def _credential_free_dsn(value: str) -> bool:

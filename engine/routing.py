@@ -26,8 +26,9 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return value if isinstance(value, list) else [value]
 
 
-def severity_matches(wanted: str | list[str] | None, severity: str | None,
-                     order: list[str]) -> bool:
+def severity_matches(
+    wanted: str | list[str] | None, severity: str | None, order: list[str]
+) -> bool:
     """Match one severity, a list, or `>=high` / `<=low` by the declared order."""
     options = _as_list(wanted)
     if not options:
@@ -56,8 +57,9 @@ def route_matches(route: Any, subject: Subject, severities: list[str]) -> bool:
     match = route.match
     if match.kind is not None and match.kind != subject.kind:
         return False
-    if match.event is not None and (subject.kind != "event"
-                                    or subject.event not in _as_list(match.event)):
+    if match.event is not None and (
+        subject.kind != "event" or subject.event not in _as_list(match.event)
+    ):
         return False
     if not severity_matches(match.severity, subject.severity, severities):
         return False

@@ -43,8 +43,13 @@ def environment():
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                               keep_trailing_newline=False, autoescape=False)
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
     env.filters["duration"] = _duration
     env.filters["when"] = _when
     return env
@@ -66,14 +71,31 @@ def _compile_html(source: str):
 
 def context(notice: Notice, **extra: Any) -> dict[str, Any]:
     """Return what templates see for a notice."""
-    return {"notice": notice, "alerts": notice.alerts, "firing": notice.firing,
-            "resolved": notice.resolved, "title": notice.title, "event": notice.event,
-            "checklist": notice.checklist, "text": notice.text, "kind": notice.kind,
-            "status": notice.status, "severity": notice.severity, **extra}
+    return {
+        "notice": notice,
+        "alerts": notice.alerts,
+        "firing": notice.firing,
+        "resolved": notice.resolved,
+        "title": notice.title,
+        "event": notice.event,
+        "checklist": notice.checklist,
+        "text": notice.text,
+        "kind": notice.kind,
+        "status": notice.status,
+        "severity": notice.severity,
+        **extra,
+    }
 
 
-def render(name: str, notice: Notice, options: Any, defaults: dict[str, str], *,
-           html: bool = False, **extra: Any) -> str:
+def render(
+    name: str,
+    notice: Notice,
+    options: Any,
+    defaults: dict[str, str],
+    *,
+    html: bool = False,
+    **extra: Any,
+) -> str:
     """Render template `name` of a notifier: its override if set, else its default."""
     override = (getattr(options, "templates", None) or {}).get(name)
     values = context(notice, **extra)
@@ -83,7 +105,9 @@ def render(name: str, notice: Notice, options: Any, defaults: dict[str, str], *,
             return REDACTOR.redact(template.render(values).strip())
         except Exception as exc:
             # a broken override must not cost the notice: fall back to the default
-            log.error("template failed; the default was used",
-                      extra={"template": name, "error": f"{type(exc).__name__}: {exc}"})
+            log.error(
+                "template failed; the default was used",
+                extra={"template": name, "error": f"{type(exc).__name__}: {exc}"},
+            )
     template = _compile_html(defaults[name]) if html else _compile(defaults[name])
     return REDACTOR.redact(template.render(values).strip())

@@ -83,11 +83,13 @@ class _RecorderHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with owner.lock:
             status = owner.responses.pop(0) if owner.responses else owner.default
-            owner.attempts.append({"path": self.path, "headers": dict(self.headers),
-                                   "body": body, "status": status})
+            owner.attempts.append(
+                {"path": self.path, "headers": dict(self.headers), "body": body, "status": status}
+            )
             if 200 <= status < 300:
-                owner.requests.append({"path": self.path, "headers": dict(self.headers),
-                                       "body": body})
+                owner.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -112,8 +114,9 @@ class Recorder(_Server):
 
     def json(self, path: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return [json.loads(r["body"]) for r in self.requests
-                    if path is None or r["path"] == path]
+            return [
+                json.loads(r["body"]) for r in self.requests if path is None or r["path"] == path
+            ]
 
     def wait_for(self, count: int, path: str | None = None, timeout: float = 20.0):
         deadline = time.monotonic() + timeout
@@ -122,15 +125,22 @@ class Recorder(_Server):
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"expected {count} request(s) to {path or 'any path'}, got "
-                             f"{len(self.json(path))}: {self.json(path)}")
+        raise AssertionError(
+            f"expected {count} request(s) to {path or 'any path'}, got "
+            f"{len(self.json(path))}: {self.json(path)}"
+        )
 
 
 class Daemon:
     """A `watchkeeper run` process on a config file in `directory`."""
 
-    def __init__(self, directory: Path, config: str = "monitor.yaml",
-                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        directory: Path,
+        config: str = "monitor.yaml",
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.directory = Path(directory)
         self.config = config
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
@@ -142,9 +152,22 @@ class Daemon:
     def start(self, wait: bool = True, timeout: float = 30.0) -> Daemon:
         self.log_file = open(self.log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watchkeeper.engine", "-c", self.config, "--log-level",
-             "debug", "run", *self.args],
-            cwd=self.directory, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "watchkeeper.engine",
+                "-c",
+                self.config,
+                "--log-level",
+                "debug",
+                "run",
+                *self.args,
+            ],
+            cwd=self.directory,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
         if wait:
             self.wait_log("daemon started", timeout=timeout)
         return self
@@ -160,8 +183,9 @@ class Daemon:
             if log.count(text) >= count:
                 return log
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited ({self.proc.returncode}) before "
-                                     f"logging {text!r}:\n{log}")
+                raise AssertionError(
+                    f"daemon exited ({self.proc.returncode}) before logging {text!r}:\n{log}"
+                )
             time.sleep(0.05)
         raise AssertionError(f"daemon did not log {text!r} within {timeout}s:\n{self.log}")
 

@@ -41,12 +41,23 @@ def base(target: Target, receiver: Recorder, **changes) -> dict:
         "version": 1,
         "engine": {"workers": 0},
         "server": {"listen": "127.0.0.1:0"},
-        "checks": {"api": {"probe": "http", "url": f"{target.url}/health",
-                           "schedule": {"every": "1s"}, "timeout": "2s"}},
-        "notifiers": {"hook": {"type": "webhook", "url": f"{receiver.url}/hook",
-                               "retry_initial": "200ms", "retry_max": "1s"}},
-        "routes": [{"match": {}, "notify": ["hook"], "group_wait": "0s",
-                    "group_interval": "1s"}],
+        "checks": {
+            "api": {
+                "probe": "http",
+                "url": f"{target.url}/health",
+                "schedule": {"every": "1s"},
+                "timeout": "2s",
+            }
+        },
+        "notifiers": {
+            "hook": {
+                "type": "webhook",
+                "url": f"{receiver.url}/hook",
+                "retry_initial": "200ms",
+                "retry_max": "1s",
+            }
+        },
+        "routes": [{"match": {}, "notify": ["hook"], "group_wait": "0s", "group_interval": "1s"}],
     }
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
@@ -57,13 +68,20 @@ def base(target: Target, receiver: Recorder, **changes) -> dict:
 
 
 def http_check(target: Target, path: str, **extra) -> dict:
-    return {"probe": "http", "url": f"{target.url}{path}", "schedule": {"every": "1s"},
-            "timeout": "2s", **extra}
+    return {
+        "probe": "http",
+        "url": f"{target.url}{path}",
+        "schedule": {"every": "1s"},
+        "timeout": "2s",
+        **extra,
+    }
 
 
 def statuses(receiver: Recorder) -> list[tuple[str, list[tuple[str, str]]]]:
-    return [(b["status"], [(a["check"], a["status"]) for a in b["alerts"]])
-            for b in receiver.json("/hook")]
+    return [
+        (b["status"], [(a["check"], a["status"]) for a in b["alerts"]])
+        for b in receiver.json("/hook")
+    ]
 
 
 def test_one_firing_and_one_resolved_notice_per_incident(tmp_path, target, receiver):
@@ -78,8 +96,10 @@ def test_one_firing_and_one_resolved_notice_per_incident(tmp_path, target, recei
         daemon.wait_log("alert resolved")
         receiver.wait_for(2, "/hook")
         time.sleep(2)
-    assert statuses(receiver) == [("firing", [("api", "firing")]),
-                                  ("resolved", [("api", "resolved")])]
+    assert statuses(receiver) == [
+        ("firing", [("api", "firing")]),
+        ("resolved", [("api", "resolved")]),
+    ]
     first, second = receiver.json("/hook")
     assert first["alerts"][0]["id"] == second["alerts"][0]["id"]
     assert first["alerts"][0]["resolved_at"] is None
@@ -87,10 +107,33 @@ def test_one_firing_and_one_resolved_notice_per_incident(tmp_path, target, recei
 
 
 def test_crossing_a_tier_is_a_severity_change_of_one_alert(tmp_path, target, receiver):
-    write(tmp_path, base(target, receiver, checks={"api": http_check(target, "/health", thresholds=[
-        {"name": "slow", "metric": "response_time", "above": "300ms", "severity": "warning"},
-        {"name": "slow", "metric": "response_time", "above": "1200ms", "severity": "high"},
-    ])}))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            checks={
+                "api": http_check(
+                    target,
+                    "/health",
+                    thresholds=[
+                        {
+                            "name": "slow",
+                            "metric": "response_time",
+                            "above": "300ms",
+                            "severity": "warning",
+                        },
+                        {
+                            "name": "slow",
+                            "metric": "response_time",
+                            "above": "1200ms",
+                            "severity": "high",
+                        },
+                    ],
+                )
+            },
+        ),
+    )
     with Daemon(tmp_path) as daemon:
         target.hang = 0.5
         receiver.wait_for(1, "/hook")
@@ -107,7 +150,8 @@ def test_crossing_a_tier_is_a_severity_change_of_one_alert(tmp_path, target, rec
 
 
 def test_a_refusing_receiver_gets_the_notice_once_and_survives_a_restart(
-        tmp_path, target, receiver):
+    tmp_path, target, receiver
+):
     receiver.responses = [503, 503, 503]
     config = base(target, receiver)
     config["notifiers"]["hook"].update(retry_initial="1s", retry_max="2s")
@@ -132,9 +176,23 @@ def test_a_refusing_receiver_gets_the_notice_once_and_survives_a_restart(
 
 
 def test_alerts_are_grouped_by_route(tmp_path, target, receiver):
-    write(tmp_path, base(target, receiver, checks={"web": http_check(target, "/web")},
-                         routes=[{"match": {}, "notify": ["hook"], "group_by": [],
-                                  "group_wait": "3s", "group_interval": "1s"}]))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            checks={"web": http_check(target, "/web")},
+            routes=[
+                {
+                    "match": {},
+                    "notify": ["hook"],
+                    "group_by": [],
+                    "group_wait": "3s",
+                    "group_interval": "1s",
+                }
+            ],
+        ),
+    )
     with Daemon(tmp_path):
         time.sleep(1.5)
         target.status = 500
@@ -146,8 +204,10 @@ def test_alerts_are_grouped_by_route(tmp_path, target, receiver):
 
 
 def test_an_alert_resolving_before_its_group_is_sent_sends_nothing(tmp_path, target, receiver):
-    write(tmp_path, base(target, receiver,
-                         routes=[{"match": {}, "notify": ["hook"], "group_wait": "4s"}]))
+    write(
+        tmp_path,
+        base(target, receiver, routes=[{"match": {}, "notify": ["hook"], "group_wait": "4s"}]),
+    )
     with Daemon(tmp_path) as daemon:
         target.status = 500
         daemon.wait_log("alert firing")
@@ -159,10 +219,18 @@ def test_an_alert_resolving_before_its_group_is_sent_sends_nothing(tmp_path, tar
 
 def test_depends_on_holds_the_child_while_the_parent_is_down(tmp_path, target, receiver):
     # group_wait gives the parent's check the moment it needs to fail too
-    write(tmp_path, base(target, receiver, checks={
-        "api": http_check(target, "/health", depends_on=["gateway"]),
-        "gateway": http_check(target, "/gateway")},
-        routes=[{"match": {}, "notify": ["hook"], "group_wait": "2s", "group_interval": "1s"}]))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            checks={
+                "api": http_check(target, "/health", depends_on=["gateway"]),
+                "gateway": http_check(target, "/gateway"),
+            },
+            routes=[{"match": {}, "notify": ["hook"], "group_wait": "2s", "group_interval": "1s"}],
+        ),
+    )
     with Daemon(tmp_path) as daemon:
         target.status = 500  # both fail: only the parent is notified
         receiver.wait_for(1, "/hook")
@@ -174,15 +242,24 @@ def test_depends_on_holds_the_child_while_the_parent_is_down(tmp_path, target, r
         time.sleep(2)
     bodies = receiver.json("/hook")
     assert [(b["alerts"][0]["check"], b["status"]) for b in bodies] == [
-        ("gateway", "firing"), ("gateway", "resolved")]
+        ("gateway", "firing"),
+        ("gateway", "resolved"),
+    ]
 
 
 def test_a_window_under_way_at_start_up_mutes_and_alerts_still_firing_go_out_at_its_end(
-        tmp_path, target, receiver):
+    tmp_path, target, receiver
+):
     start = datetime.now(UTC) - timedelta(minutes=5)
     end = datetime.now(UTC) + timedelta(seconds=8)
-    write(tmp_path, base(target, receiver, maintenance=[
-        {"name": "upgrade", "start": start.isoformat(), "end": end.isoformat()}]))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            maintenance=[{"name": "upgrade", "start": start.isoformat(), "end": end.isoformat()}],
+        ),
+    )
     target.status = 500
     with Daemon(tmp_path) as daemon:
         daemon.wait_log("alert firing")
@@ -192,20 +269,23 @@ def test_a_window_under_way_at_start_up_mutes_and_alerts_still_firing_go_out_at_
     assert statuses(receiver)[0] == ("firing", [("api", "firing")])
 
 
-def test_ack_stops_escalation_while_an_unacknowledged_sibling_escalates(
-        tmp_path, target, receiver):
-    write(tmp_path, base(
-        target, receiver, checks={"web": http_check(target, "/web")},
-        notifiers={"oncall": {"type": "webhook", "url": f"{receiver.url}/oncall"}},
-        routes=[{"match": {}, "notify": ["hook"], "escalate": "standard", "group_wait": "0s"}],
-        escalation={"standard": [{"after": "4s", "name": "development", "notify": ["oncall"]}]},
-    ))
+def test_ack_stops_escalation_while_an_unacknowledged_sibling_escalates(tmp_path, target, receiver):
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            checks={"web": http_check(target, "/web")},
+            notifiers={"oncall": {"type": "webhook", "url": f"{receiver.url}/oncall"}},
+            routes=[{"match": {}, "notify": ["hook"], "escalate": "standard", "group_wait": "0s"}],
+            escalation={"standard": [{"after": "4s", "name": "development", "notify": ["oncall"]}]},
+        ),
+    )
     with Daemon(tmp_path) as daemon:
         target.status = 500
         receiver.wait_for(2, "/hook")
         alerts = {b["alerts"][0]["check"]: b["alerts"][0]["id"] for b in receiver.json("/hook")}
-        result = run_cli("alerts", "ack", alerts["api"], "--author", "ops@example",
-                         cwd=tmp_path)
+        result = run_cli("alerts", "ack", alerts["api"], "--author", "ops@example", cwd=tmp_path)
         assert result.code == 0, result.output
         daemon.wait_log("escalated", timeout=15)
         escalated = receiver.wait_for(1, "/oncall", timeout=15)
@@ -228,8 +308,12 @@ def test_a_secret_in_a_notifier_url_appears_nowhere(tmp_path, target, receiver):
     assert secret not in daemon.log
     for request in receiver.requests:
         assert secret not in request["body"].decode()
-    for args in (("validate",), ("alerts", "list"), ("status",), ("route", "--severity",
-                                                                  "critical")):
+    for args in (
+        ("validate",),
+        ("alerts", "list"),
+        ("status",),
+        ("route", "--severity", "critical"),
+    ):
         result = run_cli(*args, cwd=tmp_path, env=env)
         assert secret not in result.output, args
     assert json.loads(receiver.requests[0]["body"])["status"] == "firing"
@@ -246,17 +330,26 @@ def test_reload_with_an_invalid_file_keeps_the_running_config(tmp_path, target, 
 
 
 def test_an_event_reaches_its_route_and_a_refused_one_is_retried_by_the_daemon(
-        tmp_path, target, receiver):
-    config = base(target, receiver,
-                  environments={"production": {}},
-                  notifiers={"deployments": {"type": "webhook",
-                                             "url": f"{receiver.url}/deployments",
-                                             "retry_initial": "300ms"}},
-                  routes=[{"match": {"event": "deploy"}, "notify": ["deployments"]},
-                          {"match": {}, "notify": ["hook"], "group_wait": "0s"}])
+    tmp_path, target, receiver
+):
+    config = base(
+        target,
+        receiver,
+        environments={"production": {}},
+        notifiers={
+            "deployments": {
+                "type": "webhook",
+                "url": f"{receiver.url}/deployments",
+                "retry_initial": "300ms",
+            }
+        },
+        routes=[
+            {"match": {"event": "deploy"}, "notify": ["deployments"]},
+            {"match": {}, "notify": ["hook"], "group_wait": "0s"},
+        ],
+    )
     write(tmp_path, config)
-    result = run_cli("event", "deploy", "--version", "1.4.2", "--env", "production",
-                     cwd=tmp_path)
+    result = run_cli("event", "deploy", "--version", "1.4.2", "--env", "production", cwd=tmp_path)
     assert result.code == 0, result.output
     (first,) = receiver.json("/deployments")
     assert first["kind"] == "event"
@@ -273,7 +366,8 @@ def test_an_event_reaches_its_route_and_a_refused_one_is_retried_by_the_daemon(
 
 
 def test_after_sigkill_a_firing_alert_is_still_firing_and_not_announced_again(
-        tmp_path, target, receiver):
+    tmp_path, target, receiver
+):
     write(tmp_path, base(target, receiver))
     target.status = 500
     daemon = Daemon(tmp_path).start()
@@ -294,7 +388,8 @@ def test_after_sigkill_a_firing_alert_is_still_firing_and_not_announced_again(
 
 
 def test_a_check_removed_by_a_reload_stops_and_its_alert_resolves_with_the_reason(
-        tmp_path, target, receiver):
+    tmp_path, target, receiver
+):
     config = base(target, receiver, checks={"web": http_check(target, "/web")})
     write(tmp_path, config)
     target.status = 500
@@ -317,19 +412,35 @@ def test_a_check_removed_by_a_reload_stops_and_its_alert_resolves_with_the_reaso
 
 
 def test_level_one_runs_an_action_within_its_limit_and_later_notices_carry_its_result(
-        tmp_path, target, receiver):
+    tmp_path, target, receiver
+):
     marker = tmp_path / "healed.log"
     config = base(
-        target, receiver,
+        target,
+        receiver,
         notifiers={"oncall": {"type": "webhook", "url": f"{receiver.url}/oncall"}},
-        actions={"restart-app": {"type": "command",
-                                 "argv": ["sh", "-c", f"echo healed >> {marker}"],
-                                 "limit": {"runs": 1, "within": "1h"}}},
-        routes=[{"match": {}, "notify": ["hook"], "escalate": "standard",
-                 "group_wait": "0s", "group_interval": "1s"}],
-        escalation={"standard": [
-            {"after": "0s", "name": "automated", "actions": ["restart-app"]},
-            {"after": "2s", "name": "development", "notify": ["oncall"]}]},
+        actions={
+            "restart-app": {
+                "type": "command",
+                "argv": ["sh", "-c", f"echo healed >> {marker}"],
+                "limit": {"runs": 1, "within": "1h"},
+            }
+        },
+        routes=[
+            {
+                "match": {},
+                "notify": ["hook"],
+                "escalate": "standard",
+                "group_wait": "0s",
+                "group_interval": "1s",
+            }
+        ],
+        escalation={
+            "standard": [
+                {"after": "0s", "name": "automated", "actions": ["restart-app"]},
+                {"after": "2s", "name": "development", "notify": ["oncall"]},
+            ]
+        },
     )
     write(tmp_path, config)
     with Daemon(tmp_path) as daemon:
@@ -350,9 +461,20 @@ def test_level_one_runs_an_action_within_its_limit_and_later_notices_carry_its_r
 
 
 def test_a_task_posts_its_checklist_on_schedule(tmp_path, target, receiver):
-    write(tmp_path, base(target, receiver, tasks={
-        "daily-review": {"schedule": {"every": "2s"}, "notify": ["hook"],
-                         "checklist": ["Check Sentry for new errors", "Verify backups"]}}))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            tasks={
+                "daily-review": {
+                    "schedule": {"every": "2s"},
+                    "notify": ["hook"],
+                    "checklist": ["Check Sentry for new errors", "Verify backups"],
+                }
+            },
+        ),
+    )
     with Daemon(tmp_path):
         receiver.wait_for(2, "/hook", timeout=20)
     tasks = [b for b in receiver.json("/hook") if b["kind"] == "task"]
@@ -361,8 +483,14 @@ def test_a_task_posts_its_checklist_on_schedule(tmp_path, target, receiver):
 
 
 def test_a_resolution_waiting_for_its_group_survives_a_restart(tmp_path, target, receiver):
-    write(tmp_path, base(target, receiver, routes=[
-        {"match": {}, "notify": ["hook"], "group_wait": "0s", "group_interval": "6s"}]))
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            routes=[{"match": {}, "notify": ["hook"], "group_wait": "0s", "group_interval": "6s"}],
+        ),
+    )
     target.status = 500
     daemon = Daemon(tmp_path).start()
     try:
@@ -378,15 +506,19 @@ def test_a_resolution_waiting_for_its_group_survives_a_restart(tmp_path, target,
     assert [b["status"] for b in receiver.json("/hook")] == ["firing", "resolved"]
 
 
-def test_a_notifier_paged_by_an_escalation_level_hears_the_resolution(
-        tmp_path, target, receiver):
-    write(tmp_path, base(
-        target, receiver,
-        notifiers={"infra": {"type": "webhook", "url": f"{receiver.url}/infra"}},
-        routes=[{"match": {}, "notify": ["hook"], "escalate": "standard", "group_wait": "0s"}],
-        escalation={"standard": [{"after": "1s", "name": "infrastructure",
-                                  "notify": ["infra"]}]},
-    ))
+def test_a_notifier_paged_by_an_escalation_level_hears_the_resolution(tmp_path, target, receiver):
+    write(
+        tmp_path,
+        base(
+            target,
+            receiver,
+            notifiers={"infra": {"type": "webhook", "url": f"{receiver.url}/infra"}},
+            routes=[{"match": {}, "notify": ["hook"], "escalate": "standard", "group_wait": "0s"}],
+            escalation={
+                "standard": [{"after": "1s", "name": "infrastructure", "notify": ["infra"]}]
+            },
+        ),
+    )
     with Daemon(tmp_path):
         target.status = 500
         receiver.wait_for(1, "/infra", timeout=20)

@@ -18,7 +18,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "http_equivalence.py
 
 @pytest.mark.slow
 def test_both_http_paths_give_identical_results():
-    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "identical" in proc.stdout.splitlines()[-1]

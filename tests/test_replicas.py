@@ -112,8 +112,10 @@ def stop_all(daemons: list[Daemon]) -> None:
 
     if sys.exc_info()[0] is not None:
         for daemon in daemons:
-            print(f"--- {' '.join(daemon.args)}\n" + "\n".join(
-                line for line in daemon.log.splitlines() if " debug " not in line))
+            print(
+                f"--- {' '.join(daemon.args)}\n"
+                + "\n".join(line for line in daemon.log.splitlines() if " debug " not in line)
+            )
     for daemon in daemons:
         try:
             daemon.stop()
