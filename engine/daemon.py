@@ -219,6 +219,8 @@ class Daemon:
         gained, lost = await self.runtime.rebalance()
         self.writer.epoch = self.membership.epoch
         await self.outbox.load()  # deliveries a departed replica left now fall to us
+        # workers learn the new share before any of it is started
+        await self.executor.load(self.runtime.instances)
         for key in lost:
             self.scheduler.remove(f"check:{key}")
             self.paused_jobs.pop(f"check:{key}", None)
@@ -228,7 +230,6 @@ class Daemon:
             if job is not None:
                 self.scheduler.start_now(job)  # a taken-over check runs at once
         await self.heartbeats.load()
-        await self.executor.load(self.runtime.instances)
         await self.alerting.load()
         log.info(
             "checks rebalanced",
@@ -513,6 +514,8 @@ class Daemon:
         self.maintenance = self.alerting.maintenance = Maintenance(self.config)
         self.outbox.config = self.config
         added, removed, changed = await self.runtime.apply(self.config)
+        # workers learn the new checks and options before any of them is scheduled
+        await self.executor.load(self.runtime.instances)
         for key in removed:
             self.scheduler.remove(f"check:{key}")
         for key in (*added, *changed):
@@ -531,7 +534,6 @@ class Daemon:
         await self.alerting.rehold(now)
         await self.alerting.release(now)
         await self.heartbeats.load()
-        await self.executor.load(self.runtime.instances)
         self.reloads += 1
         log.info(
             "config reloaded",

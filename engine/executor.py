@@ -119,6 +119,9 @@ class _Worker:
         self.wake = anyio.Event()  # set when `queued` gets its first run
         self.send_lock = anyio.Lock()
         self.alive = True
+        # checks sent to this worker one by one since its last full load: key -> the
+        # options object it was sent
+        self.added: dict[str, Any] = {}
 
     async def send(self, message: Any) -> None:
         from watchkeeper.engine.worker import frame
@@ -144,9 +147,11 @@ class ProcessExecutor:
         self.count = count
         self.grace = grace
         self.workers: list[_Worker] = []
-        self.specs: dict[str, Any] = {}  # emptied once encoded: `_load_frame` keeps them
         self.secrets: list[str] = []
         self._load_frame: bytes | None = None
+        # what the last full load held: key -> the instance's options object (the daemon
+        # keeps those alive anyway), so a run can tell whether its worker knows its check
+        self.loaded: dict[str, Any] = {}
         self.replaced = 0
         self._ids = 0
         self._tg: Any = None
@@ -185,6 +190,7 @@ class ProcessExecutor:
         await ready.wait()
         if self._load_frame is not None:
             await worker.send_frame(self._load_frame)
+        worker.added.clear()
         self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
         return worker
 
@@ -260,23 +266,10 @@ class ProcessExecutor:
     async def load(self, instances: dict[str, Instance]) -> None:
         """Send every worker the checks it may be asked to run."""
         from watchkeeper.engine.redaction import REDACTOR
-        from watchkeeper.engine.worker import RunSpec, frame
+        from watchkeeper.engine.worker import frame
 
-        specs = {}
-        for key, instance in instances.items():
-            if instance.passive:
-                continue
-            options_class = instance.probe_class.Options
-            fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
-            specs[key] = RunSpec(
-                key=key,
-                probe_type=instance.probe_type,
-                check=instance.check,
-                environment=instance.environment,
-                timeout=instance.timeout,
-                labels=instance.labels,
-                options=options_class.model_construct(**fields),
-            )
+        specs = {key: _spec(i) for key, i in instances.items() if not i.passive}
+        self.loaded = {key: instances[key].options for key in specs}
         self.secrets = sorted(REDACTOR._values)
         # encoded once, for every worker and for those started later; the specs themselves
         # are not kept (ten thousand option models cost the daemon tens of MB)
@@ -285,6 +278,20 @@ class ProcessExecutor:
         for worker in self.workers:
             if worker.alive:
                 await worker.send_frame(self._load_frame)
+                worker.added.clear()
+
+    async def _introduce(self, worker: _Worker, instance: Instance) -> None:
+        """Send a worker a check it does not know yet (or knows with other options).
+
+        Checks normally reach workers in a full `load`; this covers a run that comes first
+        (a check taken over from a departed replica, or added by a reload, that is due at
+        once). Frames reach a worker in order, so the run sent next finds its check.
+        """
+        from watchkeeper.engine.redaction import REDACTOR
+
+        REDACTOR.add_from(instance.options)
+        worker.added[instance.key] = instance.options
+        await worker.send(("add", {instance.key: _spec(instance)}, sorted(REDACTOR._values)))
 
     def _pick(self) -> _Worker | None:
         workers = self.workers
@@ -298,11 +305,23 @@ class ProcessExecutor:
         worker = self._pick()
         if worker is None:
             return Result(ok=False, message="no probe worker is running")
+        key = instance.key
+        known = worker.added.get(key)
+        if known is None:
+            known = self.loaded.get(key)
+        if known is not instance.options:
+            try:
+                await self._introduce(worker, instance)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return Result(
+                    ok=False,
+                    message="probe worker is gone; the check runs again on its next schedule",
+                )
         self._ids += 1
         job_id = self._ids
         slot: list[Any] = [anyio.Event(), None]
         worker.inflight[job_id] = slot
-        worker.queue(job_id, instance.key)
+        worker.queue(job_id, key)
         with anyio.move_on_after(instance.timeout + self.grace):
             await slot[0].wait()
         if slot[1] is not None:
@@ -335,7 +354,8 @@ class ProcessExecutor:
         self._closing = True
         with anyio.CancelScope(shield=True):
             for worker in self.workers:
-                if worker.alive:
+                # not `alive`: its reader has been cancelled by now, which clears that
+                if worker.process.returncode is None:
                     try:
                         with anyio.move_on_after(2):
                             await worker.send(("stop",))
@@ -347,3 +367,20 @@ class ProcessExecutor:
             for worker in self.workers:
                 if worker.process.returncode is None:
                     worker.process.kill()
+
+
+def _spec(instance: Instance) -> Any:
+    """The picklable part of an instance, as a worker receives it."""
+    from watchkeeper.engine.worker import RunSpec
+
+    options_class = instance.probe_class.Options
+    fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
+    return RunSpec(
+        key=instance.key,
+        probe_type=instance.probe_type,
+        check=instance.check,
+        environment=instance.environment,
+        timeout=instance.timeout,
+        labels=instance.labels,
+        options=options_class.model_construct(**fields),
+    )

@@ -3,6 +3,8 @@
 The daemon talks to each worker over its stdin/stdout with length-prefixed pickled frames:
 
     daemon -> worker   ("load", {key: RunSpec}, [secret values])   the checks it may run
+                       ("add", {key: RunSpec}, [secret values])    one more check (or new
+                                                                    options for one it has)
                        ("runs", [(job_id, key), ...])               run these now
                        ("run", job_id, key)                         run one now
                        ("stop",)                                    finish and exit
@@ -171,6 +173,10 @@ async def serve(base_dir: Path) -> None:
                     REDACTOR.add(secret)
                 for spec in specs.values():
                     REDACTOR.add_from(spec.options)
+            elif kind == "add":
+                specs.update(message[1])
+                for secret in message[2]:
+                    REDACTOR.add(secret)
             elif kind == "stop":
                 stopped.set()
                 return
