@@ -313,8 +313,8 @@ def measure_takeover(args: argparse.Namespace, tmp: Path) -> None:
         print(
             f"{'':<9} runs again (kill -> last moved check runs on the survivor): median "
             f"{statistics.median(worst):.2f}s [{' '.join(f'{w:.2f}' for w in worst)}] = "
-            f"{statistics.median(worst) / lease:.2f}x the lease time (it adds up to one 1s "
-            f"interval: a moved check keeps its phase); checks moved "
+            f"{statistics.median(worst) / lease:.2f}x the lease time (a taken-over check "
+            f"runs at once); checks moved "
             f"{[r['moved'] for r in results]} of {args.takeover_checks}"
         )
 

@@ -413,6 +413,9 @@ class HttpTestServer:
 
 class _QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of checks (their
+    # clients retry a second later), which would read as the engine being late
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that give up or reject our certificate are part of the tests
