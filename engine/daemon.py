@@ -60,16 +60,19 @@ def _version() -> str:
     return version("watchkeeper")
 
 
-def worker_count(setting: int | str, runs_per_second: float = 0.0) -> int:
+def worker_count(setting: int | str, runs_per_second: float = 0.0, *, isolate: bool = False) -> int:
     """Resolve `engine.workers`.
 
     auto: one worker, plus one per 1,500 runs a second the config asks for, at most one
     per CPU beyond the first and at most 4 — a worker costs some 60 MB, and one keeps up
-    with a few thousand HTTP checks a second.
+    with a few thousand HTTP checks a second. With `isolate` (a third-party probe is in
+    use: the built-ins never block their event loop, a plugin might) at least two, so
+    runs go on in one worker while the other is stuck until it is replaced.
     """
     if setting == "auto":
         cpus = max(1, (os.cpu_count() or 1) - 1)
-        return max(1, min(4, cpus, 1 + int(runs_per_second // 1500)))
+        count = max(1, min(4, cpus, 1 + int(runs_per_second // 1500)))
+        return max(count, 2) if isolate else count
     return int(setting)
 
 
@@ -176,12 +179,17 @@ class Daemon:
         self.reloads = 0
 
     def _executor(self) -> Any:
-        rate = 0.0
+        rate, isolate = 0.0, False
         if self.config.engine.workers == "auto":
             from watchkeeper.engine.instances import expand
 
-            rate = runs_per_second(expand(self.config, self.reg))
-        count = worker_count(self.config.engine.workers, rate)
+            instances = expand(self.config, self.reg)
+            rate = runs_per_second(instances)
+            isolate = any(
+                not i.passive and not i.probe_class.__module__.startswith("watchkeeper.")
+                for i in instances.values()
+            )
+        count = worker_count(self.config.engine.workers, rate, isolate=isolate)
         if count == 0:
             return LocalExecutor(self.reg, self.base_dir)
         return ProcessExecutor(self.reg, self.base_dir, count)

@@ -82,8 +82,10 @@ class Engine(ConfigModel):
         description="Worker processes running "
         "probes (0 = in the daemon's own process); a probe "
         "that blocks only ever stalls its own worker, which "
-        "is replaced. auto: one per CPU beyond the first, "
-        "at least 1, at most 4.",
+        "is replaced. auto: one, plus one per 1,500 runs a "
+        "second, at most one per CPU beyond the first and 4; "
+        "at least 2 when a probe from a third-party plugin is "
+        "used, so one that blocks cannot hold up the others.",
     )
     concurrency: int = Field(256, ge=1, description="Most checks running at once.")
     shutdown_grace: Duration = Field(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 import yaml
 
 from tests.daemon_harness import Daemon, Target
 from tests.test_plugins import install
 from watchkeeper.engine.config import load_config
+from watchkeeper.engine.daemon import worker_count
 from watchkeeper.engine.executor import ProcessExecutor
 from watchkeeper.engine.instances import expand
 from watchkeeper.engine.plugins import registry
@@ -108,13 +111,13 @@ async def test_workers_are_stopped_not_killed_when_the_daemon_stops(tmp_path):
 @pytest.mark.slow
 def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_path):
     """A probe that blocks its event loop: the worker is replaced after timeout + 5 s, the
-    run fails saying so, and the other checks keep starting on time in the other worker."""
+    run fails saying so, and the other checks keep starting on time in the other worker
+    (`auto` starts two when a third-party probe is in use, even on a one-worker host)."""
     site = tmp_path / "site"
     install(Path(__file__).parent / "plugin_pkg_blocking", site)
     target = Target()
     config = {
         "version": 1,
-        "engine": {"workers": 2},
         "state": {"type": "sqlite", "path": "state.db"},
         "checks": {
             "stuck": {
@@ -134,6 +137,12 @@ def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_p
     (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
     try:
         with Daemon(tmp_path, env={"PYTHONPATH": str(site)}) as daemon:
+            workers = [
+                child
+                for child in psutil.Process(daemon.proc.pid).children()
+                if "watchkeeper.engine.worker" in " ".join(child.cmdline())
+            ]
+            assert len(workers) == 2
             daemon.wait_log("probe worker stopped answering; replacing it", timeout=30)
             before, started = target.hits, time.monotonic()
             daemon.wait_log("probe worker stopped answering; replacing it", timeout=30, count=2)
@@ -146,3 +155,19 @@ def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_p
     assert ran >= int(took) - 1, f"{ran} runs of `steady` in {took:.1f}s"
     assert "blocked its worker, which was replaced" in daemon.log
     assert "Traceback" not in daemon.log
+
+
+@pytest.mark.parametrize(
+    ("rate", "isolate", "cpus", "expected"),
+    [
+        (10, False, 2, 1),  # a small config on a two-CPU host: one worker
+        (10, True, 2, 2),  # a third-party probe: a second worker to go on while one is stuck
+        (5000, False, 8, 4),  # one more per 1,500 runs a second, at most 4
+        (5000, False, 2, 1),  # at most one per CPU beyond the first
+        (5000, True, 2, 2),
+    ],
+)
+def test_auto_worker_count(monkeypatch, rate, isolate, cpus, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert worker_count("auto", rate, isolate=isolate) == expected
+    assert worker_count(3, rate, isolate=isolate) == 3  # a number is a number
