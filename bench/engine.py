@@ -36,13 +36,9 @@ from pathlib import Path
 import psutil
 import yaml
 
+from watchkeeper.engine.testing import free_port
+
 HERE = Path(__file__).resolve()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_nginx(directory: Path) -> tuple[subprocess.Popen, int]:

@@ -179,20 +179,19 @@ class Daemon:
         self.reloads = 0
 
     def _executor(self) -> Any:
-        rate, isolate = 0.0, False
-        if self.config.engine.workers == "auto":
-            from watchkeeper.engine.instances import expand
-
-            instances = expand(self.config, self.reg)
-            rate = runs_per_second(instances)
-            isolate = any(
-                not i.passive and not i.probe_class.__module__.startswith("watchkeeper.")
-                for i in instances.values()
-            )
-        count = worker_count(self.config.engine.workers, rate, isolate=isolate)
-        if count == 0:
+        setting = self.config.engine.workers
+        if setting == 0:
             return LocalExecutor(self.reg, self.base_dir)
-        return ProcessExecutor(self.reg, self.base_dir, count)
+        if setting == "auto":
+            # sized when the workers start, from the instances the runtime has built by then
+            return ProcessExecutor(self.reg, self.base_dir, self._auto_workers)
+        return ProcessExecutor(self.reg, self.base_dir, worker_count(setting))
+
+    def _auto_workers(self) -> int:
+        instances = self.runtime.all_instances
+        probes = {i.probe_type for i in instances.values() if not i.passive}
+        isolate = not all(self.reg.is_builtin("probe", probe) for probe in probes)
+        return worker_count("auto", runs_per_second(instances), isolate=isolate)
 
     # -- start-up ---------------------------------------------------------------------------
 

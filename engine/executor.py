@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,12 @@ class _Worker:
 class ProcessExecutor:
     """Run probes in worker processes; replace a worker that stops answering."""
 
-    def __init__(self, reg: Registry, base_dir: Path, count: int, *, grace: float = 5.0):
+    def __init__(
+        self, reg: Registry, base_dir: Path, count: int | Callable[[], int], *, grace: float = 5.0
+    ):
         self.reg = reg
         self.base_dir = base_dir
+        # a callable is asked when the workers start (the daemon's checks are known by then)
         self.count = count
         self.grace = grace
         self.workers: list[_Worker] = []
@@ -160,6 +164,8 @@ class ProcessExecutor:
     async def serve(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Start the workers and keep them running until cancelled."""
         try:
+            if callable(self.count):
+                self.count = self.count()
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for index in range(self.count):

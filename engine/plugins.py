@@ -88,6 +88,10 @@ class Registry:
     def kind(self, kind: str) -> dict[str, type]:
         return self.types[kind]
 
+    def is_builtin(self, kind: str, type_name: str) -> bool:
+        """True when the type comes with watchkeeper, not from a third-party plugin."""
+        return any(info.builtin for info in self.plugins if type_name in info.types.get(kind, ()))
+
     def get(self, kind: str, type_name: str) -> type:
         try:
             return self.types[kind][type_name]
