@@ -66,7 +66,8 @@ class MarkedDict(dict):
     __slots__ = ("file", "marks", "node")
 
     def __init__(self, file: str, node: yaml.Node | None):
-        super().__init__()
+        # (dict's own __init__ has nothing to do for an empty mapping: not called, as this
+        # runs for every mapping of a large file)
         self.file = file
         self.node = node
         # key -> (file, key node, value node) for entries not found in `node` itself
@@ -94,7 +95,6 @@ class MarkedList(list):
     __slots__ = ("file", "foreign", "node")
 
     def __init__(self, file: str, node: yaml.Node | None):
-        super().__init__()
         self.file = file
         self.node = node
         self.foreign: dict[int, tuple[str, yaml.Node]] = {}  # items appended by includes
@@ -159,6 +159,9 @@ PLAIN = "!watchkeeper/plain"
 SEQ = "tag:yaml.org,2002:seq"
 MAP = "tag:yaml.org,2002:map"
 _IMPLICIT = yaml.resolver.Resolver.yaml_implicit_resolvers
+# first characters with which a plain scalar may be something other than text
+_TYPED_FIRST = frozenset(_IMPLICIT)
+ScalarNode, SequenceNode = yaml.ScalarNode, yaml.SequenceNode
 
 
 def _plain(text: str) -> Any:
@@ -196,37 +199,45 @@ class _Reader:
         )
 
     def build(self, node: yaml.Node, path: tuple) -> Any:
-        if type(node) is yaml.ScalarNode:
+        if type(node) is ScalarNode:
             return self.scalar(node, path)
-        cached = self.memo.get(id(node))
+        memo = self.memo
+        cached = memo.get(id(node))
         if cached is not None:
             return cached  # an alias of a node already built
-        scalar, build = self.scalar, self.build
-        if type(node) is yaml.SequenceNode:
+        # the loops below run for every value of the file: the common case (a plain or
+        # quoted scalar with no `${`) is typed inline, without a call or a path
+        scalar, build, typed_first = self.scalar, self.build, _TYPED_FIRST
+        if type(node) is SequenceNode:
             result = MarkedList(self.file, node)
-            self.memo[id(node)] = result
+            memo[id(node)] = result
             append = result.append
             for index, item in enumerate(node.value):
-                if type(item) is yaml.ScalarNode:
+                if type(item) is ScalarNode:
                     text = item.value
-                    if "$" not in text and OPEN not in text and item.tag == PLAIN:
-                        append(_plain(text))  # the common case needs no path
+                    if "$" in text or OPEN in text:
+                        append(scalar(item, (*path, index)))
+                    elif item.tag is PLAIN:
+                        append(_plain(text) if text[:1] in typed_first else text)
+                    elif item.tag == STR:
+                        append(text)
                     else:
                         append(scalar(item, (*path, index)))
                 else:
                     append(build(item, (*path, index)))
             return result
         result = MarkedDict(self.file, node)
-        self.memo[id(node)] = result
-        merges = []
+        memo[id(node)] = result
+        merges = None
         for key_node, value_node in node.value:
-            if type(key_node) is not yaml.ScalarNode:
+            if type(key_node) is not ScalarNode:
                 self.problem(key_node, path, "a key must be a plain value, not a list or mapping")
                 continue
-            if key_node.tag == MERGE or (key_node.value == "<<" and key_node.tag == PLAIN):
+            key = key_node.value  # keys are names: always text, even `on` or `200`
+            if (key == "<<" and key_node.tag is PLAIN) or key_node.tag == MERGE:
+                merges = merges or []
                 merges.append(value_node)
                 continue
-            key = key_node.value  # keys are names: always text, even `on` or `200`
             if OPEN in key:
                 key = _unshield(key)
             if key in result:
@@ -237,19 +248,21 @@ class _Reader:
                     f"duplicate key {key!r} (first defined at line {first.line if first else '?'})",
                 )
                 continue
-            if type(value_node) is yaml.ScalarNode:
+            if type(value_node) is ScalarNode:
                 text = value_node.value
-                tag = value_node.tag
-                if "$" in text or OPEN in text or (tag != PLAIN and tag != STR):
+                if "$" in text or OPEN in text:
                     result[key] = scalar(value_node, (*path, key))
-                elif tag == PLAIN:
-                    result[key] = _plain(text)  # the common case needs no path
-                else:
+                elif value_node.tag is PLAIN:
+                    result[key] = _plain(text) if text[:1] in typed_first else text
+                elif value_node.tag == STR:
                     result[key] = text
+                else:
+                    result[key] = scalar(value_node, (*path, key))
             else:
                 result[key] = build(value_node, (*path, key))
-        for merge_node in merges:
-            self.merge(result, merge_node, path)
+        if merges:
+            for merge_node in merges:
+                self.merge(result, merge_node, path)
         return result
 
     def merge(self, target: MarkedDict, node: yaml.Node, path: tuple) -> None:

@@ -23,6 +23,10 @@ class ConfigModel(BaseModel):
         populate_by_name=True,
         hide_input_in_errors=True,
         validate_default=False,
+        # a model's validator is built when first used: the monitor.yaml model builds every
+        # plugin's options inside its unions, so building each on its own at import would
+        # be done twice
+        defer_build=True,
     )
 
 

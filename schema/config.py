@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model
+from pydantic import Field, PydanticUndefinedAnnotation, PydanticUserError, create_model
 
 from watchkeeper.schema.alerting import EscalationLevel, MaintenanceWindow, Route, Task
 from watchkeeper.schema.backups import BackupJobBase, Drill
@@ -189,4 +189,27 @@ def build_config_model(types: dict[str, dict[str, type]]) -> type[ConfigBase]:
         ),
     )
     model.__doc__ = "monitor.yaml: what watchkeeper watches, who hears, what it backs up."
+    # the models are built once, here, as a whole (each plugin's options on its own would
+    # be built and then rebuilt inside the unions); a plugin's options that cannot be built
+    # fail now, naming the plugin, rather than on first use
+    try:
+        model.model_rebuild(force=True)
+    except (PydanticUserError, PydanticUndefinedAnnotation) as exc:
+        raise _unusable_options(types, exc) from exc
     return model
+
+
+def _unusable_options(types: dict[str, dict[str, type]], exc: Exception) -> Exception:
+    from watchkeeper.engine.plugins import PluginError
+
+    for kind, classes in types.items():
+        for name, cls in sorted(classes.items()):
+            try:
+                cls.Options.model_rebuild(force=True)
+            except (PydanticUserError, PydanticUndefinedAnnotation) as own:
+                reason = str(own).splitlines()[0]
+                return PluginError(
+                    f"{kind} type {name!r} (module {cls.__module__}) has options that "
+                    f"cannot be validated: {reason}"
+                )
+    return PluginError(f"the configuration model cannot be built: {str(exc).splitlines()[0]}")

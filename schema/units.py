@@ -6,6 +6,7 @@ metrics compare as plain numbers, and keeps the text it was written as for messa
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any
 
@@ -45,11 +46,10 @@ def parse_duration(value: Any) -> float:
         if value < 0:
             raise PydanticCustomError("duration", "a duration cannot be negative")
         return float(value)
-    if isinstance(value, str) and _DURATION_FULL.match(value):
-        return sum(
-            float(m["num"]) * DURATION_UNITS[m["unit"].lower()]
-            for m in _DURATION_RE.finditer(value)
-        )
+    if isinstance(value, str):
+        seconds = _duration_text(value)
+        if seconds is not None:
+            return seconds
     raise PydanticCustomError(
         "duration",
         "expected a duration such as 250ms, 30s, 5m, 1h or 1d, got '{value}'",
@@ -98,22 +98,42 @@ def parse_quantity(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        if _PERCENT_RE.match(text):
-            return float(text.rstrip("% \t")) / 100.0
-        if _SIZE_RE.match(text):
-            return float(parse_size(text))
-        if _DURATION_FULL.match(text):
-            return parse_duration(text)
-        try:
-            return float(text)
-        except ValueError:
-            pass
+        number = _quantity_text(value)
+        if number is not None:
+            return number
     raise PydanticCustomError(
         "quantity",
         "expected a number or a value with a unit (2s, 85%, 512MB), got '{value}'",
         {"value": value},
     )
+
+
+# A large config writes the same few values (`2s`, `5m`, `90%`) thousands of times:
+# each distinct text is parsed once.
+
+
+@functools.lru_cache(maxsize=1024)
+def _duration_text(text: str) -> float | None:
+    if not _DURATION_FULL.match(text):
+        return None
+    return sum(
+        float(m["num"]) * DURATION_UNITS[m["unit"].lower()] for m in _DURATION_RE.finditer(text)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _quantity_text(value: str) -> float | None:
+    text = value.strip()
+    if _PERCENT_RE.match(text):
+        return float(text.rstrip("% \t")) / 100.0
+    if _SIZE_RE.match(text):
+        return float(parse_size(text))
+    if _DURATION_FULL.match(text):
+        return _duration_text(text)
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def format_duration(seconds: float) -> str:

@@ -63,7 +63,7 @@ def plugin_paths(tmp_path_factory) -> dict[str, str]:
     """Install each test plugin package once, each into its own directory for PYTHONPATH."""
     root = tmp_path_factory.mktemp("site")
     paths = {}
-    for name in ("plugin_pkg", "plugin_pkg_dupe", "plugin_pkg_typo"):
+    for name in ("plugin_pkg", "plugin_pkg_dupe", "plugin_pkg_typo", "plugin_pkg_badopts"):
         install(HERE / name, root / name)
         paths[name] = str(root / name)
     return paths
@@ -282,6 +282,21 @@ def test_a_duplicate_plugin_can_be_disabled(cli, write_config, plugin_paths):
         "WATCHKEEPER_DISABLE_PLUGINS": "other_http",
     }
     assert cli("validate", env=env).code == 0
+
+
+@pytest.mark.parametrize("command", [["schema"], ["validate"]])
+def test_options_that_cannot_be_validated_fail_at_start_up_naming_the_plugin(
+    cli, write_config, plugin_paths, command
+):
+    write_config("version: 1\nchecks:\n  web: {probe: http, url: http://example.com}\n")
+    result = cli(*command, env={"PYTHONPATH": plugin_paths["plugin_pkg_badopts"]})
+    assert result.code == 1, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "error: probe type 'broken_fake' (module watchkeeper_badopts) has options that "
+        "cannot be validated: Unable to generate pydantic-core schema for "
+    ), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_misspelled_hook_fails_at_start_up(cli, write_config, plugin_paths):
