@@ -119,12 +119,13 @@ class _Checker:
         path = ("checks", name)
         probe = self.reg.types["probe"].get(check.probe)
         self.severity(check.severity, (*path, "severity"))
-        self.refs(
-            check.environments or [],
-            self.names["environments"],
-            "environment",
-            (*path, "environments"),
-        )
+        if check.environments:
+            self.refs(
+                check.environments,
+                self.names["environments"],
+                "environment",
+                (*path, "environments"),
+            )
         if getattr(probe, "passive", False) and check.schedule is not None:
             self.error(
                 (*path, "schedule"),
@@ -232,37 +233,44 @@ class _Checker:
                     )
 
     def dependency_cycles(self):
-        graph = {
-            n: [d.split("@")[0] for d in c.depends_on if d.split("@")[0] in self.checks]
-            for n, c in self.checks.items()
-        }
-        state: dict[str, int] = {}
+        checks = self.checks
+        graph = {}
+        for name, check in checks.items():
+            parents = (dep.partition("@")[0] for dep in check.depends_on)
+            graph[name] = [parent for parent in parents if parent in checks]
+        state: dict[str, int] = {}  # 1: on the path being walked, 2: done
         reported: set[frozenset] = set()
+        for root in graph:
+            if root in state:
+                continue
+            # depth first without recursion: a chain of thousands of checks is fine
+            path, pending = [root], [iter(graph[root])]
+            state[root] = 1
+            while pending:
+                dep = next(pending[-1], None)
+                if dep is None:
+                    state[path.pop()] = 2
+                    pending.pop()
+                elif state.get(dep) == 1:
+                    self.cycle(path, dep, reported)
+                elif dep not in state:
+                    state[dep] = 1
+                    path.append(dep)
+                    pending.append(iter(graph[dep]))
 
-        def visit(node: str, stack: list[str]):
-            state[node] = 1
-            stack.append(node)
-            for dep in graph[node]:
-                if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep) :], dep]
-                    key = frozenset(cycle)
-                    if key not in reported:
-                        reported.add(key)
-                        index = self.checks[node].depends_on.index(
-                            next(d for d in self.checks[node].depends_on if d.split("@")[0] == dep)
-                        )
-                        self.error(
-                            ("checks", node, "depends_on", index),
-                            "depends_on forms a cycle: " + " -> ".join(cycle),
-                        )
-                elif state.get(dep) is None:
-                    visit(dep, stack)
-            stack.pop()
-            state[node] = 2
-
-        for node in graph:
-            if node not in state:
-                visit(node, [])
+    def cycle(self, path: list[str], dep: str, reported: set[frozenset]):
+        cycle = [*path[path.index(dep) :], dep]
+        key = frozenset(cycle)
+        if key in reported:
+            return
+        reported.add(key)
+        node = path[-1]
+        written = self.checks[node].depends_on
+        index = written.index(next(d for d in written if d.partition("@")[0] == dep))
+        self.error(
+            ("checks", node, "depends_on", index),
+            "depends_on forms a cycle: " + " -> ".join(cycle),
+        )
 
     def routes(self):
         c = self.config

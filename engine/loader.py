@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import operator
 import os
 import re
 from collections.abc import Mapping
@@ -147,12 +148,11 @@ class _FastLoader(_Loader):  # type: ignore[misc, valid-type]
             return PLAIN if implicit[0] else STR
         return SEQ if kind is yaml.SequenceNode else MAP
 
-    # path-based resolvers are not used: skip their bookkeeping on every node
-    def descend_resolver(self, current_node, current_index):
-        pass
-
-    def ascend_resolver(self):
-        pass
+    # Path-based resolvers are not used, so their bookkeeping is skipped. The composer
+    # calls both hooks for every node: C built-ins that ignore their arguments cost a
+    # fraction of a Python function's call (~3% of a large validate).
+    descend_resolver = staticmethod(operator.is_)  # (parent, index) -> unused bool
+    ascend_resolver = staticmethod(tuple)  # () -> unused empty tuple
 
 
 PLAIN = "!watchkeeper/plain"
@@ -215,7 +215,7 @@ class _Reader:
             for index, item in enumerate(node.value):
                 if type(item) is ScalarNode:
                     text = item.value
-                    if "$" in text or OPEN in text:
+                    if "$" in text:  # `${` was shielded as `$` + OPEN: one scan finds both
                         append(scalar(item, (*path, index)))
                     elif item.tag is PLAIN:
                         append(_plain(text) if text[:1] in typed_first else text)
@@ -250,7 +250,7 @@ class _Reader:
                 continue
             if type(value_node) is ScalarNode:
                 text = value_node.value
-                if "$" in text or OPEN in text:
+                if "$" in text:
                     result[key] = scalar(value_node, (*path, key))
                 elif value_node.tag is PLAIN:
                     result[key] = _plain(text) if text[:1] in typed_first else text

@@ -733,6 +733,34 @@ def test_error_rate_rule_one_run_can_trip_is_warned_about(cli, write_config):
     assert "checks.api.thresholds[0]: one failed run" in strict.stdout
 
 
+@pytest.mark.parametrize("order", ["forwards", "backwards"])
+def test_a_long_depends_on_chain_is_checked_and_a_long_cycle_reported(cli, write_config, order):
+    # 3,000 checks each depending on the next (or the previous): deeper than Python's
+    # recursion limit, in either order of the file
+    n = 3000
+    lines = ["version: 1", "checks:"]
+    for i in range(n):
+        parent = i + 1 if order == "backwards" else i - 1
+        lines += [f"  c{i}:", "    probe: tcp", "    host: db.internal", "    port: 5432"]
+        if 0 <= parent < n:
+            lines.append(f"    depends_on: [c{parent}]")
+    write_config("\n".join(lines) + "\n")
+    result = cli("validate")
+    assert (result.code, result.stdout) == (0, "✓ monitor.yaml is valid\n"), result.output
+
+    # close the chain into one cycle of 3,000 checks: reported once, where it closes
+    end = n - 1 if order == "backwards" else 0
+    start = 0 if order == "backwards" else n - 1
+    lines.insert(lines.index(f"  c{end}:") + 4, f"    depends_on: [c{start}]")
+    write_config("\n".join(lines) + "\n")
+    result = cli("validate", "--format", "json")
+    assert result.code == 1, result.output
+    problems = result.json()["problems"]
+    assert len(problems) == 1, problems
+    assert problems[0]["message"].startswith("depends_on forms a cycle: c")
+    assert problems[0]["message"].count(" -> ") == n
+
+
 # --- exit codes, entry points, the config path ------------------------------------------
 
 
