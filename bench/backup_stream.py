@@ -26,16 +26,13 @@ from pathlib import Path
 import psutil
 import yaml
 
+from watchkeeper.engine.backups.postgres import with_dbname
+
 MIB = 1024 * 1024
 
 
 def psql(dsn: str, sql: str) -> None:
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", sql], check=True)
-
-
-def with_database(dsn: str, name: str) -> str:
-    base, _, _ = dsn.rpartition("/")
-    return f"{base}/{name}"
 
 
 def seed(dsn: str, mib: int) -> None:
@@ -62,7 +59,7 @@ def database_bytes(dsn: str) -> int:
 
 
 class PeakRss:
-    """Sample a process tree's RSS every 50 ms; keep the peak."""
+    """Sample a process's RSS every 50 ms; keep the peak."""
 
     def __init__(self, pid: int):
         self.process = psutil.Process(pid)
@@ -74,9 +71,8 @@ class PeakRss:
     def _sample(self) -> None:
         while not self.done.is_set():
             try:
-                total = self.process.memory_info().rss
-                # pg_dump is a child of the backup: its memory is pg_dump's, not ours
-                self.peak = max(self.peak, total)
+                # this process only: pg_dump is its child, and pg_dump's memory is not ours
+                self.peak = max(self.peak, self.process.memory_info().rss)
             except psutil.Error:
                 return
             time.sleep(0.05)
@@ -119,7 +115,7 @@ def main() -> None:
 
     name = f"wk_bench_{uuid.uuid4().hex[:8]}"
     psql(args.dsn, f"create database {name}")
-    dsn = with_database(args.dsn, name)
+    dsn = with_dbname(args.dsn, name)
     try:
         with tempfile.TemporaryDirectory(prefix="wk-bench-backup-") as tmp:
             folder = Path(tmp)

@@ -151,7 +151,6 @@ class ProcessExecutor:
         self.count = count
         self.grace = grace
         self.workers: list[_Worker] = []
-        self.secrets: list[str] = []
         self._load_frame: bytes | None = None
         # what the last full load held: key -> the instance's options object (the daemon
         # keeps those alive anyway), so a run can tell whether its worker knows its check
@@ -276,10 +275,9 @@ class ProcessExecutor:
 
         specs = {key: _spec(i) for key, i in instances.items() if not i.passive}
         self.loaded = {key: instances[key].options for key in specs}
-        self.secrets = sorted(REDACTOR._values)
         # encoded once, for every worker and for those started later; the specs themselves
         # are not kept (ten thousand option models cost the daemon tens of MB)
-        self._load_frame = frame(("load", specs, self.secrets))
+        self._load_frame = frame(("load", specs, REDACTOR.values()))
         del specs
         for worker in self.workers:
             if worker.alive:
@@ -295,9 +293,8 @@ class ProcessExecutor:
         """
         from watchkeeper.engine.redaction import REDACTOR
 
-        REDACTOR.add_from(instance.options)
         worker.added[instance.key] = instance.options
-        await worker.send(("add", {instance.key: _spec(instance)}, sorted(REDACTOR._values)))
+        await worker.send(("add", {instance.key: _spec(instance)}, REDACTOR.values()))
 
     def _pick(self) -> _Worker | None:
         workers = self.workers

@@ -77,6 +77,11 @@ class Redactor:
     def __contains__(self, value: str) -> bool:
         return value in self._values
 
+    def values(self) -> list[str]:
+        """Return the registered secret values, sorted (for another process to mask)."""
+        with self._lock:
+            return sorted(self._values)
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()

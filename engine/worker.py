@@ -167,16 +167,15 @@ async def serve(base_dir: Path) -> None:
                     start(job_id, key)
             elif kind == "run":
                 start(message[1], message[2])
-            elif kind == "load":
-                specs = message[1]
+            elif kind in ("load", "add"):
+                if kind == "load":
+                    specs = message[1]  # every check this worker may run
+                else:
+                    specs.update(message[1])  # one more, or new options for one it has
                 for secret in message[2]:
                     REDACTOR.add(secret)
-                for spec in specs.values():
+                for spec in message[1].values():
                     REDACTOR.add_from(spec.options)
-            elif kind == "add":
-                specs.update(message[1])
-                for secret in message[2]:
-                    REDACTOR.add(secret)
             elif kind == "stop":
                 stopped.set()
                 return

@@ -194,9 +194,13 @@ def build_config_model(types: dict[str, dict[str, type]]) -> type[ConfigBase]:
     # fail now, naming the plugin, rather than on first use
     try:
         model.model_rebuild(force=True)
-    except (PydanticUserError, PydanticUndefinedAnnotation) as exc:
+    except _UNBUILDABLE as exc:
         raise _unusable_options(types, exc) from exc
     return model
+
+
+# what pydantic raises for a model whose fields it cannot validate
+_UNBUILDABLE = (PydanticUserError, PydanticUndefinedAnnotation)
 
 
 def _unusable_options(types: dict[str, dict[str, type]], exc: Exception) -> Exception:
@@ -206,7 +210,7 @@ def _unusable_options(types: dict[str, dict[str, type]], exc: Exception) -> Exce
         for name, cls in sorted(classes.items()):
             try:
                 cls.Options.model_rebuild(force=True)
-            except (PydanticUserError, PydanticUndefinedAnnotation) as own:
+            except _UNBUILDABLE as own:
                 reason = str(own).splitlines()[0]
                 return PluginError(
                     f"{kind} type {name!r} (module {cls.__module__}) has options that "

@@ -75,3 +75,16 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def plugin_paths(tmp_path_factory) -> dict[str, str]:
+    """Install each test plugin package once, each into its own directory for PYTHONPATH."""
+    from tests.plugin_site import HERE, PACKAGES, install
+
+    root = tmp_path_factory.mktemp("site")
+    paths = {}
+    for name in PACKAGES:
+        install(HERE / name, root / name)
+        paths[name] = str(root / name)
+    return paths

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tomllib
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
-HERE = Path(__file__).resolve().parent
 BUILTIN_PROBES = {
     "http",
     "tcp",
@@ -27,46 +23,6 @@ BUILTIN_PROBES = {
     "sentry",
 }
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-
-
-def install(package: Path, target: Path) -> None:
-    """Install a one-module plugin package into `target` the way pip lays it out.
-
-    Entry-point discovery reads only the module and its dist-info, which this writes from
-    the package's own pyproject.toml in milliseconds. `pip install --target` needs a build
-    backend: an isolated build fetches setuptools (~2.5 s a package, and the network),
-    `--no-build-isolation` needs `wheel` in .venv. Never install into .venv itself:
-    `schema --check` would then fail there.
-    """
-    pyproject = tomllib.loads((package / "pyproject.toml").read_text())
-    project = pyproject["project"]
-    target.mkdir(parents=True)
-    for module in pyproject["tool"]["setuptools"]["py-modules"]:
-        shutil.copy(package / f"{module}.py", target)
-    info = target / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    )
-    (info / "entry_points.txt").write_text(
-        "".join(
-            f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in points.items())
-            for group, points in project["entry-points"].items()
-        )
-    )
-    (info / "INSTALLER").write_text("tests\n")
-    (info / "RECORD").write_text("")
-
-
-@pytest.fixture(scope="session")
-def plugin_paths(tmp_path_factory) -> dict[str, str]:
-    """Install each test plugin package once, each into its own directory for PYTHONPATH."""
-    root = tmp_path_factory.mktemp("site")
-    paths = {}
-    for name in ("plugin_pkg", "plugin_pkg_dupe", "plugin_pkg_typo", "plugin_pkg_badopts"):
-        install(HERE / name, root / name)
-        paths[name] = str(root / name)
-    return paths
 
 
 @pytest.fixture

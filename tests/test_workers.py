@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from tests.daemon_harness import Daemon, Target
-from tests.test_plugins import install
 from watchkeeper.engine.config import load_config
 from watchkeeper.engine.daemon import worker_count
 from watchkeeper.engine.executor import ProcessExecutor
@@ -109,12 +108,10 @@ async def test_workers_are_stopped_not_killed_when_the_daemon_stops(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_path):
+def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_path, plugin_paths):
     """A probe that blocks its event loop: the worker is replaced after timeout + 5 s, the
     run fails saying so, and the other checks keep starting on time in the other worker
     (`auto` starts two when a third-party probe is in use, even on a one-worker host)."""
-    site = tmp_path / "site"
-    install(Path(__file__).parent / "plugin_pkg_blocking", site)
     target = Target()
     config = {
         "version": 1,
@@ -136,7 +133,7 @@ def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_p
     }
     (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
     try:
-        with Daemon(tmp_path, env={"PYTHONPATH": str(site)}) as daemon:
+        with Daemon(tmp_path, env={"PYTHONPATH": plugin_paths["plugin_pkg_blocking"]}) as daemon:
             workers = [
                 child
                 for child in psutil.Process(daemon.proc.pid).children()
