@@ -1,7 +1,7 @@
 """The http probe's two paths give the same results: python bench/http_equivalence.py
 
 Plain http hops without a proxy go out on the probe's own asyncio protocol (see
-`_PlainHop` in plugins/probes/http.py); everything else goes through httpx. This runs
+`_PlainHop` in plugins/probes/http_plain.py); everything else goes through httpx. This runs
 every case below twice, once on each path (`_PlainHop.enabled` toggled), against raw TCP
 servers that answer with well-formed, odd and broken responses (chunked, trailers, bare
 LF, obs-fold, 1xx, short bodies, resets, hangs, huge heads, bad encodings...), through
@@ -20,7 +20,8 @@ import time
 import zlib
 
 from watchkeeper.engine.testing import HttpTestServer, TcpTestServer, check_once
-from watchkeeper.plugins.probes import http as H
+from watchkeeper.plugins.probes.http_plain import _PlainHop
+from watchkeeper.plugins.probes.http_send import _PREPARED
 
 
 def raw_server(response: bytes, then=None, read_request=True, linger0=False, delay=0.0):
@@ -157,8 +158,8 @@ def norm(r):
 def run(url, opts, timeout=1.5):
     out = []
     for enabled in (True, False):
-        H._PlainHop.enabled = enabled
-        H._PREPARED.clear()
+        _PlainHop.enabled = enabled
+        _PREPARED.clear()
         out.append(norm(check_once("http", {"url": url, **opts}, timeout=timeout)))
     return out
 

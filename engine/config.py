@@ -146,7 +146,7 @@ def _validate_remainder(
     shifted: dict[str, int] = {}  # list path -> first index removed from it
     for _round in range(4):
         for error in errors:
-            _mark, path, _rest = locate(data, error["loc"])
+            _mark, path, _rest = locate(loaded.marks, data, error["loc"])
             data = remove_path(data, path)
             if path and isinstance(path[-1], int):
                 _note_removal(shifted, loader.dotted(path[:-1]), path[-1])
@@ -280,24 +280,24 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 # --- pydantic errors -> problems ---------------------------------------------------------
 
 
-def locate(data: Any, loc: tuple) -> tuple[Mark | None, tuple, Any]:
+def locate(marks: loader.Marks, data: Any, loc: tuple) -> tuple[Mark | None, tuple, Any]:
     """Follow a pydantic error location through loaded data.
 
     Returns the mark of the deepest entry found, the data path to it (union tags and
     branch names dropped) and the remaining location parts that were not found.
     """
-    node, path, mark = data, (), _self_mark(data)
+    node, path, mark = data, (), marks.of_self(data)
     rest = list(loc)
     while rest:
         part = rest[0]
         if part == "[key]" and path:
             parent = _walk(data, path[:-1])
-            mark = loader.mark_of_item(parent, path[-1], value=False) or mark
+            mark = marks.of(parent, path[-1], value=False) or mark
             rest.pop(0)
             continue
-        if isinstance(node, loader.MarkedDict | dict):
+        if isinstance(node, dict):
             if part in node:
-                mark = loader.mark_of_item(node, part) or mark
+                mark = marks.of(node, part) or mark
                 node, path = node[part], (*path, part)
                 rest.pop(0)
                 continue
@@ -305,9 +305,9 @@ def locate(data: Any, loc: tuple) -> tuple[Mark | None, tuple, Any]:
                 rest.pop(0)  # a discriminated union's tag
                 continue
             break
-        if isinstance(node, loader.MarkedList | list) and isinstance(part, int):
+        if isinstance(node, list) and isinstance(part, int):
             if 0 <= part < len(node):
-                mark = loader.mark_of_item(node, part) or mark
+                mark = marks.of(node, part) or mark
                 node, path = node[part], (*path, part)
                 rest.pop(0)
                 continue
@@ -325,16 +325,12 @@ def _walk(data: Any, path: tuple) -> Any:
     return data
 
 
-def _self_mark(data: Any) -> Mark | None:
-    return data.mark_self() if isinstance(data, loader.MarkedDict | loader.MarkedList) else None
-
-
-def mark_at(data: Any, path: tuple, *, value: bool = True) -> Mark | None:
+def mark_at(loaded: loader.Loaded, path: tuple, *, value: bool = True) -> Mark | None:
     """Return where the entry at a data path was written (or its nearest parent)."""
-    mark, found, rest = locate(data, path)
+    mark, found, rest = locate(loaded.marks, loaded.data, path)
     if not value and not rest and found:
-        parent = _walk(data, found[:-1])
-        return loader.mark_of_item(parent, found[-1], value=False) or mark
+        parent = _walk(loaded.data, found[:-1])
+        return loaded.marks.of(parent, found[-1], value=False) or mark
     return mark
 
 
@@ -343,17 +339,17 @@ def translate_errors(
 ) -> list[Problem]:
     """Turn pydantic's errors into problems people can act on, one per place."""
     by_place: dict[tuple, list[tuple[dict, tuple]]] = {}
-    start = Mark(loaded.data.file, 1, 1)  # for a file too empty to point into
+    start = Mark(loaded.files[0], 1, 1)  # for a file too empty to point into
     for error in exc.errors(include_url=False, include_input=True):
         if _is_secret(model, error["loc"]):
             error.pop("input", None)  # a credential in the wrong shape is still a credential
-        mark, path, rest = locate(loaded.data, error["loc"])
+        mark, path, rest = locate(loaded.marks, loaded.data, error["loc"])
         mark = mark or start
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             node = _walk(loaded.data, path)
             tag = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
             if isinstance(node, dict) and tag in node:
-                mark, path = loader.mark_of_item(node, tag) or mark, (*path, tag)
+                mark, path = loaded.marks.of(node, tag) or mark, (*path, tag)
         if error["type"] in ("missing", "extra_forbidden") and rest:
             path = (*path, rest[0]) if error["type"] == "missing" else path
         by_place.setdefault((mark, path, error["type"] == "extra_forbidden"), []).append(
@@ -366,7 +362,7 @@ def translate_errors(
         if extra:
             parent = _walk(loaded.data, path[:-1]) if path else None
             key_mark = (
-                loader.mark_of_item(parent, path[-1], value=False) if parent is not None else None
+                loaded.marks.of(parent, path[-1], value=False) if parent is not None else None
             ) or mark
             for error, _rest in errors:
                 problems.append(

@@ -66,7 +66,7 @@ def accept(
         raise ConfigError(problems)
     config = config_model(reg).model_validate(answer["data"])
     accepted = loader.Loaded(
-        data=loader.MarkedDict(str(path), None),
+        data={},
         files=answer["files"],
         secrets=set(answer["secrets"]),
     )

@@ -47,7 +47,7 @@ class _Checker:
     def error(self, path: tuple, message: str, *, level: str = "error", key: bool = False):
         self.problems.append(
             Problem.at(
-                mark_at(self.loaded.data, path, value=not key), loader.dotted(path), message, level
+                mark_at(self.loaded, path, value=not key), loader.dotted(path), message, level
             )
         )  # type: ignore[arg-type]
 

@@ -1,10 +1,11 @@
 """Read monitor.yaml: YAML with a position for every value, interpolation and includes.
 
 libyaml composes the node tree (fast, with marks); this module turns nodes into plain
-dicts and lists that remember where each of their entries was written, so that a schema
-error deep in the data still reports `file:line:col`. Duplicate keys are errors; anchors,
-aliases and `<<` merges work; `${VAR}`, `${VAR:-default}` and `${file:/path}` are read
-here, while `${env.key}` stays as written until a check is expanded per environment.
+dicts and lists, and keeps beside them (`Marks`) where each of their entries was written,
+so that a schema error deep in the data still reports `file:line:col`. Duplicate keys
+are errors; anchors, aliases and `<<` merges work; `${VAR}`, `${VAR:-default}` and
+`${file:/path}` are read here, while `${env.key}` stays as written until a check is
+expanded per environment.
 """
 
 from __future__ import annotations
@@ -61,62 +62,80 @@ def _unshield(text: str) -> str:
     return text.replace(OPEN, "{").replace(CLOSE, "}")
 
 
-class MarkedDict(dict):
-    """A dict that knows where each of its keys and values was written."""
+class Marks:
+    """Where each mapping and list of the loaded data, and each of its entries, was written.
 
-    __slots__ = ("file", "marks", "node")
+    Kept beside the data, not on it: the data is made of exact dicts and lists, which
+    pydantic validates about a quarter faster than subclasses (it reads a subclass through
+    its `items()`), and validation walks all of it at least once per load.
+    """
 
-    def __init__(self, file: str, node: yaml.Node | None):
-        # (dict's own __init__ has nothing to do for an empty mapping: not called, as this
-        # runs for every mapping of a large file)
-        self.file = file
-        self.node = node
-        # key -> (file, key node, value node) for entries not found in `node` itself
-        # (merged with `<<` or added by an include)
-        self.marks: dict[Any, tuple[str, yaml.Node, yaml.Node]] = {}
+    __slots__ = ("_added", "_nodes")
 
-    def mark_of(self, key: Any, *, value: bool = True) -> Mark | None:
-        """Return where `key` (or its value) was written."""
-        if key in self.marks:
-            file, key_node, value_node = self.marks[key]
-            return _mark(file, value_node if value else key_node)
-        if self.node is not None:
-            for key_node, value_node in self.node.value:
-                if getattr(key_node, "value", None) == str(key):
-                    return _mark(self.file, value_node if value else key_node)
-        return self.mark_self()
+    def __init__(self) -> None:
+        # id(container) -> (container, file, node); the container is held so that its id
+        # cannot be taken by another object (a copy made while reporting) and mislead
+        self._nodes: dict[int, tuple[Any, str, yaml.Node]] = {}
+        # id(container) -> {key or index: (file, key node or None, value node)} for the
+        # entries not written in the container's own node (merged with `<<`, or added by
+        # an included file)
+        self._added: dict[int, dict[Any, tuple[str, yaml.Node | None, yaml.Node]]] = {}
 
-    def mark_self(self) -> Mark | None:
-        return _mark(self.file, self.node) if self.node is not None else None
+    def record(self, container: Any, file: str, node: yaml.Node) -> None:
+        """Remember that `container` was read from `node` in `file`."""
+        self._nodes[id(container)] = (container, file, node)
 
+    def record_entry(
+        self, container: Any, key: Any, file: str, key_node: yaml.Node | None, node: yaml.Node
+    ) -> None:
+        """Remember where one entry was written when it is not in the container's node."""
+        self._added.setdefault(id(container), {})[key] = (file, key_node, node)
 
-class MarkedList(list):
-    """A list that knows where each item was written."""
+    def source(self, container: Any) -> tuple[str, yaml.Node] | None:
+        """The file and node a container was read from (None for data made afterwards)."""
+        found = self._nodes.get(id(container))
+        return (found[1], found[2]) if found is not None and found[0] is container else None
 
-    __slots__ = ("file", "foreign", "node")
+    def entry(self, container: Any, key: Any) -> tuple[str, yaml.Node | None, yaml.Node] | None:
+        """Return (file, key node, value node) of one entry of a container read here."""
+        added = self._added.get(id(container))
+        if added is not None and key in added:
+            return added[key]
+        source = self.source(container)
+        if source is None:
+            return None
+        file, node = source
+        if type(node) is yaml.SequenceNode:
+            if type(key) is int and 0 <= key < len(node.value):
+                return file, None, node.value[key]
+            return None
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == str(key):
+                return file, key_node, value_node
+        return None
 
-    def __init__(self, file: str, node: yaml.Node | None):
-        self.file = file
-        self.node = node
-        self.foreign: dict[int, tuple[str, yaml.Node]] = {}  # items appended by includes
+    def of(self, container: Any, key: Any, *, value: bool = True) -> Mark | None:
+        """Where an entry (its value, or with value=False its key) was written; the
+        container's own place when the entry is not found; None for data made afterwards."""
+        found = self.entry(container, key)
+        if found is not None:
+            file, key_node, value_node = found
+            return _mark(file, value_node if value or key_node is None else key_node)
+        return self.of_self(container)
 
-    def mark_of(self, index: int, *, value: bool = True) -> Mark | None:
-        if index in self.foreign:
-            return _mark(*self.foreign[index])
-        if self.node is not None and isinstance(index, int) and 0 <= index < len(self.node.value):
-            return _mark(self.file, self.node.value[index])
-        return self.mark_self()
+    def of_self(self, container: Any) -> Mark | None:
+        source = self.source(container)
+        return _mark(*source) if source is not None else None
 
-    def extend_from(self, other: MarkedList) -> None:
-        """Append another file's items, remembering where each was written."""
-        start = len(self)
-        self.extend(other)
-        if other.node is not None:
-            for offset, node in enumerate(other.node.value):
-                self.foreign[start + offset] = (other.file, node)
-
-    def mark_self(self) -> Mark | None:
-        return _mark(self.file, self.node) if self.node is not None else None
+    def extend(self, target: list, items: list) -> None:
+        """Append another file's list to one read here, keeping where each item was written."""
+        start = len(target)
+        target.extend(items)
+        source = self.source(items)
+        if source is not None:
+            file, node = source
+            for offset, item_node in enumerate(node.value):
+                self.record_entry(target, start + offset, file, None, item_node)
 
 
 def _mark(file: str, node: yaml.Node) -> Mark:
@@ -127,12 +146,13 @@ def _mark(file: str, node: yaml.Node) -> Mark:
 class Loaded:
     """What reading the configuration produced: the data, its files, its problems."""
 
-    data: MarkedDict
+    data: dict[str, Any]
     files: list[str]
     problems: list[Problem] = field(default_factory=list)
     unset: dict[tuple, str] = field(default_factory=dict)  # path -> variable never set
     secrets: set[str] = field(default_factory=set)
     env_refs: list[tuple[tuple, str]] = field(default_factory=list)  # (path, key) of ${env.key}
+    marks: Marks = field(default_factory=Marks)
 
     @property
     def errors(self) -> list[Problem]:
@@ -191,6 +211,7 @@ class _Reader:
         self.base_dir = base_dir
         self.env = env
         self.loaded = loaded
+        self.record = loaded.marks.record
         self.memo: dict[int, Any] = {}
 
     def problem(self, node: yaml.Node, path: tuple, message: str, level="error") -> None:
@@ -209,7 +230,8 @@ class _Reader:
         # quoted scalar with no `${`) is typed inline, without a call or a path
         scalar, build, typed_first = self.scalar, self.build, _TYPED_FIRST
         if type(node) is SequenceNode:
-            result = MarkedList(self.file, node)
+            result: list = []
+            self.record(result, self.file, node)
             memo[id(node)] = result
             append = result.append
             for index, item in enumerate(node.value):
@@ -226,7 +248,8 @@ class _Reader:
                 else:
                     append(build(item, (*path, index)))
             return result
-        result = MarkedDict(self.file, node)
+        result = {}
+        self.record(result, self.file, node)
         memo[id(node)] = result
         merges = None
         for key_node, value_node in node.value:
@@ -241,7 +264,7 @@ class _Reader:
             if OPEN in key:
                 key = _unshield(key)
             if key in result:
-                first = result.mark_of(key, value=False)
+                first = self.loaded.marks.of(result, key, value=False)
                 self.problem(
                     key_node,
                     (*path, key),
@@ -265,19 +288,20 @@ class _Reader:
                 self.merge(result, merge_node, path)
         return result
 
-    def merge(self, target: MarkedDict, node: yaml.Node, path: tuple) -> None:
+    def merge(self, target: dict, node: yaml.Node, path: tuple) -> None:
+        marks = self.loaded.marks
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         for source_node in sources:
             source = self.build(source_node, path)
-            if not isinstance(source, MarkedDict):
+            if not isinstance(source, dict):
                 self.problem(source_node, path, "`<<` merges a mapping or a list of mappings")
                 continue
             for key, value in source.items():
                 if key not in target:
                     target[key] = value
-                    mark_node = _entry_nodes(source, key)
-                    if mark_node is not None:
-                        target.marks[key] = (source.file, *mark_node)
+                    written = marks.entry(source, key)
+                    if written is not None:
+                        marks.record_entry(target, key, *written)
 
     def scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
         tag, text = node.tag, node.value
@@ -369,16 +393,6 @@ def _constructor():
     return _CONSTRUCTOR
 
 
-def _entry_nodes(source: MarkedDict, key: Any):
-    if key in source.marks:
-        return source.marks[key][1:]
-    if source.node is not None:
-        for key_node, value_node in source.node.value:
-            if getattr(key_node, "value", None) == str(key):
-                return key_node, value_node
-    return None
-
-
 def dotted(path: tuple) -> str:
     """Render a key path as `checks.api-health.thresholds[0].above`."""
     out = ""
@@ -431,7 +445,7 @@ def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded)
         loaded.problems.append(Problem(display, 1, 1, "", "error", f"YAML error: {exc}"))
         return None
     if node is None:
-        return MarkedDict(display, None)
+        return {}
     reader = _Reader(display, path.parent, env, loaded)
     return reader.build(node, ())
 
@@ -454,7 +468,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     env = os.environ if env is None else env
     main = Path(path)
     display = _display(main)
-    loaded = Loaded(data=MarkedDict(display, None), files=[display])
+    loaded = Loaded(data={}, files=[display])
     # the node tree is hundreds of thousands of objects that live until the load ends;
     # collector passes over them would cost more than the load itself
     gc_was_enabled = gc.isenabled()
@@ -463,10 +477,10 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         data = _read_file(main, display, env, loaded)
         if data is None:
             return loaded
-        if not isinstance(data, MarkedDict):
+        if not isinstance(data, dict):
             loaded.problems.append(
                 Problem.at(
-                    _mark_any(data, display),
+                    _mark_any(data, display, loaded.marks),
                     "",
                     "the file must be a mapping of sections (version, checks, ...)",
                 )
@@ -486,13 +500,11 @@ def register_secrets(loaded: Loaded) -> None:
         REDACTOR.add(value)
 
 
-def _mark_any(data: Any, file: str) -> Mark:
-    if isinstance(data, MarkedDict | MarkedList) and data.node is not None:
-        return data.mark_self()  # type: ignore[return-value]
-    return Mark(file, 1, 1)
+def _mark_any(data: Any, file: str, marks: Marks) -> Mark:
+    return marks.of_self(data) or Mark(file, 1, 1)
 
 
-def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded: Loaded):
+def _apply_includes(data: dict, base: Path, env: Mapping[str, str], loaded: Loaded):
     patterns = data.get("include")
     if patterns is None:
         return
@@ -504,7 +516,9 @@ def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded
         if not matches:
             loaded.problems.append(
                 Problem.at(
-                    patterns.mark_of(index), f"include[{index}]", f"no file matches {pattern!r}"
+                    loaded.marks.of(patterns, index),
+                    f"include[{index}]",
+                    f"no file matches {pattern!r}",
                 )
             )
             continue
@@ -515,15 +529,15 @@ def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded
                 part = _read_file(Path(match), display, env, loaded)
             except OSError as exc:
                 loaded.problems.append(
-                    Problem.at(patterns.mark_of(index), f"include[{index}]", str(exc))
+                    Problem.at(loaded.marks.of(patterns, index), f"include[{index}]", str(exc))
                 )
                 continue
             if part is None:
                 continue
-            if not isinstance(part, MarkedDict):
+            if not isinstance(part, dict):
                 loaded.problems.append(
                     Problem.at(
-                        _mark_any(part, display),
+                        _mark_any(part, display, loaded.marks),
                         "",
                         "an included file must be a mapping of sections",
                     )
@@ -532,19 +546,23 @@ def _apply_includes(data: MarkedDict, base: Path, env: Mapping[str, str], loaded
             _merge_part(data, part, loaded)
 
 
-def _merge_part(data: MarkedDict, part: MarkedDict, loaded: Loaded) -> None:
+def _merge_part(data: dict, part: dict, loaded: Loaded) -> None:
+    marks = loaded.marks
     for section, value in part.items():
         if section in MERGED_MAPPINGS:
             _merge_mapping(data, section, value, part, (section,), loaded)
-        elif section == "backups" and isinstance(value, MarkedDict):
+        elif section == "backups" and isinstance(value, dict):
             target = data.get("backups")
             if target is None:
-                data["backups"] = target = MarkedDict(value.file, value.node)
+                data["backups"] = target = {}
+                source = marks.source(value)
+                if source is not None:
+                    marks.record(target, *source)
             for sub, sub_value in value.items():
                 if sub not in MERGED_BACKUP_MAPPINGS:
                     loaded.problems.append(
                         Problem.at(
-                            value.mark_of(sub, value=False),
+                            marks.of(value, sub, value=False),
                             f"backups.{sub}",
                             "an included file may only add backups.destinations, jobs and drills",
                         )
@@ -552,21 +570,21 @@ def _merge_part(data: MarkedDict, part: MarkedDict, loaded: Loaded) -> None:
                     continue
                 _merge_mapping(target, sub, sub_value, value, ("backups", sub), loaded)
         elif section in MERGED_LISTS:
-            if not isinstance(value, MarkedList):
+            if not isinstance(value, list):
                 loaded.problems.append(
-                    Problem.at(part.mark_of(section), section, "expected a list")
+                    Problem.at(marks.of(part, section), section, "expected a list")
                 )
                 continue
             target = data.get(section)
             if target is None:
                 data[section] = value
-                data.marks[section] = (part.file, *_entry_nodes(part, section))
-            elif isinstance(target, MarkedList):
-                target.extend_from(value)
+                _adopt_entry(marks, data, part, section)
+            elif isinstance(target, list):
+                marks.extend(target, value)
         else:
             loaded.problems.append(
                 Problem.at(
-                    part.mark_of(section, value=False),
+                    marks.of(part, section, value=False),
                     section,
                     "an included file may only add checks, "
                     "notifiers, actions, escalation, tasks, slos, "
@@ -577,47 +595,44 @@ def _merge_part(data: MarkedDict, part: MarkedDict, loaded: Loaded) -> None:
 
 
 def _merge_mapping(
-    target_parent: MarkedDict,
+    target_parent: dict,
     section: str,
     value: Any,
-    part: MarkedDict,
+    part: dict,
     path: tuple,
     loaded: Loaded,
 ) -> None:
-    if not isinstance(value, MarkedDict):
+    marks = loaded.marks
+    if not isinstance(value, dict):
         loaded.problems.append(
-            Problem.at(part.mark_of(section), dotted(path), "expected a mapping of names")
+            Problem.at(marks.of(part, section), dotted(path), "expected a mapping of names")
         )
         return
     target = target_parent.get(section)
     if target is None:
         target_parent[section] = value
-        nodes = _entry_nodes(part, section)
-        if nodes:
-            target_parent.marks[section] = (part.file, *nodes)
+        _adopt_entry(marks, target_parent, part, section)
         return
-    if not isinstance(target, MarkedDict):
+    if not isinstance(target, dict):
         return  # the main file's own value is wrong; schema validation reports it
     for name, item in value.items():
         if name in target:
-            first = target.mark_of(name, value=False)
+            first = marks.of(target, name, value=False)
             where = f"{first.file}:{first.line}" if first else "the main file"
             loaded.problems.append(
                 Problem.at(
-                    value.mark_of(name, value=False),
+                    marks.of(value, name, value=False),
                     dotted((*path, name)),
                     f"{name!r} is already defined at {where}",
                 )
             )
             continue
         target[name] = item
-        nodes = _entry_nodes(value, name)
-        if nodes:
-            target.marks[name] = (value.file, *nodes)
+        _adopt_entry(marks, target, value, name)
 
 
-def mark_of_item(container: Any, key: Any, *, value: bool = True) -> Mark | None:
-    """Return where an entry of a loaded container was written (None for plain data)."""
-    if isinstance(container, MarkedDict | MarkedList):
-        return container.mark_of(key, value=value)
-    return None
+def _adopt_entry(marks: Marks, target: dict, source: dict, key: Any) -> None:
+    """An entry moved from an included file's mapping keeps pointing into that file."""
+    written = marks.entry(source, key)
+    if written is not None:
+        marks.record_entry(target, key, *written)

@@ -50,9 +50,9 @@ def test_anchors_aliases_and_merge_keys_give_the_merged_values(write_config):
     assert checks["shop"]["timeout"] == "3s"
     assert loaded.data["routes"][0]["match"]["labels"] == {"team": "web"}
     # a merged value is reported where it is written: at the anchor
-    mark = checks["home"].mark_of("timeout")
+    mark = loaded.marks.of(checks["home"], "timeout")
     assert (mark.line, mark.column) == (8, 14)
-    assert checks["home"].mark_of("url").line == 12
+    assert loaded.marks.of(checks["home"], "url").line == 12
 
 
 def test_an_error_in_an_anchor_is_reported_for_each_use_at_the_anchor(cli, write_config):
@@ -270,9 +270,9 @@ def test_include_merges_sections_from_several_files(cli, split_config, tmp_path)
     assert list(data["checks"]) == ["api", "database"]
     assert list(data["notifiers"]) == ["console", "pager"]
     assert [r["notify"] for r in data["routes"]] == [["pager"], ["console"]]
-    mark = data["checks"].mark_of("database", value=False)
+    mark = loaded.marks.of(data["checks"], "database", value=False)
     assert (mark.file.endswith("checks/b.yaml"), mark.line, mark.column) == (True, 2, 3)
-    mark = data["routes"].mark_of(1)
+    mark = loaded.marks.of(data["routes"], 1)
     assert (mark.file.endswith("checks/b.yaml"), mark.line) == (True, 8)
 
 

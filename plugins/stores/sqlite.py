@@ -13,7 +13,6 @@ take no lock.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import fcntl
 import json
@@ -28,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import sniffio
@@ -37,6 +36,9 @@ from pydantic import Field
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
 from watchkeeper.schema.daemon import StoreOptions
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("watchkeeper.store.sqlite")
 
@@ -437,6 +439,8 @@ class SqliteStore(StateStore):
         """Run `op` in the writer thread inside the next batch's transaction."""
         writer = self._check_open()
         if sniffio.current_async_library() == "asyncio":
+            import asyncio  # here: `validate` imports this module and runs no loop
+
             loop = asyncio.get_running_loop()
             future = loop.create_future()
             writer.submit(_Job(op, loop, future))

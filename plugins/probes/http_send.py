@@ -1,0 +1,233 @@
+"""How the `http` probe sends a check's request: the first hop and any redirects, each
+through httpx's transport or, for plain http without a proxy, `_PlainHop` (http_plain.py).
+
+HttpProbe imports this when it checks, not when its module is imported: `watchkeeper
+validate` imports every plugin module to learn its options and needs none of this.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from watchkeeper.plugins.probes.http import USER_AGENT
+from watchkeeper.plugins.probes.http_plain import _h11_request, _PlainHop
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from watchkeeper.plugins.probes.http import HttpOptions
+    from watchkeeper.plugins.probes.http_plain import _PlainRequest
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, int]:
+    """Send the request, following redirects as browsers do; return the open response and
+    the number of redirects followed."""
+    import httpx
+
+    prepared = _prepared(options)
+    if prepared.plain is not None and hops.plain_ok():
+        # the common case: a plain http URL, no proxy; request bytes built once per check
+        response = await _PlainHop.send(prepared.plain, budget)
+        if not _follow(options, response):
+            return response, 0
+        first_response = response
+    else:
+        first_response = None
+    timeout = {"connect": budget, "read": budget, "write": budget, "pool": budget}
+    first = url = prepared.url
+    headers = prepared.headers
+    method, content, json_body = options.method, options.body, options.json_body
+    for hop in range(options.max_redirects + 1):
+        if hop and not _same_origin(first, url):
+            # credentials stay with the origin they were written for
+            headers = httpx.Headers(
+                [(k, v) for k, v in headers.multi_items() if k.lower() not in _ORIGIN_BOUND]
+            )
+        request = httpx.Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            json=json_body,
+            extensions={"timeout": timeout},
+        )
+        if hop == 0 and first_response is not None:
+            response = first_response
+        elif url.scheme == "http" and hops.plain_ok() and (plain := _h11_request(request)):
+            response = await _PlainHop.send(plain, budget)
+        else:
+            response = await hops.transport().handle_async_request(request)
+            response.request = request
+        if not _follow(options, response):
+            return response, hop
+        await response.aclose()
+        if hop == options.max_redirects:
+            break
+        url = url.join(response.headers.get("Location"))
+        status = response.status_code
+        if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+            method, content, json_body = "GET", None, None
+    raise httpx.TooManyRedirects(f"more than {options.max_redirects} redirects", request=request)
+
+
+def _follow(options: HttpOptions, response: Any) -> bool:
+    return bool(
+        options.follow_redirects
+        and response.status_code in _REDIRECTS
+        and response.headers.get("Location")
+    )
+
+
+_ORIGIN_BOUND = frozenset({"authorization", "cookie", "host"})
+_DEFAULT_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+}
+
+
+class _Prepared:
+    """What every run of one check sends first: its URL, headers and, for plain http, the
+    request's bytes exactly as httpcore would write them (built once, by h11). For plain
+    http only the bytes are kept (a daemon may hold ten thousand of these); the URL and
+    headers are built again when a redirect needs them."""
+
+    __slots__ = ("_headers", "_url", "options", "plain")
+
+    def __init__(self, options: HttpOptions):
+        import httpx
+
+        self.options = options  # held, so its id() is not reused while it is cached
+        url, headers = self._first()
+        self._url: httpx.URL | None = url
+        self._headers: httpx.Headers | None = headers
+        self.plain: _PlainRequest | None = None
+        if url.scheme == "http":
+            try:
+                request = httpx.Request(
+                    options.method,
+                    url,
+                    headers=headers,
+                    content=options.body,
+                    json=options.json_body,
+                )
+            except Exception:
+                pass  # httpx raises the same when the check runs: its path reports it
+            else:
+                self.plain = _h11_request(request, self)
+        if self.plain is not None:
+            self._url = self._headers = None
+
+    def _first(self) -> tuple[httpx.URL, httpx.Headers]:
+        import httpx
+
+        options = self.options
+        url = httpx.URL(options.url)
+        headers = httpx.Headers(_DEFAULT_HEADERS)
+        headers.update(options.headers)  # names are case-insensitive: the user's win
+        if options.auth is not None:
+            headers["Authorization"] = _basic(
+                options.auth.username, options.auth.password.get_secret_value()
+            )
+        elif url.username or url.password:
+            # credentials in the URL, as a browser or curl would send them
+            headers["Authorization"] = _basic(url.username, url.password)
+            url = url.copy_with(username=None, password=None)
+        return url, headers
+
+    @property
+    def url(self) -> httpx.URL:
+        return self._url if self._url is not None else self._first()[0]
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._headers if self._headers is not None else self._first()[1]
+
+    def parts(self) -> tuple[bytes, list, bytes]:
+        """The first request's target, raw headers and body, built again (for h11)."""
+        import httpx
+
+        options = self.options
+        url, headers = self._first()
+        request = httpx.Request(
+            options.method, url, headers=headers, content=options.body, json=options.json_body
+        )
+        return request.url.raw_path, request.headers.raw, request.content
+
+
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(options: HttpOptions) -> _Prepared:
+    prepared = _PREPARED.get(id(options))
+    if prepared is None or prepared.options is not options:
+        if len(_PREPARED) >= 50_000:
+            _PREPARED.clear()  # options of checks a reload replaced
+        prepared = _PREPARED[id(options)] = _Prepared(options)
+    return prepared
+
+
+class _Hops:
+    """How a check's hops are sent: httpx's transport (built on first use) or, for plain
+    http without a proxy on asyncio, `_PlainHop`."""
+
+    __slots__ = ("_plain", "_transport", "proxy", "tls")
+
+    def __init__(self, tls: ssl.SSLContext, proxy: str | None):
+        self.tls = tls
+        self.proxy = proxy
+        self._transport: Any = None
+        self._plain: bool | None = None
+
+    def plain_ok(self) -> bool:
+        if self._plain is None:
+            import sniffio
+
+            self._plain = (
+                self.proxy is None
+                and _PlainHop.enabled
+                and sniffio.current_async_library() == "asyncio"
+            )
+        return self._plain
+
+    def transport(self) -> httpx.AsyncHTTPTransport:
+        if self._transport is None:
+            import httpx
+
+            self._transport = httpx.AsyncHTTPTransport(
+                verify=self.tls, proxy=self.proxy, limits=_limits(), retries=0
+            )
+        return self._transport
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    if a.host != b.host:
+        return False
+    if a.scheme == b.scheme:
+        return a.port == b.port
+    # an upgrade from http to https on default ports keeps the origin's credentials
+    upgrade = a.scheme == "http" and b.scheme == "https"
+    return upgrade and a.port in (None, 80) and b.port in (None, 443)
+
+
+@lru_cache(maxsize=1)
+def _limits() -> httpx.Limits:
+    import httpx
+
+    # a fresh connection per check: monitoring measures a real connect, and small pools
+    # keep httpcore's pool bookkeeping cheap
+    return httpx.Limits(max_connections=1, max_keepalive_connections=0)
