@@ -1,8 +1,8 @@
 """The http probe's two paths give the same results: python bench/http_equivalence.py
 
 Plain http hops without a proxy go out on the probe's own asyncio protocol (see
-`_PlainHop` in plugins/probes/http_plain.py); everything else goes through httpx. This runs
-every case below twice, once on each path (`_PlainHop.enabled` toggled), against raw TCP
+`PlainHop` in plugins/probes/http_plain_hop.py); everything else goes through httpx. This runs
+every case below twice, once on each path (`PlainHop.enabled` toggled), against raw TCP
 servers that answer with well-formed, odd and broken responses (chunked, trailers, bare
 LF, obs-fold, 1xx, short bodies, resets, hangs, huge heads, bad encodings...), through
 redirects, and to refused, unreachable and unresolvable hosts, and compares
@@ -20,8 +20,8 @@ import time
 import zlib
 
 from watchkeeper.engine.testing import HttpTestServer, TcpTestServer, check_once
-from watchkeeper.plugins.probes.http_plain import _PlainHop
-from watchkeeper.plugins.probes.http_send import _PREPARED
+from watchkeeper.plugins.probes.http_plain_hop import PlainHop
+from watchkeeper.plugins.probes.http_request import PREPARED
 
 
 def raw_server(response: bytes, then=None, read_request=True, linger0=False, delay=0.0):
@@ -158,8 +158,8 @@ def norm(r):
 def run(url, opts, timeout=1.5):
     out = []
     for enabled in (True, False):
-        _PlainHop.enabled = enabled
-        _PREPARED.clear()
+        PlainHop.enabled = enabled
+        PREPARED.clear()
         out.append(norm(check_once("http", {"url": url, **opts}, timeout=timeout)))
     return out
 

@@ -1,8 +1,9 @@
 """Read monitor.yaml: YAML with a position for every value, interpolation and includes.
 
 libyaml composes the node tree (fast, with marks); this module turns nodes into plain
-dicts and lists, and keeps beside them (`Marks`) where each of their entries was written,
-so that a schema error deep in the data still reports `file:line:col`. Duplicate keys
+dicts and lists, and records beside them (`Marks`, engine/marks.py) where each of their
+entries was written, so that a schema error deep in the data still reports
+`file:line:col`. Duplicate keys
 are errors; anchors, aliases and `<<` merges work; `${VAR}`, `${VAR:-default}` and
 `${file:/path}` are read here, while `${env.key}` stays as written until a check is
 expanded per environment.
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from watchkeeper.engine.marks import Marks, node_mark
 from watchkeeper.engine.problems import Mark, Problem
 from watchkeeper.engine.redaction import REDACTOR, is_secret_name
 
@@ -60,86 +62,6 @@ def _shield_references(text: str) -> str:
 
 def _unshield(text: str) -> str:
     return text.replace(OPEN, "{").replace(CLOSE, "}")
-
-
-class Marks:
-    """Where each mapping and list of the loaded data, and each of its entries, was written.
-
-    Kept beside the data, not on it: the data is made of exact dicts and lists, which
-    pydantic validates about a quarter faster than subclasses (it reads a subclass through
-    its `items()`), and validation walks all of it at least once per load.
-    """
-
-    __slots__ = ("_added", "_nodes")
-
-    def __init__(self) -> None:
-        # id(container) -> (container, file, node); the container is held so that its id
-        # cannot be taken by another object (a copy made while reporting) and mislead
-        self._nodes: dict[int, tuple[Any, str, yaml.Node]] = {}
-        # id(container) -> {key or index: (file, key node or None, value node)} for the
-        # entries not written in the container's own node (merged with `<<`, or added by
-        # an included file)
-        self._added: dict[int, dict[Any, tuple[str, yaml.Node | None, yaml.Node]]] = {}
-
-    def record(self, container: Any, file: str, node: yaml.Node) -> None:
-        """Remember that `container` was read from `node` in `file`."""
-        self._nodes[id(container)] = (container, file, node)
-
-    def record_entry(
-        self, container: Any, key: Any, file: str, key_node: yaml.Node | None, node: yaml.Node
-    ) -> None:
-        """Remember where one entry was written when it is not in the container's node."""
-        self._added.setdefault(id(container), {})[key] = (file, key_node, node)
-
-    def source(self, container: Any) -> tuple[str, yaml.Node] | None:
-        """The file and node a container was read from (None for data made afterwards)."""
-        found = self._nodes.get(id(container))
-        return (found[1], found[2]) if found is not None and found[0] is container else None
-
-    def entry(self, container: Any, key: Any) -> tuple[str, yaml.Node | None, yaml.Node] | None:
-        """Return (file, key node, value node) of one entry of a container read here."""
-        added = self._added.get(id(container))
-        if added is not None and key in added:
-            return added[key]
-        source = self.source(container)
-        if source is None:
-            return None
-        file, node = source
-        if type(node) is yaml.SequenceNode:
-            if type(key) is int and 0 <= key < len(node.value):
-                return file, None, node.value[key]
-            return None
-        for key_node, value_node in node.value:
-            if getattr(key_node, "value", None) == str(key):
-                return file, key_node, value_node
-        return None
-
-    def of(self, container: Any, key: Any, *, value: bool = True) -> Mark | None:
-        """Where an entry (its value, or with value=False its key) was written; the
-        container's own place when the entry is not found; None for data made afterwards."""
-        found = self.entry(container, key)
-        if found is not None:
-            file, key_node, value_node = found
-            return _mark(file, value_node if value or key_node is None else key_node)
-        return self.of_self(container)
-
-    def of_self(self, container: Any) -> Mark | None:
-        source = self.source(container)
-        return _mark(*source) if source is not None else None
-
-    def extend(self, target: list, items: list) -> None:
-        """Append another file's list to one read here, keeping where each item was written."""
-        start = len(target)
-        target.extend(items)
-        source = self.source(items)
-        if source is not None:
-            file, node = source
-            for offset, item_node in enumerate(node.value):
-                self.record_entry(target, start + offset, file, None, item_node)
-
-
-def _mark(file: str, node: yaml.Node) -> Mark:
-    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 @dataclass
@@ -211,12 +133,12 @@ class _Reader:
         self.base_dir = base_dir
         self.env = env
         self.loaded = loaded
-        self.record = loaded.marks.record
+        self.record_source = loaded.marks.record
         self.memo: dict[int, Any] = {}
 
     def problem(self, node: yaml.Node, path: tuple, message: str, level="error") -> None:
         self.loaded.problems.append(
-            Problem.at(_mark(self.file, node), dotted(path), message, level)
+            Problem.at(node_mark(self.file, node), dotted(path), message, level)
         )
 
     def build(self, node: yaml.Node, path: tuple) -> Any:
@@ -231,7 +153,7 @@ class _Reader:
         scalar, build, typed_first = self.scalar, self.build, _TYPED_FIRST
         if type(node) is SequenceNode:
             result: list = []
-            self.record(result, self.file, node)
+            self.record_source(result, self.file, node)
             memo[id(node)] = result
             append = result.append
             for index, item in enumerate(node.value):
@@ -249,7 +171,7 @@ class _Reader:
                     append(build(item, (*path, index)))
             return result
         result = {}
-        self.record(result, self.file, node)
+        self.record_source(result, self.file, node)
         memo[id(node)] = result
         merges = None
         for key_node, value_node in node.value:
@@ -261,7 +183,8 @@ class _Reader:
                 merges = merges or []
                 merges.append(value_node)
                 continue
-            if OPEN in key:
+            shielded = OPEN in key
+            if shielded:
                 key = _unshield(key)
             if key in result:
                 first = self.loaded.marks.of(result, key, value=False)
@@ -271,6 +194,9 @@ class _Reader:
                     f"duplicate key {key!r} (first defined at line {first.line if first else '?'})",
                 )
                 continue
+            if shielded:
+                # the node holds the key as it was shielded: say where this one was written
+                self.loaded.marks.record_entry(result, key, self.file, key_node, value_node)
             if type(value_node) is ScalarNode:
                 text = value_node.value
                 if "$" in text:
@@ -551,13 +477,24 @@ def _merge_part(data: dict, part: dict, loaded: Loaded) -> None:
     for section, value in part.items():
         if section in MERGED_MAPPINGS:
             _merge_mapping(data, section, value, part, (section,), loaded)
-        elif section == "backups" and isinstance(value, dict):
+        elif section == "backups":
+            if not isinstance(value, dict):
+                loaded.problems.append(
+                    Problem.at(
+                        marks.of(part, section),
+                        section,
+                        "expected a mapping of destinations, jobs and drills",
+                    )
+                )
+                continue
             target = data.get("backups")
             if target is None:
                 data["backups"] = target = {}
                 source = marks.source(value)
                 if source is not None:
                     marks.record(target, *source)
+            elif not isinstance(target, dict):
+                continue  # the main file's own value is wrong; schema validation reports it
             for sub, sub_value in value.items():
                 if sub not in MERGED_BACKUP_MAPPINGS:
                     loaded.problems.append(

@@ -364,3 +364,44 @@ def test_yaml_errors_in_an_included_file(cli, split_config, write_config):
         "checks/d.yaml:2:1: YAML syntax error: did not find expected node content "
         "(while parsing a flow node)",
     ], result.output
+
+
+def test_a_key_holding_a_reference_is_reported_where_it_is_written(cli, write_config):
+    # keys are names, read as written: `${...}` in one is not a reference
+    write_config(
+        """
+        version: 1
+        checks:
+          "api-${REGION}":
+            url: http://example.com
+        """
+    )
+    result = cli("validate")
+    assert result.code == 1
+    lines = result.stdout.splitlines()
+    assert any(
+        line.startswith("monitor.yaml:3:3: checks.api-${REGION}: string should match pattern")
+        for line in lines
+    ), result.output
+    assert any(
+        line.startswith("monitor.yaml:4:5: checks.api-${REGION}: missing key 'probe'")
+        for line in lines
+    ), result.output
+
+
+def test_an_included_backups_section_when_the_main_one_is_not_a_mapping(cli, write_config):
+    write_config(
+        """
+        version: 1
+        include: [more/*.yaml]
+        backups: 5
+        """
+    )
+    write_config("backups:\n  destinations:\n    disk: {type: local, path: /srv}\n", "more/a.yaml")
+    write_config("backups: [disk]\n", "more/b.yaml")
+    result = cli("validate")
+    assert result.code == 1, result.output
+    assert result.stdout.splitlines()[:2] == [
+        "monitor.yaml:3:10: backups: expected a mapping, got 5",
+        "more/b.yaml:1:10: backups: expected a mapping of destinations, jobs and drills",
+    ], result.output

@@ -786,6 +786,27 @@ def test_starter_config_in_the_repo_is_valid(cli):
     assert result.json()["valid"] is True
 
 
+def test_validate_imports_no_event_loop_and_no_client_library():
+    """validate imports every plugin to learn its options; what a plugin runs on (asyncio,
+    httpx, database and mail clients) waits until it runs, so CI does not pay for it."""
+    import subprocess
+
+    runtime = ["asyncio", "httpx", "h11", "psycopg", "redis", "aiosmtplib", "sentry_sdk", "dns"]
+    runtime += ["psutil", "obstore", "pyrage", "jinja2", "starlette", "hypercorn"]
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from watchkeeper.engine.config import validate
+        result = validate({str(REPO / "examples" / "infinite-idea.yaml")!r}, env={{}})
+        assert result.config is not None and not result.errors, result.problems
+        print(" ".join(m for m in {runtime!r} if m in sys.modules))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], "import these where the plugin runs, not at module level"
+
+
 def test_console_script_works_like_python_m(tmp_path, write_config):
     import subprocess
 

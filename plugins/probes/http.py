@@ -122,15 +122,15 @@ class HttpProbe(Probe):
         # import and load the CA store now, not inside the first checks' timeouts
         import httpx  # noqa: F401
 
-        from watchkeeper.plugins.probes import http_send  # noqa: F401
+        from watchkeeper.plugins.probes import http_request  # noqa: F401
 
         await self.tls.get()
 
     async def check(self, options: HttpOptions, ctx: ProbeContext) -> Result:
         import httpx
 
-        from watchkeeper.plugins.probes.http_plain import _PlainResponse
-        from watchkeeper.plugins.probes.http_send import _Hops, _send
+        from watchkeeper.plugins.probes.http_plain_hop import PlainResponse
+        from watchkeeper.plugins.probes.http_request import Hops, send
 
         shown = masked_url(options.url)
         budget = time_budget(ctx.timeout)
@@ -146,9 +146,9 @@ class HttpProbe(Probe):
         proxy = options.proxy.get_secret_value() if options.proxy else None
         # the transport alone, not an AsyncClient: a client per check spends a third of
         # its CPU on cookie jars and auth flows a health check never needs; plain http
-        # hops without a proxy skip even that (see `_PlainHop` in http_plain.py), so the
+        # hops without a proxy skip even that (see `PlainHop` in http_plain_hop.py), so the
         # transport is only built when a hop needs it
-        hops = _Hops(tls, proxy or None)
+        hops = Hops(tls, proxy or None)
         if proxy:
             try:
                 hops.transport()
@@ -159,13 +159,13 @@ class HttpProbe(Probe):
         start = time.perf_counter()
         try:
             try:
-                response, redirects = await _send(hops, options, budget)
+                response, redirects = await send(hops, options, budget)
                 try:
                     body, truncated = await _read_body(response, options.max_body)
                     elapsed = time.perf_counter() - start
                     expiry = (
                         certificate_expiry(_ssl_object(response))
-                        if type(response) is not _PlainResponse and response.url.scheme == "https"
+                        if type(response) is not PlainResponse and response.url.scheme == "https"
                         else None
                     )
                 finally:
@@ -324,9 +324,9 @@ def _same_scalar(expected: Any, actual: Any) -> bool:
 
 
 async def _read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    from watchkeeper.plugins.probes.http_plain import _PlainResponse
+    from watchkeeper.plugins.probes.http_plain_hop import PlainResponse
 
-    if type(response) is _PlainResponse:
+    if type(response) is PlainResponse:
         whole = response.buffered_body()
         if whole is not None:
             return (whole[:limit], True) if len(whole) > limit else (whole, False)

@@ -1,5 +1,5 @@
 """How the `http` probe sends a check's request: the first hop and any redirects, each
-through httpx's transport or, for plain http without a proxy, `_PlainHop` (http_plain.py).
+through httpx's transport or, for plain http without a proxy, `PlainHop` (http_plain_hop.py).
 
 HttpProbe imports this when it checks, not when its module is imported: `watchkeeper
 validate` imports every plugin module to learn its options and needs none of this.
@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.plugins.probes.http import USER_AGENT
-from watchkeeper.plugins.probes.http_plain import _h11_request, _PlainHop
+from watchkeeper.plugins.probes.http_plain_hop import PlainHop, h11_request
 
 if TYPE_CHECKING:
     import ssl
@@ -20,12 +20,12 @@ if TYPE_CHECKING:
     import httpx
 
     from watchkeeper.plugins.probes.http import HttpOptions
-    from watchkeeper.plugins.probes.http_plain import _PlainRequest
+    from watchkeeper.plugins.probes.http_plain_hop import PlainRequest
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, int]:
+async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, int]:
     """Send the request, following redirects as browsers do; return the open response and
     the number of redirects followed."""
     import httpx
@@ -33,7 +33,7 @@ async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, 
     prepared = _prepared(options)
     if prepared.plain is not None and hops.plain_ok():
         # the common case: a plain http URL, no proxy; request bytes built once per check
-        response = await _PlainHop.send(prepared.plain, budget)
+        response = await PlainHop.send(prepared.plain, budget)
         if not _follow(options, response):
             return response, 0
         first_response = response
@@ -59,8 +59,8 @@ async def _send(hops: _Hops, options: HttpOptions, budget: float) -> tuple[Any, 
         )
         if hop == 0 and first_response is not None:
             response = first_response
-        elif url.scheme == "http" and hops.plain_ok() and (plain := _h11_request(request)):
-            response = await _PlainHop.send(plain, budget)
+        elif url.scheme == "http" and hops.plain_ok() and (plain := h11_request(request)):
+            response = await PlainHop.send(plain, budget)
         else:
             response = await hops.transport().handle_async_request(request)
             response.request = request
@@ -92,7 +92,7 @@ _DEFAULT_HEADERS = {
 }
 
 
-class _Prepared:
+class Prepared:
     """What every run of one check sends first: its URL, headers and, for plain http, the
     request's bytes exactly as httpcore would write them (built once, by h11). For plain
     http only the bytes are kept (a daemon may hold ten thousand of these); the URL and
@@ -107,7 +107,7 @@ class _Prepared:
         url, headers = self._first()
         self._url: httpx.URL | None = url
         self._headers: httpx.Headers | None = headers
-        self.plain: _PlainRequest | None = None
+        self.plain: PlainRequest | None = None
         if url.scheme == "http":
             try:
                 request = httpx.Request(
@@ -120,7 +120,7 @@ class _Prepared:
             except Exception:
                 pass  # httpx raises the same when the check runs: its path reports it
             else:
-                self.plain = _h11_request(request, self)
+                self.plain = h11_request(request, self)
         if self.plain is not None:
             self._url = self._headers = None
 
@@ -161,21 +161,21 @@ class _Prepared:
         return request.url.raw_path, request.headers.raw, request.content
 
 
-_PREPARED: dict[int, _Prepared] = {}
+PREPARED: dict[int, Prepared] = {}
 
 
-def _prepared(options: HttpOptions) -> _Prepared:
-    prepared = _PREPARED.get(id(options))
+def _prepared(options: HttpOptions) -> Prepared:
+    prepared = PREPARED.get(id(options))
     if prepared is None or prepared.options is not options:
-        if len(_PREPARED) >= 50_000:
-            _PREPARED.clear()  # options of checks a reload replaced
-        prepared = _PREPARED[id(options)] = _Prepared(options)
+        if len(PREPARED) >= 50_000:
+            PREPARED.clear()  # options of checks a reload replaced
+        prepared = PREPARED[id(options)] = Prepared(options)
     return prepared
 
 
-class _Hops:
+class Hops:
     """How a check's hops are sent: httpx's transport (built on first use) or, for plain
-    http without a proxy on asyncio, `_PlainHop`."""
+    http without a proxy on asyncio, `PlainHop`."""
 
     __slots__ = ("_plain", "_transport", "proxy", "tls")
 
@@ -191,7 +191,7 @@ class _Hops:
 
             self._plain = (
                 self.proxy is None
-                and _PlainHop.enabled
+                and PlainHop.enabled
                 and sniffio.current_async_library() == "asyncio"
             )
         return self._plain

@@ -1,6 +1,6 @@
 """Plain http hops for the `http` probe, on the probe's own asyncio protocol.
 
-Imported with http_send.py when a check sends a request, not with the plugin module, so
+Imported with http_request.py when a check sends a request, not with the plugin module, so
 `watchkeeper validate` does not import asyncio.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-    from watchkeeper.plugins.probes.http_send import _Prepared
+    from watchkeeper.plugins.probes.http_request import Prepared
 
 # -- plain http on an asyncio protocol ----------------------------------------------------
 #
@@ -38,7 +38,7 @@ _MAX_HEAD = 100 * 1024  # httpcore's h11 max_incomplete_event_size
 _PAUSE_AT = 256 * 1024
 
 
-class _PlainRequest:
+class PlainRequest:
     """A plain http request ready to go: its bytes, where to and how to rebuild its parts
     for h11 when a response needs h11's judgement."""
 
@@ -50,7 +50,7 @@ class _PlainRequest:
         self.host = url.raw_host.decode("ascii")
         self.port = url.port or 80
         self.no_body = method == b"HEAD"
-        self._source = source  # a _Prepared, or (url, target, headers, body) of a redirect
+        self._source = source  # a Prepared, or (url, target, headers, body) of a redirect
         self._parts: tuple | None = None
 
     def parts(self) -> tuple[bytes, list, bytes]:
@@ -64,7 +64,7 @@ class _PlainRequest:
         return source[0] if isinstance(source, tuple) else source.url
 
 
-def _h11_request(request: httpx.Request, prepared: _Prepared | None = None) -> _PlainRequest | None:
+def h11_request(request: httpx.Request, prepared: Prepared | None = None) -> PlainRequest | None:
     """Serialise a request as httpcore does (h11, headers then body then end); None when
     h11 refuses it, so the httpx path reports that exactly as before."""
     import h11
@@ -81,7 +81,7 @@ def _h11_request(request: httpx.Request, prepared: _Prepared | None = None) -> _
     except h11.LocalProtocolError:
         return None
     source = prepared if prepared is not None else (request.url, target, headers, body)
-    return _PlainRequest(method, data, request.url, source)
+    return PlainRequest(method, data, request.url, source)
 
 
 class _Protocol(asyncio.Protocol):
@@ -151,17 +151,17 @@ def _expire(waiter: Any) -> None:
         waiter.set_exception(TimeoutError())
 
 
-class _PlainHop:
+class PlainHop:
     """One plain http request on a fresh connection; the response streams its body."""
 
     enabled = True
 
     @staticmethod
-    async def send(request: _PlainRequest, budget: float) -> _PlainResponse:
+    async def send(request: PlainRequest, budget: float) -> PlainResponse:
         import httpx
 
         protocol = await _connect(request.host, request.port, budget)
-        response = _PlainResponse(protocol, request, budget)
+        response = PlainResponse(protocol, request, budget)
         try:
             protocol.transport.write(request.data)
             while protocol.write_paused and not protocol.eof:
@@ -323,10 +323,10 @@ async def _happy_eyeballs(loop: Any, targets: list[str], port: int) -> _Protocol
     return connected
 
 
-class _PlainResponse:
+class PlainResponse:
     """The parts of an httpx.Response the probe reads, over `_Protocol`."""
 
-    def __init__(self, protocol: _Protocol, request: _PlainRequest, budget: float):
+    def __init__(self, protocol: _Protocol, request: PlainRequest, budget: float):
         self.protocol = protocol
         self.request_data = request
         self._url: httpx.URL | None = None
