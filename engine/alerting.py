@@ -333,6 +333,8 @@ class Alerting:
                 or bool(sent.get("flapping")) != alert.flapping
             )
             members.append((alert, sent, changed))
+        if not repeat and any(changed for _, _, changed in members):
+            members = self._already_queued(group, route, members)
         if repeat:
             chosen = [
                 (a, s, True) for a, s, _ in members if a.status == "firing" and a.acked_at is None
@@ -367,6 +369,45 @@ class Alerting:
         else:
             group.repeat_at = None
         self._save_group(group)
+        # what the group has said is stored at once, not with the next batch: a daemon that
+        # dies before then finds its notices queued and the group's record of them lost
+        # (`_already_queued` mends that case when they are still unsent)
+        await self.runtime.writer.flush()
+
+    def _already_queued(
+        self, group: Group, route: Any, members: list[tuple[Alert, dict[str, Any], bool]]
+    ) -> list[tuple[Alert, dict[str, Any], bool]]:
+        """Count a change as sent when every notifier of the route has an unsent notice
+        saying it: the daemon stopped after storing the notices and before storing the
+        group's record of them. The outbox sends those (once more at most, Semantics ►
+        Outbox); a new notice about the same change would be a second announcement."""
+        queued = {name: self.outbox.queued(group.key, name) for name in route.notify}
+        out = []
+        for alert, sent, changed in members:
+            now_says = {
+                "status": _public_status(alert),
+                "severity": alert.severity,
+                "flapping": alert.flapping,
+            }
+            told = [
+                queued[name].get(alert.id) == now_says
+                for name in route.notify
+                if self._tells(name, alert)
+            ]
+            if changed and told and all(told):
+                sent.update(now_says)
+                changed = False
+            out.append((alert, sent, changed))
+        return out
+
+    def _tells(self, name: str, alert: Alert) -> bool:
+        """True when notifier `name` hears about this alert as it is now."""
+        options = self.config.notifiers.get(name)
+        return (
+            options is not None
+            and (alert.status == "firing" or options.send_resolved)
+            and alert.labels.get("failing_notifier") != name
+        )
 
     async def _send_group(
         self,
@@ -381,12 +422,7 @@ class Alerting:
         if options is None:
             return
         plugin = self.runtime.reg.types["notifier"].get(options.type)
-        wanted = [
-            (a, s, c)
-            for a, s, c in chosen
-            if (a.status == "firing" or options.send_resolved)
-            and a.labels.get("failing_notifier") != name
-        ]
+        wanted = [(a, s, c) for a, s, c in chosen if self._tells(name, a)]
         if not wanted or not any(c for _, _, c in wanted):
             return
         if plugin is not None and not getattr(plugin, "groups", True):

@@ -165,6 +165,20 @@ class Outbox:
                 dropped = True
         return dropped
 
+    def queued(self, group: str, notifier: str) -> dict[str, dict[str, Any]]:
+        """What the unsent deliveries of a group to a notifier say of each alert, by alert
+        id: its status, severity and flapping in the latest of them."""
+        said: dict[str, dict[str, Any]] = {}
+        waiting = [d for d in self.pending.values() if d.group == group and d.notifier == notifier]
+        for delivery in sorted(waiting, key=lambda d: d.created_at):
+            for item in delivery.notice.get("alerts", ()):
+                said[item["id"]] = {
+                    "status": item["status"],
+                    "severity": item["severity"],
+                    "flapping": bool(item.get("flapping")),
+                }
+        return said
+
     def has_pending(self, alert_id: str) -> bool:
         """True while a delivery about this alert waits to be sent."""
         return any(alert_id in d.alert_ids for d in self.pending.values())

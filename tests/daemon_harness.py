@@ -90,6 +90,9 @@ class _RecorderHandler(BaseHTTPRequestHandler):
                 owner.requests.append(
                     {"path": self.path, "headers": dict(self.headers), "body": body}
                 )
+            hold = owner.hold
+        if hold:
+            time.sleep(hold)  # accepted, not yet answered: a sender killed now never hears
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -102,7 +105,8 @@ class _RecorderHandler(BaseHTTPRequestHandler):
 
 
 class Recorder(_Server):
-    """A receiver: records accepted POSTs (`requests`) and every attempt (`attempts`)."""
+    """A receiver: records accepted POSTs (`requests`) and every attempt (`attempts`);
+    `hold` (seconds) delays each answer after the request is recorded."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -110,6 +114,7 @@ class Recorder(_Server):
         self.attempts: list[dict[str, Any]] = []
         self.responses: list[int] = []
         self.default = 200
+        self.hold = 0.0
         super().__init__(_RecorderHandler)
 
     def json(self, path: str | None = None) -> list[dict[str, Any]]:

@@ -387,6 +387,35 @@ def test_after_sigkill_a_firing_alert_is_still_firing_and_not_announced_again(
     assert first["alerts"][0]["id"] == second["alerts"][0]["id"]
 
 
+def test_a_crash_between_acceptance_and_marking_resends_the_notice_once_with_its_key(
+    tmp_path, target, receiver
+):
+    """Semantics ► Outbox: such a crash may cause one resend, with the same idempotency key;
+    never more."""
+    receiver.hold = 5.0  # the notice is accepted at once and answered 5s later
+    write(tmp_path, base(target, receiver))
+    target.status = 500
+    daemon = Daemon(tmp_path).start()
+    try:
+        receiver.wait_for(1, "/hook", timeout=30)
+    finally:
+        daemon.kill()  # while the daemon waits for the answer: accepted, not marked sent
+    receiver.hold = 0.0
+    with Daemon(tmp_path):
+        receiver.wait_for(2, "/hook", timeout=30)
+        time.sleep(3)  # still failing: nothing more to say
+    sent = [
+        (r["headers"]["Idempotency-Key"], json.loads(r["body"])["status"])
+        for r in receiver.requests
+        if r["path"] == "/hook"
+    ]
+    assert len(sent) == 2, sent
+    first, again = (r for r in receiver.requests if r["path"] == "/hook")
+    assert first["headers"]["Idempotency-Key"] == again["headers"]["Idempotency-Key"]
+    assert json.loads(first["body"]) == json.loads(again["body"])
+    assert json.loads(first["body"])["status"] == "firing"
+
+
 def test_a_check_removed_by_a_reload_stops_and_its_alert_resolves_with_the_reason(
     tmp_path, target, receiver
 ):
