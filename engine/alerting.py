@@ -110,6 +110,9 @@ class Alerting:
         self.actions = actions
         self.clock = runtime.clock
         self.groups: dict[str, Group] = {}
+        # groups read from the store that have not flushed since: key -> their stored
+        # last_sent_at (see `_queued_before_restart`)
+        self._restored: dict[str, float | None] = {}
         self.held: set[str] = set()
         self.silences: dict[str, Any] = {}
         self.timers: list[tuple[float, int, str, str]] = []
@@ -138,7 +141,13 @@ class Alerting:
         for key, doc in (await store.get_all("groups")).items():
             # with replicas, each keeps its own groups (keyed by its name)
             if key.startswith(prefix) and key not in self.groups:
-                self.groups[key] = Group.from_doc(doc)
+                group = self.groups[key] = Group.from_doc(doc)
+                if group.due_at is not None:
+                    # it was about to send: until it next flushes, notices queued after its
+                    # last stored send may be ones it sent without storing that it did
+                    self._restored[key] = group.last_sent_at
+        if not self._restored:
+            self.outbox.found_at_start = {}  # nothing to check them against
         for group in self.groups.values():
             for alert_id in group.members:
                 if alert_id not in self.runtime.book.by_id:
@@ -333,8 +342,6 @@ class Alerting:
                 or bool(sent.get("flapping")) != alert.flapping
             )
             members.append((alert, sent, changed))
-        if not repeat and any(changed for _, _, changed in members):
-            members = self._already_queued(group, route, members)
         if repeat:
             chosen = [
                 (a, s, True) for a, s, _ in members if a.status == "firing" and a.acked_at is None
@@ -344,6 +351,7 @@ class Alerting:
         if not chosen or not any(c for _, _, c in chosen):
             group.due_at = None
             self._save_group(group)
+            self._flushed_since_start(group)
             return
         # the alerts' state reaches the store before anyone hears about them: a replica
         # that takes over after a crash then knows what was announced
@@ -369,34 +377,41 @@ class Alerting:
         else:
             group.repeat_at = None
         self._save_group(group)
-        # what the group has said is stored at once, not with the next batch: a daemon that
-        # dies before then finds its notices queued and the group's record of them lost
-        # (`_already_queued` mends that case when they are still unsent)
-        await self.runtime.writer.flush()
+        self._flushed_since_start(group)
+        if self.runtime.writer.degraded is None:
+            # the group's record of what it said is stored now, not with the next batch, so
+            # that a crash seldom finds notices sent and the record of them lost (a crash
+            # that finds them still queued is mended by `_queued_before_restart`)
+            await self.runtime.writer.flush()
 
-    def _already_queued(
-        self, group: Group, route: Any, members: list[tuple[Alert, dict[str, Any], bool]]
+    def _flushed_since_start(self, group: Group) -> None:
+        if self._restored.pop(group.key, False) is not False and not self._restored:
+            self.outbox.found_at_start = {}  # every restored group has been checked
+
+    def _queued_before_restart(
+        self, name: str, group: Group, wanted: list[tuple[Alert, dict[str, Any], bool]]
     ) -> list[tuple[Alert, dict[str, Any], bool]]:
-        """Count a change as sent when every notifier of the route has an unsent notice
-        saying it: the daemon stopped after storing the notices and before storing the
-        group's record of them. The outbox sends those (once more at most, Semantics ►
-        Outbox); a new notice about the same change would be a second announcement."""
-        queued = {name: self.outbox.queued(group.key, name) for name in route.notify}
+        """Leave out the changes a notice to `name`, queued by the previous run, already says.
+
+        That run stored its notices and died before storing the group's record of them, so
+        the group found them unsent. The outbox sends the queued notices (once more at
+        most, Semantics ► Outbox); another notice about the same change, under a new key,
+        would announce it twice.
+        """
+        queued = self.outbox.queued(group.key, name, since=self._restored[group.key])
         out = []
-        for alert, sent, changed in members:
-            now_says = {
+        for alert, sent, changed in wanted:
+            says = {
                 "status": _public_status(alert),
                 "severity": alert.severity,
                 "flapping": alert.flapping,
             }
-            told = [
-                queued[name].get(alert.id) == now_says
-                for name in route.notify
-                if self._tells(name, alert)
-            ]
-            if changed and told and all(told):
-                sent.update(now_says)
-                changed = False
+            if changed and queued.get(alert.id) == says:
+                if alert.status == "resolved":
+                    # a firing notice its run had collapsed may still be in the store
+                    self.outbox.collapse(name, {alert.id})
+                    continue
+                changed = False  # still shown among the group's firing alerts, as before
             out.append((alert, sent, changed))
         return out
 
@@ -423,6 +438,8 @@ class Alerting:
             return
         plugin = self.runtime.reg.types["notifier"].get(options.type)
         wanted = [(a, s, c) for a, s, c in chosen if self._tells(name, a)]
+        if not repeat and group.key in self._restored:
+            wanted = self._queued_before_restart(name, group, wanted)
         if not wanted or not any(c for _, _, c in wanted):
             return
         if plugin is not None and not getattr(plugin, "groups", True):

@@ -99,6 +99,9 @@ class Outbox:
         self.sent_count = 0
         self.failed_count = 0
         self.inflight: set[str] = set()
+        # the deliveries found in the store at start-up, kept after they are sent until
+        # alerting has checked its restored groups against them (`queued`)
+        self.found_at_start: dict[str, Delivery] | None = None
         self.notifiers: dict[str, Any] = {}
         self._wake = anyio.Event()
         self._to_delete: set[str] = set()  # accepted or dropped; removed from the store soon
@@ -165,13 +168,26 @@ class Outbox:
                 dropped = True
         return dropped
 
-    def queued(self, group: str, notifier: str) -> dict[str, dict[str, Any]]:
-        """What the unsent deliveries of a group to a notifier say of each alert, by alert
-        id: its status, severity and flapping in the latest of them."""
+    def queued(
+        self, group: str, notifier: str, *, since: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """What the notices of a group to a notifier, created after `since`, unsent or found
+        in the store at start-up, say of each alert, by alert id: its status, severity and
+        flapping in the latest of them. Acknowledgements are not counted: they say nothing
+        new about the alert."""
         said: dict[str, dict[str, Any]] = {}
-        waiting = [d for d in self.pending.values() if d.group == group and d.notifier == notifier]
+        candidates = {**(self.found_at_start or {}), **self.pending}
+        waiting = [
+            d
+            for d in candidates.values()
+            if d.group == group
+            and d.notifier == notifier
+            and (since is None or d.created_at > since)
+        ]
         for delivery in sorted(waiting, key=lambda d: d.created_at):
             for item in delivery.notice.get("alerts", ()):
+                if item.get("change") == "acknowledged":
+                    continue
                 said[item["id"]] = {
                     "status": item["status"],
                     "severity": item["severity"],
@@ -196,11 +212,16 @@ class Outbox:
         except Exception:
             return
         members = self.members()
+        found: dict[str, Delivery] = {}
         for key, doc in docs.items():
             if key not in self.pending and key not in self.inflight and key not in self._to_delete:
                 delivery = Delivery.from_doc(doc)
                 if delivery.status == "pending" and self._mine(delivery, members):
                     self.pending[key] = delivery
+                    if self.found_at_start is None:
+                        found[key] = delivery
+        if self.found_at_start is None:
+            self.found_at_start = found
 
     def _mine(self, delivery: Delivery, members: list[str]) -> bool:
         """Send a stored delivery only if it is ours, or its replica is gone (then the one

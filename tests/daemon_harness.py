@@ -92,7 +92,7 @@ class _RecorderHandler(BaseHTTPRequestHandler):
                 )
             hold = owner.hold
         if hold:
-            time.sleep(hold)  # accepted, not yet answered: a sender killed now never hears
+            time.sleep(hold)  # recorded, not yet answered: a sender killed now never hears
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()

@@ -387,12 +387,39 @@ def test_after_sigkill_a_firing_alert_is_still_firing_and_not_announced_again(
     assert first["alerts"][0]["id"] == second["alerts"][0]["id"]
 
 
+def forget_what_groups_sent(directory) -> None:
+    """Rewrite the stored groups as a crash before their record reached the store leaves
+    them: due, with every member unsent."""
+    import anyio
+
+    from watchkeeper.plugins.stores.sqlite import SqliteStore
+
+    async def forget() -> None:
+        store = SqliteStore(SqliteStore.Options(), base_dir=directory)
+        await store.open()
+        try:
+            groups = await store.get_all("groups")
+            assert groups
+            for key, doc in groups.items():
+                doc["members"] = {
+                    alert: {"status": None, "severity": None, "flapping": False}
+                    for alert in doc["members"]
+                }
+                doc.update(first_sent_at=None, last_sent_at=None, due_at=doc["created_at"])
+                await store.put("groups", {key: doc})
+        finally:
+            await store.close()
+
+    anyio.run(forget)
+
+
+@pytest.mark.parametrize("group_record", ["stored", "lost"])
 def test_a_crash_between_acceptance_and_marking_resends_the_notice_once_with_its_key(
-    tmp_path, target, receiver
+    tmp_path, target, receiver, group_record
 ):
     """Semantics ► Outbox: such a crash may cause one resend, with the same idempotency key;
-    never more."""
-    receiver.hold = 5.0  # the notice is accepted at once and answered 5s later
+    never more, even when the crash also lost the group's record of what it had sent."""
+    receiver.hold = 5.0  # the notice is recorded at once and answered 5s later
     write(tmp_path, base(target, receiver))
     target.status = 500
     daemon = Daemon(tmp_path).start()
@@ -401,6 +428,8 @@ def test_a_crash_between_acceptance_and_marking_resends_the_notice_once_with_its
     finally:
         daemon.kill()  # while the daemon waits for the answer: accepted, not marked sent
     receiver.hold = 0.0
+    if group_record == "lost":
+        forget_what_groups_sent(tmp_path)
     with Daemon(tmp_path):
         receiver.wait_for(2, "/hook", timeout=30)
         time.sleep(3)  # still failing: nothing more to say
