@@ -147,7 +147,7 @@ class Alerting:
                     # last stored send may be ones it sent without storing that it did
                     self._restored[key] = group.last_sent_at
         if not self._restored:
-            self.outbox.found_at_start = {}  # nothing to check them against
+            self.outbox.forget_found_at_start()  # nothing to check them against
         for group in self.groups.values():
             for alert_id in group.members:
                 if alert_id not in self.runtime.book.by_id:
@@ -363,9 +363,7 @@ class Alerting:
         for name in route.notify:
             await self._send_group(name, group, route, chosen, now, repeat)
         for alert, sent, _ in chosen:
-            sent.update(
-                status=_public_status(alert), severity=alert.severity, flapping=alert.flapping
-            )
+            sent.update(_as_told(alert))
             if alert.status == "resolved":
                 group.members.pop(alert.id, None)
         group.first_sent_at = group.first_sent_at or now
@@ -386,7 +384,7 @@ class Alerting:
 
     def _flushed_since_start(self, group: Group) -> None:
         if self._restored.pop(group.key, False) is not False and not self._restored:
-            self.outbox.found_at_start = {}  # every restored group has been checked
+            self.outbox.forget_found_at_start()  # every restored group has been checked
 
     def _queued_before_restart(
         self, name: str, group: Group, wanted: list[tuple[Alert, dict[str, Any], bool]]
@@ -401,12 +399,7 @@ class Alerting:
         queued = self.outbox.queued(group.key, name, since=self._restored[group.key])
         out = []
         for alert, sent, changed in wanted:
-            says = {
-                "status": _public_status(alert),
-                "severity": alert.severity,
-                "flapping": alert.flapping,
-            }
-            if changed and queued.get(alert.id) == says:
+            if changed and queued.get(alert.id) == _as_told(alert):
                 if alert.status == "resolved":
                     # a firing notice its run had collapsed may still be in the store
                     self.outbox.collapse(name, {alert.id})
@@ -905,6 +898,16 @@ def event_notice(
 
 def _public_status(alert: Alert) -> str:
     return "resolved" if alert.status == "resolved" else "firing"
+
+
+def _as_told(alert: Alert) -> dict[str, Any]:
+    """What a notice tells of an alert, as a group remembers it and `Outbox.queued` reads
+    it back from a stored notice."""
+    return {
+        "status": _public_status(alert),
+        "severity": alert.severity,
+        "flapping": alert.flapping,
+    }
 
 
 def _change_word(alert: Alert, sent: dict[str, Any]) -> str:

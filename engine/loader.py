@@ -3,10 +3,9 @@
 libyaml composes the node tree (fast, with marks); this module turns nodes into plain
 dicts and lists, and records beside them (`Marks`, engine/marks.py) where each of their
 entries was written, so that a schema error deep in the data still reports
-`file:line:col`. Duplicate keys
-are errors; anchors, aliases and `<<` merges work; `${VAR}`, `${VAR:-default}` and
-`${file:/path}` are read here, while `${env.key}` stays as written until a check is
-expanded per environment.
+`file:line:col`. Duplicate keys are errors; anchors, aliases and `<<` merges work;
+`${VAR}`, `${VAR:-default}` and `${file:/path}` are read here, while `${env.key}` stays
+as written until a check is expanded per environment.
 """
 
 from __future__ import annotations
@@ -225,9 +224,7 @@ class _Reader:
             for key, value in source.items():
                 if key not in target:
                     target[key] = value
-                    written = marks.entry(source, key)
-                    if written is not None:
-                        marks.record_entry(target, key, *written)
+                    marks.adopt(target, key, source)
 
     def scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
         tag, text = node.tag, node.value
@@ -515,7 +512,7 @@ def _merge_part(data: dict, part: dict, loaded: Loaded) -> None:
             target = data.get(section)
             if target is None:
                 data[section] = value
-                _adopt_entry(marks, data, part, section)
+                marks.adopt(data, section, part)
             elif isinstance(target, list):
                 marks.extend(target, value)
         else:
@@ -548,7 +545,7 @@ def _merge_mapping(
     target = target_parent.get(section)
     if target is None:
         target_parent[section] = value
-        _adopt_entry(marks, target_parent, part, section)
+        marks.adopt(target_parent, section, part)
         return
     if not isinstance(target, dict):
         return  # the main file's own value is wrong; schema validation reports it
@@ -565,11 +562,4 @@ def _merge_mapping(
             )
             continue
         target[name] = item
-        _adopt_entry(marks, target, value, name)
-
-
-def _adopt_entry(marks: Marks, target: dict, source: dict, key: Any) -> None:
-    """An entry moved from an included file's mapping keeps pointing into that file."""
-    written = marks.entry(source, key)
-    if written is not None:
-        marks.record_entry(target, key, *written)
+        marks.adopt(target, name, value)

@@ -49,6 +49,13 @@ class Marks:
             held = self._added[id(container)] = (container, {})
         held[1][key] = (file, key_node, node)
 
+    def adopt(self, target: Any, key: Any, source: Any) -> None:
+        """An entry copied or moved from `source` (a `<<` merge, an included file) into
+        `target` keeps pointing where it was written."""
+        written = self.entry(source, key)
+        if written is not None:
+            self.record_entry(target, key, *written)
+
     def source(self, container: Any) -> tuple[str, yaml.Node] | None:
         """Return the file and node `container` was read from, if it was read."""
         found = self._nodes.get(id(container))

@@ -195,6 +195,10 @@ class Outbox:
                 }
         return said
 
+    def forget_found_at_start(self) -> None:
+        """Alerting has checked its restored groups: the sent ones need not be kept."""
+        self.found_at_start = {}
+
     def has_pending(self, alert_id: str) -> bool:
         """True while a delivery about this alert waits to be sent."""
         return any(alert_id in d.alert_ids for d in self.pending.values())
