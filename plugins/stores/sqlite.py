@@ -149,9 +149,14 @@ class SqliteStore(StateStore):
     def _prepare(self, role: Role) -> tuple[int | None, sqlite3.Connection]:
         path = self.path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # the state holds alert history, notices and the backup catalog: a folder and
+            # file made here are the owner's alone, whatever the umask (SQLite gives its
+            # -wal and -shm files the database file's mode)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         except OSError as exc:
-            raise StoreError(f"cannot create the folder of state file {path}: {exc}") from exc
+            raise StoreError(f"cannot create state file {path}: {exc}") from exc
         lock_fd = _take_lock(path) if role == "daemon" else None
         try:
             conn = _connect(path)
@@ -686,7 +691,7 @@ def _take_lock(path: Path) -> int:
     """Hold `<path>.lock` exclusively, with our pid in it; refuse when a daemon has it."""
     lock_path = path.with_name(path.name + ".lock")
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot create lock file {lock_path}: {exc}") from exc
     try:
