@@ -25,6 +25,15 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
 
 
+def _masked(value: Any) -> Any:
+    """Return a field's value with secrets masked, before a format escapes it."""
+    # each format escapes again (JSON writes `\\uXXXX`, text quotes values with blanks):
+    # the redactor knows a secret escaped once, not a repr of it escaped a second time
+    if isinstance(value, str | dict | list | tuple):
+        return REDACTOR.redact_obj(value)
+    return value
+
+
 class TextFormatter(logging.Formatter):
     """`2026-11-26T20:44:08Z warning check.failed check=api-health message="..."`."""
 
@@ -34,15 +43,16 @@ class TextFormatter(logging.Formatter):
 
     def line(self, record: logging.LogRecord) -> str:
         """Return the event without its time stamp: level, message, fields, traceback."""
-        parts = [record.levelname.lower(), record.getMessage()]
+        parts = [record.levelname.lower(), REDACTOR.redact(record.getMessage())]
         for key, value in fields(record).items():
+            value = _masked(value)
             text = value if isinstance(value, str) else json.dumps(value, default=str)
             if not text or any(ch in text for ch in ' "='):
                 text = json.dumps(text)
             parts.append(f"{key}={text}")
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + REDACTOR.redact(self.formatException(record.exc_info))
         return line
 
 
@@ -81,12 +91,13 @@ class JsonFormatter(logging.Formatter):
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "event": REDACTOR.redact(record.getMessage()),
             "logger": record.name,
-            **fields(record),
+            **{key: _masked(value) for key, value in fields(record).items()},
         }
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = REDACTOR.redact(self.formatException(record.exc_info))
+        # and once more after escaping: what the fields above did not hold
         return REDACTOR.redact(json.dumps(payload, default=str))
 
 

@@ -7,11 +7,12 @@ notifications, API responses, the status page and Sentry events pass through `re
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
@@ -30,6 +31,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._forms: set[str] = set()  # the values and their escaped forms: what is masked
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
@@ -42,13 +44,15 @@ class Redactor:
         found = _url_password(value)
         if not _credential_free_dsn(value):
             found.add(value.strip())
-        found = {v for v in found if len(v) >= MIN_LENGTH}
+        found = {v for v in found if len(v) >= MIN_LENGTH} - self._values
+        if not found:
+            return
+        forms = {form for v in found for form in shown_forms(v)}
         with self._lock:
-            if found - self._values:
-                self._values |= found
-                # longest first, so a URL is masked whole before its password is
-                ordered = sorted(self._values, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            self._values |= found
+            if forms - self._forms:
+                self._forms |= forms
+                self._pattern = re.compile(_trie_pattern(self._forms))
 
     def add_from(self, obj: Any) -> None:
         """Register every SecretStr found in a model, mapping or list."""
@@ -75,17 +79,100 @@ class Redactor:
         return obj
 
     def __contains__(self, value: str) -> bool:
-        return value in self._values
+        return value in self._forms
 
     def values(self) -> list[str]:
-        """Return the registered secret values, sorted (for another process to mask)."""
+        """Return the registered secret values, sorted (for another process to mask).
+
+        Only the values: the other process's `add` derives their escaped forms again.
+        """
         with self._lock:
             return sorted(self._values)
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._forms.clear()
             self._pattern = None
+
+
+def _trie_pattern(words: set[str]) -> str:
+    """Return a regular expression matching any of the words, the longest where several do.
+
+    The words are merged into a prefix tree: at each position the engine follows one
+    branch instead of trying every word, which keeps `redact` (run on every log line) fast
+    however many escaped forms are registered. A greedy optional tail prefers the longer
+    word, so a URL is masked whole before the password inside it is.
+    """
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _branch(root)
+
+
+def _branch(node: dict[str, dict]) -> str:
+    alternatives = []
+    for ch, child in sorted(node.items()):
+        if not ch:
+            continue
+        run = [ch]
+        # a run of single-child nodes becomes a literal: recursion only where words part
+        while len(child) == 1 and "" not in child:
+            ((next_ch, child),) = child.items()
+            run.append(next_ch)
+        alternatives.append(re.escape("".join(run)) + _branch(child))
+    if not alternatives:
+        return ""
+    body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+    return f"(?:{body})?" if "" in node else body
+
+
+def shown_forms(value: str) -> set[str]:
+    """Return a secret and every form output may show it in, each long enough to mask.
+
+    Output escapes what it quotes after it was (or was not) masked: Python repr in
+    validate's messages, JSON with and without ASCII escapes in logs and API answers,
+    percent-encoding in URLs, HTML on the status page, blanks folded in a one-line excerpt
+    of a response; a table or a one-line log shows the lines of a multi-line secret apart.
+    Masking every form by value keeps each output path right whatever order it escapes in.
+    """
+    forms = _escaped(value)
+    lines = value.splitlines()
+    if len(lines) > 1:
+        for line in lines:
+            # a line alone is masked where it is long enough not to blank out ordinary words
+            if len(line.strip()) >= MIN_LENGTH:
+                forms |= _escaped(line.strip())
+    return {form for form in forms if len(form.strip()) >= MIN_LENGTH}
+
+
+def _escaped(value: str) -> set[str]:
+    forms = {value, " ".join(value.split())}
+    if value.isascii() and value.isalnum():
+        return forms  # the common token: every escaping leaves it as it is
+    # with both quotes in the string, repr picks single quotes and escapes the single ones
+    single = repr(value + "'\"")[1:-4]
+    forms |= {
+        single,
+        single.replace("\\'", "'").replace('"', '\\"'),  # the double-quoted repr
+        ascii(value + "'\"")[1:-4],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        _html(value, "&#39;", "&#34;"),  # markupsafe, as jinja2 autoescapes
+        _html(value, "&#x27;", "&quot;"),  # html.escape
+    }
+    return forms
+
+
+def _html(value: str, apostrophe: str, quotation: str) -> str:
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return value.replace("'", apostrophe).replace('"', quotation)
 
 
 DSN_SCHEMES = (
@@ -149,8 +236,11 @@ def redact(text: str) -> str:
     return REDACTOR.redact(text)
 
 
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter masking secrets in the message and its arguments."""
+    """A logging filter masking secrets in the message, its arguments and every field."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if REDACTOR._pattern is None:
@@ -160,7 +250,8 @@ class RedactingFilter(logging.Filter):
         record.args = None
         if record.exc_text:
             record.exc_text = REDACTOR.redact(record.exc_text)
+        # every `extra={...}` field, before any formatter or handler escapes it
         for key, value in list(vars(record).items()):
-            if key.startswith("wk_") and isinstance(value, str | dict | list):
+            if key not in _RECORD_ATTRIBUTES and isinstance(value, str | dict | list | tuple):
                 setattr(record, key, REDACTOR.redact_obj(value))
         return True

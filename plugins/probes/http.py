@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
-from watchkeeper.engine.redaction import MASK, is_secret_name
+from watchkeeper.engine.redaction import MASK, REDACTOR, is_secret_name
 from watchkeeper.plugins.probes.extract import (
     describe_problems,
     extract_metrics,
@@ -345,7 +345,9 @@ def _snippet(response: httpx.Response, body: bytes, limit: int = 200) -> str:
     content_type = response.headers.get("content-type", "")
     if not body or not ("json" in content_type or content_type.startswith("text/plain")):
         return ""
-    text = " ".join(body[: limit * 4].decode("utf-8", errors="replace").split())
+    # masked before it is cut: a cut could leave the start of a secret unrecognisable
+    text = REDACTOR.redact(body[: limit * 4].decode("utf-8", errors="replace"))
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
