@@ -11,12 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.schema.base import NAME_PATTERN
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 FORMAT = 1
+AGE_SUFFIX = ".age"
+_NAME = re.compile(NAME_PATTERN)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Refused(BackupError):
+    """A backup that must not be read back: a manifest, key or archive member that could
+    lead outside where it belongs. The message names the culprit; callers add which backup
+    and that nothing was restored."""
+
+
+def quote(text: Any) -> str:
+    """Quote a name from a backup for a one-line message (long names shortened)."""
+    text = str(text)
+    return repr(text if len(text) <= 120 else f"{text[:70]}...{text[-40:]}")
 
 
 @dataclass
@@ -121,3 +140,62 @@ def sums_text(files: list[FileRecord]) -> str:
 def folder(job: str, backup_id: str) -> str:
     """Return the key prefix of one backup at a destination."""
     return f"{job}/{backup_id}/"
+
+
+def is_plain_name(name: Any) -> bool:
+    """Whether `name` can only mean a file inside a backup's own folder."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and name.isprintable()
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and name not in (MANIFEST, SUMS)
+    )
+
+
+def check(manifest: Manifest) -> None:
+    """Refuse a manifest (or catalog entry) whose names could lead anywhere but its folder.
+
+    Checked before anything is downloaded: the job and id are names as monitor.yaml
+    allows them, every file a plain file name (no `/`, no leading `.`, no `..`, no control
+    characters) listed once, with a SHA-256 of 64 hex digits.
+    """
+    for what, value in (("job", manifest.job), ("backup id", manifest.id)):
+        if not isinstance(value, str) or not _NAME.match(value) or len(value) > 200:
+            raise Refused(f"the manifest names the {what} {quote(value)}, which is not a name")
+    if not manifest.files:
+        raise Refused("the manifest lists no files")
+    seen: set[str] = set()
+    for record in manifest.files:
+        name = record.name
+        if not is_plain_name(name):
+            raise Refused(
+                f"the manifest lists a file named {quote(name)}, which is not a plain file name"
+            )
+        plain = name.removesuffix(AGE_SUFFIX) if manifest.encrypted else name
+        if name in seen or plain in seen or not is_plain_name(plain):
+            raise Refused(f"the manifest lists the file {quote(name)} twice")
+        seen.update((name, plain))
+        if not isinstance(record.sha256, str) or not _SHA256.match(record.sha256):
+            raise Refused(f"the manifest gives {quote(name)} an invalid SHA-256")
+        if record.size < 0:
+            raise Refused(f"the manifest gives {quote(name)} a negative size")
+
+
+def check_key(key: str) -> str:
+    """Return `key` when it is a relative path without `.`, `..` or empty parts; else raise.
+
+    Destinations call it on every key they are handed, so a key built from a crafted
+    manifest can never name an object outside the destination's root or prefix.
+    """
+    parts = key.split("/") if isinstance(key, str) else [""]
+    if (
+        not key
+        or "\x00" in key
+        or not key.isprintable()
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(f"unsafe key {quote(key)}: not a relative path of plain names")
+    return key

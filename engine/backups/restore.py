@@ -6,6 +6,11 @@ before anything touches the target. Encrypted files are then decrypted with the
 operator's identity (and their plaintext checksum checked too). The reference is the
 catalog when it knows the backup, else the `manifest.json` at the destination, so a
 restore works from a destination alone after the state store is lost.
+
+Whoever can write to a destination can write any manifest, so it is checked
+(`manifest.check`) before anything is downloaded: every file name must be a plain name
+inside the backup's own folder. A refusal raises `BackupError("backup ID: ...; nothing
+was restored")`.
 """
 
 from __future__ import annotations
@@ -42,17 +47,31 @@ async def read_small(destination: BackupDestination, key: str, limit: int = 16 <
 
 
 async def find_manifest(destination: BackupDestination, backup_id: str) -> mf.Manifest | None:
-    """Find and read a backup's manifest at a destination by id, without the catalog."""
+    """Find and read a backup's manifest at a destination by id, without the catalog.
+
+    Only `<job>/<id>/manifest.json` counts; the manifest must name that job and id, and
+    pass `manifest.check` (else `manifest.Refused`).
+    """
     job = None
     for key in await destination.list(""):
-        if key.endswith(f"/{backup_id}/{mf.MANIFEST}"):
-            job = key.split("/")[0]
+        parts = key.split("/")
+        if len(parts) == 3 and parts[1:] == [backup_id, mf.MANIFEST]:
+            job = parts[0]
             break
     if job is None:
         return None
-    return mf.Manifest.from_json(
-        await read_small(destination, mf.folder(job, backup_id) + mf.MANIFEST)
-    )
+    key = mf.folder(job, backup_id) + mf.MANIFEST
+    try:
+        found = mf.Manifest.from_json(await read_small(destination, key))
+    except ValueError as exc:
+        raise mf.Refused(f"{key} at {destination.name} is {exc}") from None
+    if found.id != backup_id or found.job != job:
+        raise mf.Refused(
+            f"the manifest at {destination.name}:{key} describes backup {mf.quote(found.id)} "
+            f"of the job {mf.quote(found.job)}"
+        )
+    mf.check(found)
+    return found
 
 
 async def list_manifests(destination: BackupDestination) -> list[mf.Manifest]:
@@ -62,7 +81,11 @@ async def list_manifests(destination: BackupDestination) -> list[mf.Manifest]:
         parts = key.split("/")
         if len(parts) == 3 and parts[2] == mf.MANIFEST:
             try:
-                found.append(mf.Manifest.from_json(await read_small(destination, key)))
+                manifest = mf.Manifest.from_json(await read_small(destination, key))
+                mf.check(manifest)
+                if manifest.job != parts[0] or manifest.id != parts[1]:
+                    raise ValueError("the manifest names another job or id than its folder")
+                found.append(manifest)
             except (ValueError, BackupError) as exc:
                 log.warning("unreadable manifest", extra={"key": key, "error": str(exc)})
     found.sort(key=lambda m: m.started_at, reverse=True)
@@ -70,17 +93,20 @@ async def list_manifests(destination: BackupDestination) -> list[mf.Manifest]:
 
 
 def manifest_of(entry: dict[str, Any]) -> mf.Manifest:
-    """Return the reference manifest of a catalog entry."""
-    return mf.Manifest(
-        id=entry["id"],
-        job=entry["job"],
-        source=entry.get("source") or "",
-        started_at=entry.get("started_at") or 0.0,
-        finished_at=entry.get("finished_at") or 0.0,
-        files=[mf.FileRecord.from_doc(f) for f in entry.get("files") or []],
-        recipients=list(entry.get("recipients") or []),
-        info=entry.get("info") or {},
-    )
+    """Return the reference manifest of a catalog entry (`manifest.Refused` if malformed)."""
+    try:
+        return mf.Manifest(
+            id=entry["id"],
+            job=entry["job"],
+            source=entry.get("source") or "",
+            started_at=entry.get("started_at") or 0.0,
+            finished_at=entry.get("finished_at") or 0.0,
+            files=[mf.FileRecord.from_doc(f) for f in entry.get("files") or []],
+            recipients=list(entry.get("recipients") or []),
+            info=entry.get("info") or {},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise mf.Refused(f"the catalog entry is not a backup record ({exc})") from None
 
 
 async def fetch(
@@ -96,9 +122,12 @@ async def fetch(
             "the backup is encrypted: pass --identity FILE (the age identity of one of "
             f"its recipients: {', '.join(r[:16] + '...' for r in manifest.recipients)})"
         )
+    mf.check(manifest)  # every name is a plain file name: staging / name stays in staging
     files: dict[str, Path] = {}
     for record in manifest.files:
         path = staging / record.name
+        if path.parent != staging:
+            raise mf.Refused(f"the manifest lists a file named {mf.quote(record.name)}")
         digest = hashlib.sha256()
         size = 0
         handle = await anyio.to_thread.run_sync(lambda p=path: open(p, "wb"))  # noqa: SIM115
@@ -152,7 +181,44 @@ async def restore(
     base_dir: Path,
     clean: bool = False,
 ) -> dict[str, Any]:
-    """Restore a backup into `target` from the first destination that yields it intact."""
+    """Restore a backup into `target` from the first destination that yields it intact.
+
+    A manifest or archive that breaks the restore checks raises `BackupError("backup ID:
+    <what>; nothing was restored")`, whichever destination it came from.
+    """
+    try:
+        mf.check(manifest)
+        return await _restore(
+            manifest=manifest,
+            source=source,
+            options=options,
+            destinations=destinations,
+            target=target,
+            identities=identities,
+            base_dir=base_dir,
+            clean=clean,
+        )
+    except mf.Refused as exc:
+        raise BackupError(refusal(manifest.id, exc, "restored")) from None
+
+
+def refusal(backup_id: str, exc: BaseException, action: str) -> str:
+    """Return the one line naming a refused backup: `backup ID: <what>; nothing was ...`."""
+    shown = backup_id if mf.is_plain_name(backup_id) else mf.quote(backup_id)
+    return f"backup {shown}: {exc}; nothing was {action}"
+
+
+async def _restore(
+    *,
+    manifest: mf.Manifest,
+    source: BackupSource,
+    options: Any,
+    destinations: list[BackupDestination],
+    target: str,
+    identities: list[Any] | None,
+    base_dir: Path,
+    clean: bool,
+) -> dict[str, Any]:
     problems = []
     with tempfile.TemporaryDirectory(prefix="watchkeeper-restore-") as staging:
         files = None
@@ -162,6 +228,8 @@ async def restore(
                 files = await fetch(manifest, destination, Path(staging), identities)
                 used = destination
                 break
+            except mf.Refused:
+                raise
             except BackupError as exc:
                 if "encrypted" in str(exc) or "decrypt" in str(exc):
                     raise

@@ -434,7 +434,8 @@ class Backups:
         """Return a backup's reference manifest and the destinations to read it from.
 
         The catalog is the reference when it knows the id (a unique prefix will do); else
-        every configured destination (or `only`) is searched for its manifest.
+        every configured destination (or `only`) is searched for its manifest. Either way
+        the manifest must pass `manifest.check` (else `manifest.Refused`).
         """
         entry = await self.catalog.resolve(backup_id)
         configured = self.config.backups.destinations
@@ -450,13 +451,17 @@ class Backups:
                 raise BackupError(
                     f"none of the destinations of {entry['id']} is configured any more"
                 )
-            return rs.manifest_of(entry), names
+            reference = rs.manifest_of(entry)
+            mf.check(reference)
+            return reference, names
         reference: mf.Manifest | None = None
         holders: list[str] = []
         for name in [only] if only else list(configured):
             destinations = self.open_destinations([name])
             try:
                 found = await rs.find_manifest(destinations[name], backup_id)
+            except mf.Refused:
+                raise
             except Exception as exc:
                 log.warning(
                     "destination unreadable",
@@ -475,15 +480,24 @@ class Backups:
     async def verify(
         self, backup_id: str, *, identity: str | None = None, only: str | None = None
     ) -> tuple[mf.Manifest, list[vf.Finding]]:
-        """Re-read a backup from each of its destinations and check every checksum."""
-        reference, names = await self.locate(backup_id, only=only)
+        """Re-read a backup from each of its destinations and check every checksum.
+
+        A manifest that fails `manifest.check` raises `BackupError("backup ID: ...;
+        nothing was verified")`; archive members that break the restore checks are
+        findings of their file.
+        """
+        try:
+            reference, names = await self.locate(backup_id, only=only)
+        except mf.Refused as exc:
+            raise BackupError(rs.refusal(backup_id, exc, "verified")) from None
         identities = enc.load_identities(identity) if identity else None
         destinations = self.open_destinations(names)
         findings: list[vf.Finding] = []
+        archives = self._archives(reference.source)
         try:
             for destination in destinations.values():
                 try:
-                    findings += await vf.verify_at(reference, destination, identities)
+                    findings += await vf.verify_at(reference, destination, identities, archives)
                 except Exception as exc:
                     findings.append(vf.Finding(destination.name, "*", False, describe_error(exc)))
         finally:
@@ -500,7 +514,10 @@ class Backups:
         clean: bool = False,
     ) -> dict[str, Any]:
         """Restore a backup into a database (DSN) or directory, from an intact copy."""
-        reference, names = await self.locate(backup_id, only=only)
+        try:
+            reference, names = await self.locate(backup_id, only=only)
+        except mf.Refused as exc:
+            raise BackupError(rs.refusal(backup_id, exc, "restored")) from None
         identities = enc.load_identities(identity) if identity else None
         job = self.jobs.get(reference.job)
         source = self.source(reference.source)
@@ -522,6 +539,13 @@ class Backups:
             )
         finally:
             await self.close_destinations(destinations)
+
+    def _archives(self, source_type: str) -> frozenset[str]:
+        """Return the plain file names a source's backups hold as tar.gz archives."""
+        try:
+            return frozenset(getattr(self.source(source_type), "archives", ()))
+        except Exception:
+            return frozenset()
 
     async def list_destination(self, name: str) -> list[dict[str, Any]]:
         """Return the backups a destination holds, read from their manifests (no store)."""

@@ -3,8 +3,10 @@
 The archive is written by `tarfile` in stream mode in a worker thread, its output handed
 back to the event loop as it is produced, so no copy of it is kept locally. Members are
 named relative to monitor.yaml's folder (paths outside it keep their absolute path,
-without the leading `/`). Restoring unpacks into a directory with tarfile's `data`
-filter: no absolute paths, no `..`, no device files, no links leaving the directory.
+without the leading `/`). Restoring checks every member with our own code first (see
+`engine/backups/archive.py`: no absolute paths, no `..`, no device files or FIFOs, no
+set-uid/set-gid bits, nothing through a symbolic link, no link leaving the target), then
+unpacks into a fresh folder inside the target and moves the files into place.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import glob
 import os
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from pydantic import Field
 
 from watchkeeper.engine.backup_plugin import BackupError, BackupSource, DumpContext, RestoreContext
+from watchkeeper.engine.backups.archive import restore_archive
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import SourceOptions
 
@@ -101,6 +104,8 @@ class FilesSource(BackupSource):
     type = "files"
     Options = FilesOptions
     restores_to = "directory"
+    archives: ClassVar[frozenset[str]] = frozenset({ARCHIVE})
+    """Plain files that are tar.gz archives: `backup verify` checks their members too."""
 
     async def dump(self, options: FilesOptions, ctx: DumpContext) -> dict[str, Any]:
         members = await anyio.to_thread.run_sync(collect, options, ctx.base_dir)
@@ -128,25 +133,9 @@ class FilesSource(BackupSource):
     ) -> dict[str, Any]:
         if ARCHIVE not in files:
             raise BackupError(f"the backup has no {ARCHIVE}: not a files backup")
-
-        def unpack() -> dict[str, Any]:
-            directory = Path(os.path.expanduser(target))
-            if directory.exists() and not directory.is_dir():
-                raise BackupError(f"{directory} exists and is not a directory")
-            directory.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(files[ARCHIVE], mode="r:gz") as tar:
-                names = [m.name for m in tar.getmembers()]
-                clashes = [n for n in names if (directory / n).exists()]
-                if clashes and not ctx.clean:
-                    raise BackupError(
-                        f"{len(clashes)} file(s) already exist in {directory} (e.g. "
-                        f"{clashes[0]}): restore into an empty directory, or pass --clean "
-                        "to overwrite them"
-                    )
-                tar.extractall(directory, filter="data")
-            return {"directory": str(directory), "files": len(names)}
-
-        return await anyio.to_thread.run_sync(unpack)
+        return await anyio.to_thread.run_sync(
+            lambda: restore_archive(files[ARCHIVE], Path(target), clean=ctx.clean)
+        )
 
 
 @hookimpl

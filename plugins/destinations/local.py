@@ -1,4 +1,10 @@
-"""The `local` backup destination: a directory on this host."""
+"""The `local` backup destination: a directory on this host.
+
+Writes are atomic (a hidden `.NAME.*.part` file, fsync, rename). A write that fails —
+a full disk, an aborted backup — removes its temporary file and the folders it created,
+so a failed backup leaves nothing behind. Every key is checked (`manifest.check_key`)
+and must resolve inside the directory.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import anyio
 from pydantic import Field
 
 from watchkeeper.engine.backup_plugin import BackupDestination
+from watchkeeper.engine.backups.manifest import check_key
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import DestinationOptions
 
@@ -36,17 +43,18 @@ class LocalDestination(BackupDestination):
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        path = (self.root / check_key(key)).resolve()
         if not path.is_relative_to(self.root):
             raise ValueError(f"key {key!r} leaves the destination directory")
         return path
 
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> None:
         path = self._path(key)
-        await anyio.to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        root = self.root
         # a hidden temporary name in the same directory: rename() is then atomic
         temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-        handle = await anyio.to_thread.run_sync(lambda: open(temp, "wb"))  # noqa: SIM115
+        created: list[Path] = []
+        handle = await anyio.to_thread.run_sync(_open_temp, temp, root, created)
         try:
             pending: list[bytes] = []
             size = 0
@@ -63,7 +71,7 @@ class LocalDestination(BackupDestination):
             await anyio.to_thread.run_sync(_fsync_dir, path.parent)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_discard, handle, temp)
+                await anyio.to_thread.run_sync(_discard, handle, temp, created)
             raise
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
@@ -133,12 +141,52 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _discard(handle, temp: Path) -> None:
-    handle.close()
+def _open_temp(temp: Path, root: Path, created: list[Path]):
+    """Create the folders up to `temp` (noting those made, deepest first) and open it."""
+    for attempt in range(3):
+        missing = []
+        folder = temp.parent
+        while not folder.is_dir() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            if folder != root and folder.is_relative_to(root):
+                created.insert(0, folder)  # the destination's own folder stays
+        try:
+            return open(temp, "wb")
+        except FileNotFoundError:
+            if attempt == 2:  # a concurrent cleanup removed a folder we rely on: retry
+                _prune(created)
+                raise
+        except BaseException:
+            _prune(created)
+            raise
+    raise AssertionError("unreachable")
+
+
+def _prune(created: list[Path]) -> None:
+    """Remove the folders a failed write created, deepest first, while they are empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _discard(handle, temp: Path, created: list[Path]) -> None:
+    try:
+        handle.close()
+    except OSError:
+        pass  # a full disk: flushing what was buffered fails again; the file is closed
     try:
         temp.unlink()
     except FileNotFoundError:
         pass
+    _prune(created)
 
 
 @hookimpl

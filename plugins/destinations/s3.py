@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from watchkeeper.engine.backup_plugin import BackupDestination
+from watchkeeper.engine.backups.manifest import check_key
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import DestinationOptions
 from watchkeeper.schema.base import Secret
@@ -89,17 +90,17 @@ class S3Destination(BackupDestination):
         return self._client
 
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> None:
-        await self.client.put(key, chunks)
+        await self.client.put(check_key(key), chunks)
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
-        async for chunk in self.client.get(key):
+        async for chunk in self.client.get(check_key(key)):
             yield chunk
 
     async def list(self, prefix: str = "") -> list[str]:
         return await self.client.list(prefix)
 
     async def delete(self, keys: list[str]) -> None:
-        await self.client.delete(keys)
+        await self.client.delete([check_key(k) for k in keys])
 
 
 @hookimpl
