@@ -67,3 +67,31 @@ def test_an_existing_state_file_keeps_the_mode_its_operator_gave_it(
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX modes")
+
+
+def test_a_local_backup_is_the_owners_alone_whatever_the_umask(tmp_path, write_config, open_umask):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "data.txt").write_text("customer rows\n")
+    write_config(
+        """
+        version: 1
+        state: {type: sqlite, path: state/state.db}
+        backups:
+          destinations:
+            local: {type: local, path: backups}
+          jobs:
+            app:
+              source: {type: files, paths: [app]}
+              schedule: {cron: "0 2 * * *"}
+              to: [local]
+        """
+    )
+    result = run_cli("backup", "run", "app", cwd=tmp_path)
+    assert result.code == 0, result.output
+    made = list((tmp_path / "backups").rglob("*"))
+    assert any(p.name.startswith("files.tar.gz") for p in made), made
+    for path in made:
+        if path.is_dir():
+            assert _mode(path) == 0o700, f"{path} is {oct(_mode(path))}"
+        else:
+            assert _mode(path) & 0o077 == 0, f"{path} is {oct(_mode(path))}"

@@ -151,13 +151,16 @@ def _open_temp(temp: Path, root: Path, created: list[Path]):
             folder = folder.parent
         for folder in reversed(missing):
             try:
-                folder.mkdir()
+                # backups hold whole databases: what is made here is the owner's alone,
+                # whatever the umask
+                folder.mkdir(mode=0o700)
             except FileExistsError:
                 continue
             if folder != root and folder.is_relative_to(root):
                 created.insert(0, folder)  # the destination's own folder stays
         try:
-            return open(temp, "wb")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            return os.fdopen(os.open(temp, flags, 0o600), "wb")
         except FileNotFoundError:
             if attempt == 2:  # a concurrent cleanup removed a folder we rely on: retry
                 _prune(created)
