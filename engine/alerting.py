@@ -11,6 +11,11 @@ Exactly as DESIGN.md Semantics ► Notification and ► Escalation say:
   before its group is first sent sends nothing.
 - A policy's clock starts when an alert's first notice is actually delivered; a level runs
   when the clock reaches its `after` while the alert fires unacknowledged.
+- A severity change routes the alert again: routes it meets now take it in (their policy
+  starts with its first notice at that severity, or a running one stops when they have
+  none); groups that told it before hear the change and the resolution, and no more.
+- Whoever was told of an alert (a route's group or an escalation level) hears its
+  resolution; those tracking incidents themselves (PagerDuty) hear its acknowledgement.
 """
 
 from __future__ import annotations
@@ -242,12 +247,52 @@ class Alerting:
         if alert.status == "resolved" and not self._notified(alert):
             self._drop_unsent(alert)
             return
-        for index in self.routes_for(alert):
+        routes = self.routes_for(alert)
+        keys = {self._group_key(index, alert): index for index in routes}
+        for group in list(self.groups.values()):
+            member = group.members.get(alert.id)
+            if member is None or group.key in keys or group.route >= len(self.config.routes):
+                continue  # (a group of a route a reload removed goes at its next flush)
+            if not self._left(group, alert, routes):
+                continue
+            if self._told(group, member):
+                # it was told here: it hears the change (the alert's new severity, its
+                # resolution) though the alert now belongs to another route or group
+                self._schedule(group, now)
+            else:
+                del group.members[alert.id]  # never told here: it leaves quietly
+                self._save_group(group)
+        for key, index in keys.items():
+            group = self.groups.get(key)
+            member = group.members.get(alert.id) if group is not None else None
+            if alert.status == "resolved" and (
+                group is None or member is None or not self._told(group, member)
+            ):
+                # a route it reached only now, or whose group had not spoken yet: nobody
+                # there heard it fire, so nobody there hears it resolve
+                if group is not None and member is not None:
+                    del group.members[alert.id]
+                    self._save_group(group)
+                continue
             group = self._group_for(index, alert, now)
             group.members.setdefault(
                 alert.id, {"status": None, "severity": None, "flapping": False}
             )
             self._schedule(group, now)
+        if kind == "severity" and not routes and alert.status == "firing":
+            self._stop_escalation(alert, f"severity {alert.severity}: no route matches it")
+
+    def _told(self, group: Group, member: dict[str, Any]) -> bool:
+        """True when the group's notifiers may have heard of this member: its notice went
+        out, or the group was restored after a crash and its notice may be queued."""
+        return member.get("status") is not None or group.key in self._restored
+
+    def _left(self, group: Group, alert: Alert, routes: list[int] | None = None) -> bool:
+        """True when an alert no longer belongs to a group it is in: its route no longer
+        matches it (its severity changed), or the group was for its former severity."""
+        if group.route not in (self.routes_for(alert) if routes is None else routes):
+            return True
+        return "severity" in group.fields and group.fields["severity"] != alert.severity
 
     def routes_for(self, alert: Alert) -> list[int]:
         subject = Subject(
@@ -275,21 +320,27 @@ class Alerting:
                 self._save_group(group)
         self.held.discard(alert.id)
 
-    def _group_for(self, index: int, alert: Alert, now: float) -> Group:
-        route = self.config.routes[index]
+    def _group_values(self, index: int, alert: Alert) -> dict[str, Any]:
         values = {}
-        for name in route.group_by:
+        for name in self.config.routes[index].group_by:
             if name.startswith("labels."):
                 values[name] = alert.labels.get(name[7:])
             elif name == "route":
                 values[name] = index
             else:
                 values[name] = getattr(alert, name, None)
+        return values
+
+    def _group_key(self, index: int, alert: Alert) -> str:
+        values = self._group_values(index, alert)
         key = f"{index}|" + "|".join(f"{k}={v}" for k, v in sorted(values.items()))
-        if self.replica:
-            key = f"{self.replica}|{key}"
+        return f"{self.replica}|{key}" if self.replica else key
+
+    def _group_for(self, index: int, alert: Alert, now: float) -> Group:
+        key = self._group_key(index, alert)
         group = self.groups.get(key)
         if group is None:
+            values = self._group_values(index, alert)
             group = self.groups[key] = Group(key=key, route=index, fields=values, created_at=now)
         return group
 
@@ -322,11 +373,17 @@ class Alerting:
         route = self.config.routes[group.route]
         book = self.runtime.book
         members: list[tuple[Alert, dict[str, Any], bool]] = []
+        moved: set[str] = set()  # told here, now another route's or group's alert
         for alert_id, sent in list(group.members.items()):
             alert = book.by_id.get(alert_id)
             if alert is None:
                 del group.members[alert_id]
                 continue
+            if alert.status == "firing" and self._left(group, alert):
+                if not self._told(group, sent):
+                    del group.members[alert_id]  # it belongs elsewhere and was never said here
+                    continue
+                moved.add(alert_id)
             reason = self.hold_reason(alert, now) if alert.status == "firing" else None
             if reason is not None:
                 # held since it joined (a parent went down meanwhile): it waits for release
@@ -342,12 +399,18 @@ class Alerting:
                 or bool(sent.get("flapping")) != alert.flapping
             )
             members.append((alert, sent, changed))
+        # an alert that moved on is said here only when it changes (its new severity, its
+        # resolution): its repeats and its place among the firing belong to its new group
         if repeat:
             chosen = [
-                (a, s, True) for a, s, _ in members if a.status == "firing" and a.acked_at is None
+                (a, s, True)
+                for a, s, _ in members
+                if a.status == "firing" and a.acked_at is None and a.id not in moved
             ]
         else:
-            chosen = [m for m in members if m[2] or m[0].status == "firing"]
+            chosen = [
+                m for m in members if m[2] or (m[0].status == "firing" and m[0].id not in moved)
+            ]
         if not chosen or not any(c for _, _, c in chosen):
             group.due_at = None
             self._save_group(group)
@@ -368,7 +431,11 @@ class Alerting:
                 group.members.pop(alert.id, None)
         group.first_sent_at = group.first_sent_at or now
         group.last_sent_at, group.due_at = now, None
-        unacked = [a for a, _, _ in chosen if a.status == "firing" and a.acked_at is None]
+        unacked = [
+            a
+            for a, _, _ in chosen
+            if a.status == "firing" and a.acked_at is None and a.id not in moved
+        ]
         if route.repeat and unacked:
             group.repeat_at = now + route.repeat
             self._timer(group.repeat_at, "repeat", group.key)
@@ -489,27 +556,26 @@ class Alerting:
         )
 
     async def _delivered(self, delivery: Delivery, notice: Notice) -> None:
-        """Start escalation clocks when an alert's first notice is actually delivered."""
+        """Start escalation clocks when an alert's first notice is actually delivered, and
+        move them to another policy when its first notice at a new severity is."""
         if notice.kind != "alert" or notice.escalation is not None:
             return
         now = self.clock.now()
         for item in notice.alerts:
             alert = self.runtime.book.by_id.get(item.id)
-            if alert is None or alert.status != "firing" or alert.notified_at is not None:
+            if alert is None or alert.status != "firing" or item.status != "firing":
                 continue
-            alert.notified_at = now
-            self._event(alert, "notified", delivery.notifier)
-            route = (
-                self.config.routes[notice.route]
-                if notice.route is not None and notice.route < len(self.config.routes)
-                else None
-            )
-            policy = route.escalate if route is not None else None
-            if policy and policy in self.config.escalation:
-                levels = self.config.escalation[policy]
-                alert.escalation = {"policy": policy, "next": 0, "next_at": now + levels[0].after}
-                self._timer(alert.escalation["next_at"], "escalate", alert.id)
-            self.runtime.save_alert(alert)
+            if item.change == "acknowledged":
+                continue  # says nothing new about the alert
+            changed = False
+            if alert.notified_at is None:
+                alert.notified_at = now
+                self._event(alert, "notified", delivery.notifier)
+                changed = True
+            if self._follow_route(alert, notice.route, item.severity, now):
+                changed = True
+            if changed:
+                self.runtime.save_alert(alert)
         key = INTERNAL_CHECK + (f"~{self.replica}" if self.replica else "")
         internal = self.runtime.book.get_open(key, f"notifier:{delivery.notifier}")
         if internal is not None:
@@ -578,7 +644,8 @@ class Alerting:
             told += [n for n in level.notify if n not in told]
         if index + 1 < len(levels):
             esc["next"] = index + 1
-            esc["next_at"] = alert.notified_at + levels[index + 1].after  # type: ignore[operator]
+            start = esc.get("started_at", alert.notified_at)
+            esc["next_at"] = start + levels[index + 1].after  # type: ignore[operator]
         elif level.repeat:
             esc["next_at"] = now + level.repeat
         else:
@@ -587,16 +654,102 @@ class Alerting:
             self._timer(esc["next_at"], "escalate", alert.id)
         self.runtime.save_alert(alert)
 
+    def _follow_route(self, alert: Alert, route: int | None, severity: str, now: float) -> bool:
+        """Give the alert the escalation policy of the routes it meets now, when a notice
+        at its current severity has reached one of them for the first time: start it
+        (the first notice), switch to it (a severity change to a route with another
+        policy), or stop the one running (its route has none). True when it changed.
+
+        A policy's clock starts with that notice; its levels already run for this
+        incident are not run again, and the levels other policies ran stay run (their
+        notifiers hear the acknowledgement and the resolution).
+        """
+        esc = alert.escalation
+        if severity != alert.severity or esc.get("severity") == alert.severity:
+            return False  # a notice of a former severity, or this severity is settled
+        routes = self.routes_for(alert)
+        if route not in routes:
+            return False  # a route it left, hearing the change: not its route now
+        esc["severity"] = alert.severity
+        if alert.acked_at is not None:
+            return True  # acknowledged: nothing starts again for this incident
+        policy = next(
+            (
+                self.config.routes[i].escalate
+                for i in routes
+                if self.config.routes[i].escalate in self.config.escalation
+            ),
+            None,
+        )
+        current = esc.get("policy")
+        if policy is None:
+            self._stop_escalation(
+                alert, f"severity {alert.severity}: its route has no escalation policy"
+            )
+            return True
+        if policy == current and not esc.get("stopped"):
+            return True  # the same policy goes on, on its clock
+        done = esc.setdefault("done", {})
+        if current is not None and current in self.config.escalation:
+            done[current] = max(done.get(current, 0), esc.get("next", 0))
+        levels = self.config.escalation[policy]
+        index = done.get(policy, 0)
+        esc.pop("stopped", None)
+        esc.update(policy=policy, started_at=now, next=index)
+        esc["next_at"] = now + levels[index].after if index < len(levels) else None
+        if esc["next_at"] is not None:
+            self._timer(esc["next_at"], "escalate", alert.id)
+        if current is not None:
+            self._event(alert, "escalation policy", f"{policy} (severity {alert.severity})")
+            log.warning(
+                "escalation policy changed",
+                extra={
+                    "alert": alert.id,
+                    "check": alert.instance,
+                    "severity": alert.severity,
+                    "policy": policy,
+                    "previous": current,
+                    "next_level": index + 1,
+                },
+            )
+        return True
+
+    def _stop_escalation(self, alert: Alert, reason: str) -> None:
+        """Stop a running escalation for a reason other than acknowledgement; say so."""
+        esc = alert.escalation
+        policy = esc.get("policy")
+        if policy is None or esc.get("stopped") or esc.get("next_at") is None:
+            return  # nothing is running
+        done = esc.setdefault("done", {})
+        done[policy] = max(done.get(policy, 0), esc.get("next", 0))
+        esc["stopped"], esc["next_at"] = reason, None
+        self.runtime.save_alert(alert)
+        self._event(alert, "escalation stopped", reason)
+        log.warning(
+            "escalation stopped",
+            extra={"alert": alert.id, "check": alert.instance, "policy": policy, "reason": reason},
+        )
+
+    def _told_by_routes(self, alert: Alert) -> dict[str, Group]:
+        """The route notifiers told of an alert, with the group that told them."""
+        told: dict[str, Group] = {}
+        for group in self.groups.values():
+            member = group.members.get(alert.id)
+            if member is None or not self._told(group, member):
+                continue
+            if group.route < len(self.config.routes):
+                for name in self.config.routes[group.route].notify:
+                    told.setdefault(name, group)
+        return told
+
     async def _resolve_escalation(self, alert: Alert, now: float) -> None:
         """Tell the notifiers an escalation level paged that the incident is over (a
         PagerDuty incident opened at level 3 must close too)."""
-        routed = set()
-        for index in self.routes_for(alert):
-            routed.update(self.config.routes[index].notify)
+        routed = self._told_by_routes(alert)  # they hear it through their group
         for name in (alert.escalation or {}).get("told", []):
             options = self.config.notifiers.get(name)
             if name in routed or options is None or not options.send_resolved:
-                continue  # the route's own notice covers it
+                continue
             notice = self._notice(
                 [notice_alert(alert, "resolved")],
                 None,
@@ -631,18 +784,26 @@ class Alerting:
         self.runtime.save_alert(alert)
         self._event(alert, "acknowledged", by)
         log.info("alert acknowledged", extra={"alert": alert.id, "check": alert.instance, "by": by})
-        # receivers that track incidents themselves hear of the acknowledgement
-        for group in self.groups.values():
-            if alert.id not in group.members or not group.members[alert.id].get("status"):
+        # whoever was paged about it and tracks incidents itself (PagerDuty, Sentry) hears
+        # of the acknowledgement: route notifiers and escalation levels' alike
+        told: dict[str, Group | None] = dict(self._told_by_routes(alert))
+        for name in (alert.escalation or {}).get("told", []):
+            told.setdefault(name, None)
+        for name, group in told.items():
+            options = self.config.notifiers.get(name)
+            plugin = options and self.runtime.reg.types["notifier"].get(options.type)
+            if plugin is None or getattr(plugin, "groups", True):
                 continue
-            for name in self.config.routes[group.route].notify:
-                options = self.config.notifiers.get(name)
-                plugin = options and self.runtime.reg.types["notifier"].get(options.type)
-                if plugin is not None and not getattr(plugin, "groups", True):
-                    notice = self._notice(
-                        [notice_alert(alert, "acknowledged")], group, alert.acked_at
-                    )
-                    await self.outbox.enqueue(name, notice, group=group.key)
+            if alert.labels.get("failing_notifier") == name:
+                continue
+            item = notice_alert(alert, "acknowledged")
+            if group is not None:
+                notice = self._notice([item], group, alert.acked_at)
+                await self.outbox.enqueue(name, notice, group=group.key)
+            else:
+                policy = alert.escalation.get("policy")
+                notice = self._notice([item], None, alert.acked_at, escalation=policy)
+                await self.outbox.enqueue(name, notice, group=f"escalation|{alert.id}")
         return alert
 
     async def release(self, now: float) -> None:
