@@ -10,11 +10,14 @@ as written until a check is expanded per environment.
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import gc
 import glob
 import operator
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any
 import yaml
 
 from watchkeeper.engine.marks import Marks, node_mark
-from watchkeeper.engine.problems import Mark, Problem
+from watchkeeper.engine.problems import Mark, Problem, shown
 from watchkeeper.engine.redaction import REDACTOR, is_secret_name
 
 try:
@@ -43,6 +46,19 @@ MERGE = "tag:yaml.org,2002:merge"
 MERGED_MAPPINGS = ("checks", "notifiers", "actions", "escalation", "tasks", "slos", "environments")
 MERGED_BACKUP_MAPPINGS = ("destinations", "jobs", "drills")
 MERGED_LISTS = ("routes", "maintenance")
+
+# Bounds on what a configuration can make the loader do (docs/configuration.md, "Limits").
+# Aliases may add at most this many values to the data (each copy counted in full), or
+# ALIAS_EXPANSION_FACTOR times the values the files write out, when that is more: what
+# reads the data afterwards (validation, the secret walk, instance expansion) visits every
+# copy, and a billion-laughs file of a few hundred bytes would expand to billions.
+ALIAS_EXPANSION_LIMIT = 100_000
+ALIAS_EXPANSION_FACTOR = 10
+FILE_READ_LIMIT = 64 * 1024  # bytes one `${file:...}` may read
+INCLUDE_FILE_LIMIT = 1_000  # files all `include` globs together may match
+INCLUDE_FOLDER_LIMIT = 2_000  # folders they may list while matching
+INCLUDE_DEPTH_LIMIT = 8  # folder levels one `**` may descend
+INCLUDED_SIZE_LIMIT = 32 * 1024 * 1024  # bytes of one included file
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
@@ -74,6 +90,8 @@ class Loaded:
     secrets: set[str] = field(default_factory=set)
     env_refs: list[tuple[tuple, str]] = field(default_factory=list)  # (path, key) of ${env.key}
     marks: Marks = field(default_factory=Marks)
+    written: int = 0  # values the files write out
+    aliased: int = 0  # values aliases added to them
 
     @property
     def errors(self) -> list[Problem]:
@@ -134,6 +152,8 @@ class _Reader:
         self.loaded = loaded
         self.record_source = loaded.marks.record
         self.memo: dict[int, Any] = {}
+        self.shared = False  # an alias of a list or mapping was met: count what it adds
+        self.files: dict[Path, tuple[str, str | None, str]] = {}  # ${file:} outcomes
 
     def problem(self, node: yaml.Node, path: tuple, message: str, level="error") -> None:
         self.loaded.problems.append(
@@ -146,7 +166,10 @@ class _Reader:
         memo = self.memo
         cached = memo.get(id(node))
         if cached is not None:
-            return cached  # an alias of a node already built
+            # an alias of a node already built: shared, not copied, but whatever walks the
+            # data later visits it once more, in full (see `_expansion`)
+            self.shared = True
+            return cached
         # the loops below run for every value of the file: the common case (a plain or
         # quoted scalar with no `${`) is typed inline, without a call or a path
         scalar, build, typed_first = self.scalar, self.build, _TYPED_FIRST
@@ -291,19 +314,67 @@ class _Reader:
         file_path = Path(os.path.expanduser(name))
         if not file_path.is_absolute():
             file_path = self.base_dir / file_path
-        try:
-            value = file_path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            self.problem(
-                node,
-                path,
-                f"cannot read secret file {str(file_path)!r}: {exc.strerror or exc}",
-                level="warning",
-            )
+        outcome = self.files.get(file_path)
+        if outcome is None:  # read once, however many aliases repeat the reference
+            outcome = self.files[file_path] = _read_reference(file_path, name)
+        value, level, message = outcome
+        if level is not None:
+            self.problem(node, path, message, level=level)
+            # the value is left empty: schema errors that only follow from that are not news
             self.loaded.unset[path] = f"file:{name}"
             return ""
         self.loaded.secrets.add(value)
         return value
+
+
+def _read_reference(file_path: Path, name: str) -> tuple[str, str | None, str]:
+    """Read what `${file:name}` refers to: (text, None, "") or ("", level, problem).
+
+    Only a regular file of at most FILE_READ_LIMIT bytes of UTF-8 text: it is opened
+    without blocking (a FIFO with no writer would wait forever) and checked with fstat
+    before a byte is read (/dev/zero never ends). A file that is missing or not readable
+    by this user is a warning, as for an unset variable (CI has no secrets); anything
+    that is wrong wherever it is read is an error.
+    """
+    ref = f"${{file:{shown(name, 80)}}}"
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(file_path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return "", "warning", f"cannot read secret file {str(file_path)!r}: {exc.strerror}"
+        level = "warning" if exc.errno in (errno.EACCES, errno.EPERM) else "error"
+        return "", level, f"{ref} cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:  # a NUL byte in the path
+        return "", "error", f"{ref} cannot be read: {exc}"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return "", "error", f"{ref} is not a regular file"
+        if info.st_size > FILE_READ_LIMIT:
+            return "", "error", f"{ref} is larger than {FILE_READ_LIMIT // 1024} KiB"
+        chunks: list[bytes] = []
+        size = 0
+        while size <= FILE_READ_LIMIT:  # the file may have grown since fstat
+            chunk = os.read(fd, FILE_READ_LIMIT + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        return "", "error", f"{ref} cannot be read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > FILE_READ_LIMIT:
+        return "", "error", f"{ref} is larger than {FILE_READ_LIMIT // 1024} KiB"
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), len(data), "NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "", "error", f"{ref} is not UTF-8 text"
+    return text.rstrip("\r\n"), None, ""
 
 
 _CONSTRUCTOR: Any = None
@@ -327,9 +398,11 @@ def dotted(path: tuple) -> str:
     return out
 
 
-def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded) -> Any:
+def _read_file(
+    path: Path, display: str, env: Mapping[str, str], loaded: Loaded, *, included: bool = False
+) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_included(path) if included else path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"{display}: no such file") from None
     except OSError as exc:
@@ -370,7 +443,178 @@ def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded)
     if node is None:
         return {}
     reader = _Reader(display, path.parent, env, loaded)
-    return reader.build(node, ())
+    first_problem = len(loaded.problems)
+    try:
+        data = reader.build(node, ())
+        # only with aliases of lists or mappings: files without them pay nothing
+        written, aliased = _expansion(node) if reader.shared else (0, 0)
+    except RecursionError:
+        del loaded.problems[first_problem:]
+        line, column = _deepest(text)
+        loaded.problems.append(
+            Problem(display, line, column, "", "error", "lists and mappings nest too deeply")
+        )
+        return None
+    limit = max(ALIAS_EXPANSION_LIMIT, ALIAS_EXPANSION_FACTOR * (loaded.written + written))
+    if aliased < 0 or loaded.aliased + aliased > limit:
+        # one problem, at the alias: what else was found in this file is beside the point
+        del loaded.problems[first_problem:]
+        loaded.problems.append(_alias_problem(display, text, limit, loaded.aliased))
+        return None
+    loaded.written += written
+    loaded.aliased += aliased
+    return data
+
+
+def _expansion(root: yaml.Node) -> tuple[int, int]:
+    """Return (values written, values aliases add) for a node tree, each alias counted
+    with every value it stands for (items of lists and values of mappings, nested), as
+    anything walking the data visits them; (_, -1) when an alias is inside its own anchor.
+    Linear in the nodes written: each node's expanded size is computed once."""
+    sizes: dict[int, int] = {}
+    building: set[int] = set()
+    written = 0
+
+    def size(node: yaml.Node) -> int:
+        nonlocal written
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in building:
+            raise _Cycle  # the value contains itself
+        building.add(key)
+        values = node.value
+        written += len(values)
+        total = len(values)
+        if type(node) is SequenceNode:
+            for item in values:
+                if type(item) is not ScalarNode:
+                    total += size(item)
+        else:
+            for key_node, item in values:
+                if type(item) is not ScalarNode and type(key_node) is ScalarNode:
+                    total += size(item)
+        building.discard(key)
+        sizes[key] = total
+        return total
+
+    if type(root) is ScalarNode:
+        return 0, 0
+    try:
+        total = size(root)
+    except _Cycle:
+        return written, -1
+    return written, total - written
+
+
+class _Cycle(Exception):
+    """An alias inside the value its own anchor names."""
+
+
+def _read_included(path: Path) -> str:
+    """Read an included file: a regular file (opened without blocking, so that a FIFO
+    matched by a glob cannot stall the load) of at most INCLUDED_SIZE_LIMIT bytes."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > INCLUDED_SIZE_LIMIT:
+            raise OSError(errno.EFBIG, f"larger than {INCLUDED_SIZE_LIMIT // 2**20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(INCLUDED_SIZE_LIMIT + 1)
+    finally:
+        os.close(fd)
+    if len(data) > INCLUDED_SIZE_LIMIT:
+        raise OSError(errno.EFBIG, f"larger than {INCLUDED_SIZE_LIMIT // 2**20} MiB")
+    return data.decode("utf-8")
+
+
+def _alias_problem(display: str, text: str, limit: int, before: int) -> Problem:
+    """Find the alias to blame, reading the file again as events (only on this error path:
+    composed nodes do not say where an alias was written, only where its anchor was)."""
+    aliases = _alias_uses(text)
+    cyclic = next((a for a in aliases if a[3]), None)
+    if cyclic is not None:
+        name, line, column, _, _ = cyclic
+        message = f"alias '*{shown(name)}' is inside the value its anchor names"
+        return Problem(display, line, column, "", "error", message + " (it would never end)")
+    if not aliases:  # cannot happen: the bound was crossed by aliases
+        return Problem(display, 1, 1, "", "error", f"aliases expand to more than {limit} values")
+    largest = max(aliases, key=lambda a: a[4])
+    name, line, column, _, size = largest
+    if size <= limit:
+        # many small ones add up: blame the one that crosses the bound
+        total = before
+        for alias in aliases:
+            total += alias[4]
+            if total > limit:
+                name, line, column, _, size = alias
+                break
+        message = (
+            f"aliases add more than {limit} values to the file; alias '*{shown(name)}' "
+            "crosses that bound"
+        )
+    else:
+        message = f"alias '*{shown(name)}' expands to more than {limit} values"
+    return Problem(display, line, column, "", "error", message)
+
+
+def _deepest(text: str) -> tuple[int, int]:
+    """Return where the most deeply nested list or mapping of a file starts."""
+    depth, best, where = 0, -1, (1, 1)
+    try:
+        for event in yaml.parse(_shield_references(text), Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > best:
+                    best, where = depth, (event.start_mark.line + 1, event.start_mark.column + 1)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return where
+
+
+def _alias_uses(text: str) -> list[tuple]:
+    """Return (anchor, line, column, cyclic, size) for each alias in a file, in order; a
+    size counts values as `_Reader` does (items of lists, values of mappings, expanded)."""
+    sizes: dict[str, int] = {}
+    stack: list[list] = []  # [is mapping, a key comes next, anchor, count at start]
+    count = 0
+    uses: list[tuple] = []
+    try:
+        for event in yaml.parse(_shield_references(text), Loader=_Loader):
+            if isinstance(event, yaml.CollectionEndEvent):
+                frame = stack.pop()
+                if frame[2] is not None:
+                    sizes[frame[2]] = count - frame[3]
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            is_key = False
+            if stack and stack[-1][0]:
+                is_key = stack[-1][1]
+                stack[-1][1] = not is_key
+            if not is_key:
+                count += 1
+            if isinstance(event, yaml.AliasEvent):
+                line, column = event.start_mark.line + 1, event.start_mark.column + 1
+                if any(frame[2] == event.anchor for frame in stack):
+                    uses.append((event.anchor, line, column, True, 0))
+                else:
+                    size = sizes.get(event.anchor, 0)
+                    count += size
+                    uses.append((event.anchor, line, column, False, size))
+            elif isinstance(event, yaml.CollectionStartEvent):
+                stack.append([isinstance(event, yaml.MappingStartEvent), True, event.anchor, count])
+            elif event.anchor is not None:
+                sizes[event.anchor] = 0
+    except yaml.YAMLError:
+        pass  # it composed once: it parses again
+    return uses
 
 
 def _char_at(text: str, line: int, column: int) -> str:
@@ -433,9 +677,20 @@ def _apply_includes(data: dict, base: Path, env: Mapping[str, str], loaded: Load
         return
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         return  # the schema reports the wrong shape, pointing at the very item
+    budget = _IncludeBudget()
     for index, pattern in enumerate(patterns):
         full = pattern if os.path.isabs(pattern) else str(base / pattern)
-        matches = sorted(glob.glob(full, recursive=True))
+        try:
+            matches = _include_glob(full, budget)
+        except _IncludeBound as exc:
+            loaded.problems.append(
+                Problem.at(
+                    loaded.marks.of(patterns, index),
+                    f"include[{index}]",
+                    f"{shown(pattern, 80)!r} {exc}",
+                )
+            )
+            return  # the bounds are for all patterns together: stop here
         if not matches:
             loaded.problems.append(
                 Problem.at(
@@ -449,7 +704,7 @@ def _apply_includes(data: dict, base: Path, env: Mapping[str, str], loaded: Load
             display = _display(Path(match))
             loaded.files.append(display)
             try:
-                part = _read_file(Path(match), display, env, loaded)
+                part = _read_file(Path(match), display, env, loaded, included=True)
             except OSError as exc:
                 loaded.problems.append(
                     Problem.at(loaded.marks.of(patterns, index), f"include[{index}]", str(exc))
@@ -467,6 +722,98 @@ def _apply_includes(data: dict, base: Path, env: Mapping[str, str], loaded: Load
                 )
                 continue
             _merge_part(data, part, loaded)
+
+
+class _IncludeBound(Exception):
+    """An include glob reached one of the bounds; the message says which."""
+
+
+class _IncludeBudget:
+    """What all include globs of one load may still do."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.folders = 0
+
+
+def _include_glob(pattern: str, budget: _IncludeBudget) -> list[str]:
+    """Match a glob as `glob.glob(recursive=True)` does, within bounds: at most
+    INCLUDE_FILE_LIMIT matches and INCLUDE_FOLDER_LIMIT folders listed (for all patterns
+    of a load together), `**` at most INCLUDE_DEPTH_LIMIT levels deep and never through a
+    symbolic link. `/**/*.yaml` would otherwise walk the whole disk."""
+    if not glob.has_magic(pattern):
+        found = [pattern] if os.path.lexists(pattern) else []
+    else:
+        root = os.sep if pattern.startswith(os.sep) else ""
+        parts = [p for p in pattern.split(os.sep) if p not in ("", ".")]
+        fixed = 0
+        while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
+            fixed += 1
+        start = os.path.join(root, *parts[:fixed]) if (root or fixed) else os.curdir
+        matched: set[str] = set()
+        _glob_walk(start, parts[fixed:], 0, matched, budget)
+        found = sorted(matched)
+        if start == os.curdir:
+            found = sorted(os.path.relpath(f) for f in found)
+    budget.files += len(found)
+    if budget.files > INCLUDE_FILE_LIMIT:
+        raise _too_many_files()
+    return found
+
+
+def _too_many_files() -> _IncludeBound:
+    return _IncludeBound(f"matches more than {INCLUDE_FILE_LIMIT} files (the bound for includes)")
+
+
+def _glob_walk(base: str, parts: list[str], depth: int, out: set[str], budget) -> None:
+    if not parts:
+        out.add(base)
+        if budget.files + len(out) > INCLUDE_FILE_LIMIT:
+            raise _too_many_files()
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        _glob_walk(base, rest, depth, out, budget)  # `**` matching no folder
+        for name in _list_folder(base, part, budget, folders_only=True):
+            if depth >= INCLUDE_DEPTH_LIMIT:
+                raise _IncludeBound(
+                    f"'**' goes more than {INCLUDE_DEPTH_LIMIT} folders deep "
+                    f"(below {shown(base, 60)!r})"
+                )
+            _glob_walk(os.path.join(base, name), parts, depth + 1, out, budget)
+    elif glob.has_magic(part):
+        for name in _list_folder(base, part, budget, folders_only=bool(rest)):
+            if fnmatch.fnmatch(name, part):
+                _glob_walk(os.path.join(base, name), rest, depth, out, budget)
+    else:
+        path = os.path.join(base, part)
+        if os.path.isdir(path) if rest else os.path.lexists(path):
+            _glob_walk(path, rest, depth, out, budget)
+
+
+def _list_folder(base: str, part: str, budget, *, folders_only: bool) -> list[str]:
+    budget.folders += 1
+    if budget.folders > INCLUDE_FOLDER_LIMIT:
+        raise _IncludeBound(
+            f"lists more than {INCLUDE_FOLDER_LIMIT} folders (the bound for includes); "
+            "write a narrower pattern"
+        )
+    hidden = part.startswith(".")  # as glob: `*` and `**` skip names starting with `.`
+    names = []
+    try:
+        with os.scandir(base) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and not hidden:
+                    continue
+                try:
+                    if folders_only and not entry.is_dir(follow_symlinks=part != "**"):
+                        continue
+                except OSError:
+                    continue
+                names.append(entry.name)
+    except (OSError, ValueError):
+        return []
+    return sorted(names)
 
 
 def _merge_part(data: dict, part: dict, loaded: Loaded) -> None:

@@ -106,8 +106,33 @@ def _compile(expr: str) -> _Cron | str:
         return f"never fires: no date has day-of-month '{fields[2]}' in month '{fields[3]}'"
     except CroniterError as exc:
         return _blame_field(fields, raw, exc)
+    if (fields[2], fields[4]) != ("*", "*") and not _fires_soon(text):
+        return NEVER_FIRES
     hour = fields[1].split(",")
     return _Cron(text, any(h.startswith("*") or "/" in h for h in hour))
+
+
+NEVER_YEARS = 5
+NEVER_FIRES = f"never fires (no run in the next {NEVER_YEARS} years)"
+
+
+def _fires_soon(text: str) -> bool:
+    """True when an expression restricting days fires within NEVER_YEARS from now.
+
+    Both day fields restricted can rule out every date (`*/100` is the 1st, which is never
+    the 4th Monday): the daemon would find no next run. One search with croniter's own
+    bound: for a normal expression it stops at the first match, a few steps away; for an
+    impossible one it gives up after NEVER_YEARS + 1 years of months (milliseconds).
+    """
+    now = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    try:
+        cron = croniter(
+            text, now, day_or=True, implement_cron_bug=True,
+            max_years_between_matches=NEVER_YEARS + 1,
+        )  # fmt: skip
+        return cron.get_next(datetime) <= now + timedelta(days=366 * NEVER_YEARS)
+    except (CroniterBadDateError, OverflowError, ValueError):
+        return False
 
 
 def _blame_field(fields: list[str], raw: list[str], exc: CroniterError) -> str:
@@ -146,19 +171,34 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+# IANA names are letters, digits, `_ + -` and `/` (Europe/Berlin, Etc/GMT+1): anything
+# else (`..`, a leading `/`, NUL or control characters, a 300-character name) is refused
+# before zoneinfo turns it into a path, where it could only fail with an OS error
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+_ZONE_NAME_MAX = 64  # the longest name in the database has 32 characters
+ZONE_EXPECTED = "(expected an IANA name such as Europe/Berlin)"
+
+
 @functools.lru_cache(maxsize=1024)
 def zone_error(name: str) -> str | None:
     """Return why `name` is not an IANA timezone (with a suggestion), or None."""
-    try:
-        zone(name)
-        return None
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        pass
-    # Listing every zone reads the whole tz database: only done on an error.
-    by_lower = {z.lower(): z for z in available_timezones()}
-    close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.6)
-    hint = f"; did you mean '{by_lower[close[0]]}'?" if close else " (expected e.g. Europe/Berlin)"
-    return f"unknown timezone '{name}'{hint}"
+    from watchkeeper.engine.problems import shown
+
+    plausible = isinstance(name, str) and len(name) <= _ZONE_NAME_MAX
+    if plausible and _ZONE_NAME.fullmatch(name):
+        try:
+            zone(name)
+            return None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # also a folder (`Europe`)
+            pass
+    hint = f" {ZONE_EXPECTED}"
+    if plausible and str(name).isprintable():
+        # Listing every zone reads the whole tz database: only done on an error.
+        by_lower = {z.lower(): z for z in available_timezones()}
+        close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.6)
+        if close:
+            hint = f"; did you mean '{by_lower[close[0]]}'?"
+    return f"unknown timezone '{shown(name)}'{hint}"
 
 
 def _tz(tz: str | tzinfo) -> tzinfo:

@@ -12,11 +12,15 @@ from watchkeeper.schema.units import Duration
 
 def check_cron(expr: str) -> str:
     """Raise ValueError with a person's explanation when a cron expression is invalid."""
+    from watchkeeper.engine.problems import shown
     from watchkeeper.engine.timetable import cron_error
 
     problem = cron_error(expr)
+    if problem and problem.startswith("never fires"):
+        # valid syntax, but no run to schedule: the daemon would have nothing to wait for
+        raise ValueError(f"cron '{shown(expr, 60)}' {problem}")
     if problem:
-        raise ValueError(f"invalid cron expression {expr!r}: {problem}")
+        raise ValueError(f"invalid cron expression '{shown(expr, 60)}': {problem}")
     return expr
 
 
