@@ -7,7 +7,12 @@ check the file and hand back the accepted configuration as plain data, which it 
 again (quickly: no YAML, no line numbers) into its own models. Problems come back as they
 are, so a rejected file reads exactly as `watchkeeper validate` prints it.
 
-    python -m watchkeeper.engine.config_process PATH   # writes one pickled answer
+The child is also the daemon's shield against a hostile or broken file (an alias bomb, a
+`${file:}` that never ends, a huge include set): it runs under a time limit and a memory
+limit, and a child past either is killed and the file refused with one problem, while the
+daemon's event loop never reads a byte of YAML.
+
+    python -m watchkeeper.engine.config_process PATH [MEMORY_BYTES]   # one pickled answer
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import pickle
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from watchkeeper.engine import loader
@@ -24,6 +29,63 @@ from watchkeeper.engine.config import Validation, config_model, load_config
 from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.problems import ConfigError, Problem
 from watchkeeper.engine.redaction import REDACTOR
+
+TIME_LIMIT = 30.0
+"""Seconds the child may take (`WATCHKEEPER_CONFIG_TIMEOUT` overrides)."""
+MEMORY_LIMIT = 2 * 1024**3
+"""Bytes of address space the child may use (`WATCHKEEPER_CONFIG_MEMORY` overrides)."""
+EXIT_MEMORY = 3
+"""The child's exit status when it ran out of memory."""
+KEEPS_RUNNING = "the previous configuration keeps running"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long, and with how much memory, the child may read a config."""
+
+    seconds: float = TIME_LIMIT
+    memory: int = MEMORY_LIMIT  # 0 = no limit
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Read `WATCHKEEPER_CONFIG_TIMEOUT` (seconds) and `WATCHKEEPER_CONFIG_MEMORY`."""
+        from watchkeeper.schema.units import parse_duration, parse_size
+
+        seconds, memory = TIME_LIMIT, MEMORY_LIMIT
+        text = os.environ.get("WATCHKEEPER_CONFIG_TIMEOUT", "").strip()
+        if text:
+            seconds = parse_duration(float(text) if _number(text) else text)
+        text = os.environ.get("WATCHKEEPER_CONFIG_MEMORY", "").strip()
+        if text:
+            memory = parse_size(int(text) if text.isdigit() else text)
+        return cls(seconds=seconds, memory=memory)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ConfigLimitError(Exception):
+    """The child reading the config went past a limit (or died); the file is refused."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        self.message = f"{reason}; {KEEPS_RUNNING}"  # what a refused reload says
+        super().__init__(self.message)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Return the refusal as the one problem an API answer lists."""
+        return [Problem.at(None, "", self.message)]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
 
 
 def _answer(path: str) -> dict[str, Any]:
@@ -43,9 +105,31 @@ def _answer(path: str) -> dict[str, Any]:
     }
 
 
-def command(path: str | os.PathLike[str]) -> list[str]:
+def command(path: str | os.PathLike[str], limits: Limits | None = None) -> list[str]:
     """Return the argv of the child that checks a config."""
-    return [sys.executable, "-m", "watchkeeper.engine.config_process", os.fspath(path)]
+    memory = (limits or Limits()).memory
+    return [
+        sys.executable,
+        "-m",
+        "watchkeeper.engine.config_process",
+        os.fspath(path),
+        str(memory),
+    ]
+
+
+def _refusal(
+    path: str | os.PathLike[str], returncode: int | None, stderr: bytes
+) -> ConfigLimitError | None:
+    """Return the refusal for a child that died or ran out of memory, else None."""
+    if returncode == EXIT_MEMORY or b"MemoryError" in stderr:
+        return ConfigLimitError(path, "reading the config ran out of memory")
+    if returncode is not None and returncode < 0:
+        return ConfigLimitError(path, f"reading the config was stopped by signal {-returncode}")
+    return None
+
+
+def _timeout(path: str | os.PathLike[str], limits: Limits) -> ConfigLimitError:
+    return ConfigLimitError(path, f"reading the config took longer than {_seconds(limits.seconds)}")
 
 
 def accept(
@@ -76,25 +160,81 @@ def accept(
 
 
 def load_config_isolated(
-    path: str | os.PathLike[str], *, reg: Registry | None = None
+    path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
 ) -> Validation:
-    """`load_config` done in a child process (for starting the daemon)."""
-    proc = subprocess.run(command(path), capture_output=True, check=False)
+    """`load_config` done in a child process under the limits (starting the daemon).
+
+    Raise ConfigError or OSError as `load_config` does, ConfigLimitError past a limit.
+    """
+    limits = limits or Limits.from_env()
+    try:
+        proc = subprocess.run(
+            command(path, limits),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=limits.seconds,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise _timeout(path, limits) from None
+    refused = _refusal(path, proc.returncode, proc.stderr)
+    if refused is not None:
+        raise refused
     return accept(path, proc.stdout, reg, proc.stderr)
 
 
 async def aload_config_isolated(
-    path: str | os.PathLike[str], *, reg: Registry | None = None
+    path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
 ) -> Validation:
-    """`load_config` done in a child process without blocking the event loop (reloads)."""
+    """`load_config` done in a child process under the limits, without blocking the event
+    loop (reloads); a child past its time is killed, as is one whose caller is cancelled."""
     import anyio
 
-    proc = await anyio.run_process(command(path), check=False)
-    return accept(path, proc.stdout, reg, proc.stderr)
+    limits = limits or Limits.from_env()
+    out, err = bytearray(), bytearray()
+    async with await anyio.open_process(command(path, limits), stdin=subprocess.DEVNULL) as proc:
+
+        async def drain(stream: Any, into: bytearray) -> None:
+            async for chunk in stream:
+                into += chunk
+
+        try:
+            with anyio.move_on_after(limits.seconds) as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(drain, proc.stdout, out)
+                    tg.start_soon(drain, proc.stderr, err)
+                await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                with anyio.CancelScope(shield=True):
+                    await proc.wait()
+        if scope.cancelled_caught:
+            raise _timeout(path, limits)
+    refused = _refusal(path, proc.returncode, bytes(err))
+    if refused is not None:
+        raise refused
+    return accept(path, bytes(out), reg, bytes(err))
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def main() -> None:
-    sys.stdout.buffer.write(pickle.dumps(_answer(sys.argv[1]), protocol=pickle.HIGHEST_PROTOCOL))
+    memory = int(sys.argv[2]) if len(sys.argv) > 2 else MEMORY_LIMIT
+    if memory > 0:
+        _limit_memory(memory)
+    try:
+        answer = pickle.dumps(_answer(sys.argv[1]), protocol=pickle.HIGHEST_PROTOCOL)
+    except MemoryError:
+        os._exit(EXIT_MEMORY)  # the parent says so; nothing more is sure to fit
+    sys.stdout.buffer.write(answer)
     sys.stdout.buffer.flush()
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,19 @@ from watchkeeper.engine.alerting import Alerting
 from watchkeeper.engine.backups import Backups
 from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.config import Validation
-from watchkeeper.engine.config_process import aload_config_isolated
+from watchkeeper.engine.config_process import (
+    KEEPS_RUNNING,
+    ConfigLimitError,
+    aload_config_isolated,
+)
 from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
 from watchkeeper.engine.heartbeats import Heartbeats
 from watchkeeper.engine.housekeeping import housekeeping
-from watchkeeper.engine.instances import Instance
+from watchkeeper.engine.instances import Instance, expand
 from watchkeeper.engine.maintenance import Maintenance
 from watchkeeper.engine.outbox import Outbox
 from watchkeeper.engine.plugins import Registry, registry
-from watchkeeper.engine.problems import ConfigError
+from watchkeeper.engine.problems import ConfigError, Problem
 from watchkeeper.engine.replicas import Membership, default_name
 from watchkeeper.engine.report import task_report
 from watchkeeper.engine.runtime import Runtime
@@ -177,6 +183,8 @@ class Daemon:
         self.stopping = anyio.Event()
         self._mtime = self._config_mtime()
         self.reloads = 0
+        self.last_reload: dict[str, Any] | None = None  # the outcome, for /health and status
+        self._reload_lock = anyio.Lock()  # SIGHUP, the API and the watcher take turns
 
     def _executor(self) -> Any:
         setting = self.config.engine.workers
@@ -474,7 +482,8 @@ class Daemon:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("reload requested (SIGHUP)")
-                    await self.reload()
+                    # beside this loop: a SIGTERM during a long reload still stops the daemon
+                    tg.start_soon(self.reload, name="reload")
                 else:
                     log.info("stopping", extra={"signal": signal.Signals(signum).name})
                     self.stop()
@@ -499,26 +508,137 @@ class Daemon:
                 await self.reload()
 
     async def reload(self) -> bool:
-        """Validate the config file again and switch to it; keep the old one if invalid."""
+        """Read the config again (in the child process) and switch to it, all or nothing.
+
+        A refused file, or one whose applying raises, leaves the previous configuration
+        running; either way the outcome is kept in `last_reload` for /health and the API.
+        """
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
+        at = time.time()
         try:
             validation = await aload_config_isolated(self.path, reg=self.reg)
-        except ConfigError as exc:
+        except (ConfigError, ConfigLimitError) as exc:
             for problem in exc.problems:
                 log.error("reload rejected: " + problem.text())
-            log.error(
-                "reload rejected; the previous configuration keeps running",
-                extra={"problems": len(exc.problems)},
-            )
-            return False
+            return self._refused(at, exc.problems)
         except OSError as exc:
+            message = f"cannot read {self.path}: {exc.strerror or exc}"
             log.error("reload rejected: cannot read the config", extra={"error": str(exc)})
+            return self._refused(at, [Problem.at(None, "", message)])
+        except Exception as exc:  # the child's answer does not validate here, say
+            log.exception("reload rejected: the config could not be taken in")
+            message = f"the config could not be taken in: {type(exc).__name__}: {exc}"
+            return self._refused(at, [Problem.at(None, "", message)])
+        try:
+            plan = self._prepare(validation.config)
+        except Exception as exc:
+            # nothing has changed yet: a refusal like an invalid file's
+            log.exception("reload rejected: the config cannot be applied")
+            message = f"the config cannot be applied: {type(exc).__name__}: {exc}"
+            return self._refused(at, [Problem.at(None, "", message)])
+        before = self._snapshot()
+        try:
+            added, removed, changed = await self._apply(validation, plan)
+        except Exception as exc:
+            log.exception("applying the reloaded config failed; rolling back")
+            await self._roll_back(before)
+            log.error("reload failed; the previous configuration keeps running")
+            error = f"applying the config failed: {type(exc).__name__}: {exc}; {KEEPS_RUNNING}"
+            self._record(at, False, error=error, problems=[Problem.at(None, "", error)])
             return False
+        self.reloads += 1
+        self._record(at, True, added=len(added), removed=len(removed), changed=len(changed))
+        log.info(
+            "config reloaded",
+            extra={"added": len(added), "removed": len(removed), "changed": len(changed)},
+        )
+        return True
+
+    def _record(self, at: float, ok: bool, **details: Any) -> None:
+        when = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+        self.last_reload = {"at": when.replace("+00:00", "Z"), "ok": ok, **details}
+
+    def _refused(self, at: float, problems: list[Problem]) -> bool:
+        from watchkeeper.engine.redaction import REDACTOR
+
+        log.error(
+            "reload rejected; the previous configuration keeps running",
+            extra={"problems": len(problems)},
+        )
+        self._mtime = self._config_mtime()  # tried as it is now: once is enough
+        errors = [p for p in problems if p.level == "error"] or problems
+        error = REDACTOR.redact(errors[0].text()) if errors else "refused"
+        self._record(at, False, error=error, problems=problems)
+        return False
+
+    def reload_outcome(self, *, detailed: bool = False) -> dict[str, Any] | None:
+        """Return the last reload's outcome: `at`, `ok` and, when refused or rolled back,
+        the `error` (with `detailed`, also each problem; /health shows only their count,
+        as it shows no probe messages)."""
+        from dataclasses import asdict
+
+        from watchkeeper.engine.redaction import REDACTOR
+
+        outcome = self.last_reload
+        if outcome is None:
+            return None
+        shown = {k: v for k, v in outcome.items() if k != "problems"}
+        if "problems" not in outcome:
+            return shown
+        problems = outcome["problems"]
+        if not detailed:
+            return {**shown, "problems": len(problems)}
+        return {
+            **shown,
+            "problems": [
+                {
+                    **asdict(p),
+                    "path": REDACTOR.redact(p.path),
+                    "message": REDACTOR.redact(p.message),
+                }
+                for p in problems
+            ],
+        }
+
+    def _prepare(self, config: Any) -> dict[str, Any]:
+        """Build, without changing anything, what a config's applying could fail on: its
+        check instances, each schedule's first fire time, its maintenance windows."""
+        from watchkeeper.engine import timetable
+
+        instances = expand(config, self.reg, replica=self.runtime.replica)
+        start = datetime.fromtimestamp(self.clock.now(), UTC)
+        for key, instance in instances.items():
+            if instance.schedule is not None:
+                series = timetable.series_for(
+                    instance.schedule, key=key, start=start, default_tz=instance.timezone
+                )
+                next(series)
+        tz = config.defaults.timezone or "UTC"
+        for kind, entries in (
+            ("task", config.tasks),
+            ("backup", config.backups.jobs),
+            ("drill", config.backups.drills),
+        ):
+            for name, entry in entries.items():
+                next(timetable.series_for(entry.schedule, key=f"{kind}:{name}", start=start,
+                                          default_tz=tz))  # fmt: skip
+        maintenance = Maintenance(config)
+        now = self.clock.now()
+        maintenance.under_way(now)
+        maintenance.next_boundary(now)
+        return {"maintenance": maintenance}
+
+    async def _apply(self, validation: Validation, plan: dict[str, Any]) -> tuple[list[str], ...]:
+        """Switch every part of the daemon to a checked configuration."""
         if validation.config.state != self.config.state:
             log.warning("`state` changed: it applies after a restart")
         self.validation, self.config = validation, validation.config
         self.config_files = _accepted(validation)
         self._mtime = self._config_mtime()
-        self.maintenance = self.alerting.maintenance = Maintenance(self.config)
+        self.maintenance = self.alerting.maintenance = plan["maintenance"]
         self.outbox.config = self.config
         added, removed, changed = await self.runtime.apply(self.config)
         # workers learn the new checks and options before any of them is scheduled
@@ -541,12 +661,74 @@ class Daemon:
         await self.alerting.rehold(now)
         await self.alerting.release(now)
         await self.heartbeats.load()
-        self.reloads += 1
-        log.info(
-            "config reloaded",
-            extra={"added": len(added), "removed": len(removed), "changed": len(changed)},
-        )
-        return True
+        return added, removed, changed
+
+    _RUNTIME_STATE = ("config", "severities", "all_instances", "instances", "evaluators",
+                      "latest", "composites")  # fmt: skip
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Keep what `_apply` replaces, for `_roll_back`."""
+        runtime = self.runtime
+        state = {}
+        for name in self._RUNTIME_STATE:
+            value = getattr(runtime, name, None)
+            state[name] = value.copy() if isinstance(value, dict | list) else value
+        return {
+            "daemon": (self.validation, self.config, list(self.config_files)),
+            "maintenance": self.maintenance,
+            "announce": (self.alerting.started_at, self.alerting.last_announce),
+            "runtime": state,
+            # unchanged checks' evaluators are kept and pointed at the new instances
+            "evaluated": {k: e.instance for k, e in runtime.evaluators.items()},
+            "jobs": {k: (j, j.target) for k, j in self.scheduler.jobs.items()},
+        }
+
+    async def _roll_back(self, before: dict[str, Any]) -> None:
+        """Put the daemon back on the configuration it ran before a failed `_apply`.
+
+        Each part is restored on its own, so one that fails does not keep the others on
+        the new configuration. What `_apply` already told the world (alerts of removed
+        checks resolved) stays told; those checks run again and alert anew if need be.
+        """
+        self.validation, self.config, self.config_files = before["daemon"]
+        # the file as it is now has been tried: the watcher must not try it every 2 s
+        self._mtime = self._config_mtime()
+        self.maintenance = self.alerting.maintenance = before["maintenance"]
+        self.outbox.config = self.config
+        self.alerting.started_at, self.alerting.last_announce = before["announce"]
+        runtime = self.runtime
+        for name, value in before["runtime"].items():
+            setattr(runtime, name, value)
+        for key, instance in before["evaluated"].items():
+            if key in runtime.evaluators:
+                runtime.evaluators[key].instance = instance
+        jobs = before["jobs"]
+
+        def scheduler() -> None:
+            for key in [k for k in self.scheduler.jobs if k.startswith("check:")]:
+                if jobs.get(key, (None,))[0] is not self.scheduler.jobs[key]:
+                    self.scheduler.remove(key)
+            for key, (job, target) in jobs.items():
+                job.target = target
+                if key.startswith("check:") and self.scheduler.jobs.get(key) is not job:
+                    # a fresh job on the old schedule: the same fire times (phase-locked)
+                    self._schedule(target)
+            self._schedule_jobs()
+
+        now = self.clock.now()
+        for what, step in (
+            ("scheduler", scheduler),
+            ("probe workers", lambda: self.executor.load(runtime.instances)),
+            ("backups", lambda: self.backups.apply(self.config, maintenance=self.maintenance)),
+            ("alert holds", lambda: self.alerting.rehold(now)),
+            ("heartbeats", self.heartbeats.load),
+        ):
+            try:
+                result = step()
+                if hasattr(result, "__await__"):
+                    await result
+            except Exception:
+                log.exception("rolling back the reload: restoring the " + what + " failed")
 
     # -- one pass ---------------------------------------------------------------------------
 

@@ -35,6 +35,9 @@ async def health(request: Request) -> Response:
             "pending_writes": store["pending_writes"],
         },
         "outbox": {"depth": views.outbox_state(daemon)["depth"]},
+        # a refused or rolled-back reload leaves the daemon healthy on its previous config,
+        # but someone should know; the problems themselves are for the admin API
+        "last_reload": outcome() if (outcome := getattr(daemon, "reload_outcome", None)) else None,
     }
     return json_response(body, 200 if healthy else 503, headers={"Cache-Control": "no-store"})
 

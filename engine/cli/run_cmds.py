@@ -58,15 +58,19 @@ def run(
         watchkeeper run --once --format json
     """
     from watchkeeper.engine.api import ServerError
+    from watchkeeper.engine.config_process import ConfigLimitError
     from watchkeeper.engine.daemon import Daemon
     from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
     from watchkeeper.engine.replicas import ReplicaError
     from watchkeeper.engine.store import StoreError
 
-    # the long-running daemon reads its config in a child process: it keeps nothing of
-    # the parse but the accepted configuration
-    validation = load_or_exit(ctx, isolated=not once)
+    # the config is read in a child process under a time and a memory limit: a hostile
+    # file costs the child, and the daemon keeps nothing of the parse but the result
+    try:
+        validation = load_or_exit(ctx, isolated=True)
+    except ConfigLimitError as exc:
+        fail(f"{exc.path}: {exc.reason}; nothing was started", EXIT_FAILED)
     # one pass runs in-process: starting worker processes would cost more than it saves
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
     # previews go where they do not spoil the machine-readable output
@@ -183,7 +187,10 @@ def _print_results(rows: list[dict[str, Any]], fmt: OutputFormat) -> None:
         echo_json(rows)
         return
     from watchkeeper.engine.evaluate import render_value
+    from watchkeeper.engine.redaction import REDACTOR
 
+    # masked before the table expands tabs and wraps or splits a cell's lines
+    rows = REDACTOR.redact_obj(rows)
     table = Table("", "check", "time", "message", "metrics", box=None, pad_edge=False)
     for r in rows:
         name = r["check"] + (f"@{r['environment']}" if r.get("environment") else "")
