@@ -5,6 +5,11 @@ A heartbeat's deadline is the first `expect_every` time after its last `ok` beat
 A `start` beat opens a run that must see `ok` within `max_runtime`; `fail` or a non-zero
 exit code is down at once. Each missed deadline is one failed run, so `failure_threshold`
 counts missed deadlines.
+
+A check holds at most `MAX_OPEN_RUNS` open runs (starts not yet ended): past that the
+oldest is dropped, so a job that never ends its runs, or a token holder starting runs
+with ever new `rid`s, cannot grow the state document written on every beat. A drop is
+logged once, counted in the state (`runs_dropped`) and told in the next result's message.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ log = logging.getLogger("watchkeeper.heartbeats")
 
 BeatStatus = Literal["start", "ok", "fail"]
 NO_RUN = "-"
+MAX_OPEN_RUNS = 100
 
 
 @dataclass
@@ -231,8 +237,9 @@ class Heartbeats:
 
     # -- beats ------------------------------------------------------------------------------
 
-    async def beat(self, key: str, beat: Beat) -> None:
-        """Take one beat for an instance: start a run, or judge it ok or failed."""
+    async def beat(self, key: str, beat: Beat) -> int:
+        """Take one beat for an instance: start a run, or judge it ok or failed; return how
+        many open runs a start dropped (the oldest, past `MAX_OPEN_RUNS`)."""
         instance = self.runtime.instances.get(key)
         if instance is None or instance.probe_type != "heartbeat":
             raise KeyError(key)
@@ -241,10 +248,13 @@ class Heartbeats:
         )
         rid = beat.rid or NO_RUN
         if beat.status == "start":
-            state.setdefault("runs", {})[rid] = beat.at
+            runs = state.setdefault("runs", {})
+            runs.pop(rid, None)
+            runs[rid] = beat.at
+            dropped = self._drop_oldest(key, state)
             self._save(key)
             self._wake.set()
-            return
+            return dropped
         started = state.setdefault("runs", {}).pop(rid, None)
         metrics = dict(beat.metrics or {})
         if started is not None:
@@ -261,6 +271,12 @@ class Heartbeats:
             message = "beat received" + (
                 f" after {format_duration(metrics['runtime'])}" if "runtime" in metrics else ""
             )
+        untold = state.pop("runs_dropped_untold", 0)
+        if untold:
+            message += (
+                f"; {untold} open run{'s' if untold != 1 else ''} dropped "
+                f"(more than {MAX_OPEN_RUNS} at once)"
+            )
         state["paused_for"] = 0.0
         self._save(key)
         self._wake.set()
@@ -271,12 +287,32 @@ class Heartbeats:
             details={"log": beat.log} if beat.log else {},
         )
         await self.runtime.ingest(instance, result, beat.at)
+        return 0
 
-    async def record(self, key: str, beat: Beat) -> None:
-        """Take a beat that arrived at this daemon (HTTP API): keep it and judge it."""
+    def _drop_oldest(self, key: str, state: dict[str, Any]) -> int:
+        """Keep at most MAX_OPEN_RUNS open runs; return how many of the oldest went."""
+        runs = state["runs"]
+        dropped = 0
+        while len(runs) > MAX_OPEN_RUNS:
+            del runs[min(runs, key=runs.__getitem__)]
+            dropped += 1
+        if dropped:
+            if not state.get("runs_dropped_untold"):  # once until a result tells of it
+                log.warning(
+                    f"open runs dropped (more than {MAX_OPEN_RUNS} at once): the oldest go; "
+                    "do its runs end with the `rid` they started with?",
+                    extra={"check": key},
+                )
+            state["runs_dropped"] = state.get("runs_dropped", 0) + dropped
+            state["runs_dropped_untold"] = state.get("runs_dropped_untold", 0) + dropped
+        return dropped
+
+    async def record(self, key: str, beat: Beat) -> int:
+        """Take a beat that arrived at this daemon (HTTP API): keep it and judge it; return
+        how many open runs it dropped."""
         self.runtime.writer.append("beats", Row(key=key, at=beat.at, data=beat.to_data()))
         self._seen_at_edge.add((key, beat.at))
-        await self.beat(key, beat)
+        return await self.beat(key, beat)
 
     async def poll_store(self) -> None:
         """Judge beats written to the store by `watchkeeper heartbeat` / `exec`."""

@@ -8,11 +8,14 @@ shows a query string, so a `?token=` stays out of it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchkeeper.engine.api import admin, heartbeat, public
+from watchkeeper.engine.api.auth import FailureLimiter, Refusals
 from watchkeeper.engine.api.metrics import Metrics
 from watchkeeper.engine.api.responses import error
 from watchkeeper.engine.api.status_page import StatusPage
@@ -44,7 +48,9 @@ CSP = (
 
 class Guard:
     """Outermost layer: security headers on every response, a JSON 500 for any failure,
-    one access-log line per request."""
+    one access-log line per request; `Connection: close` on an answer given before the
+    request's body was read (a refusal, a 413), so the unread rest never starts the next
+    request on a kept-alive connection."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -55,12 +61,21 @@ class Guard:
             return
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
+        read = {"all": not _has_body(scope)}
+
+        async def receive_tracked() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                read["all"] = True
+            return message
 
         async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["sent"] = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OURS]
                 headers += SECURITY_HEADERS
+                if not read["all"]:
+                    headers.append((b"connection", b"close"))
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 if content_type.startswith((b"text/html", b"image/svg")):
                     headers.append((b"content-security-policy", CSP))
@@ -68,7 +83,7 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_secured)
+            await self.app(scope, receive_tracked, send_secured)
         except Exception:
             log.exception(
                 "API request failed",
@@ -91,7 +106,14 @@ class Guard:
             )
 
 
-_OURS = {k for k, _ in SECURITY_HEADERS} | {b"content-security-policy"}
+_OURS = {k for k, _ in SECURITY_HEADERS} | {b"content-security-policy", b"connection"}
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -128,6 +150,29 @@ def routes() -> list[Any]:
     ]
 
 
+SWEEP_EVERY = 5.0
+"""How often the window of refused calls is checked for its end when no call comes."""
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """While serving, end each window of refused calls on time; at the end, write the last."""
+
+    async def sweep() -> None:
+        while True:
+            await anyio.sleep(SWEEP_EVERY)
+            if app.state.refusals.due(time.monotonic()):
+                admin.write_refusals(app.state)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sweep, name="refused calls")
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            admin.write_refusals(app.state)  # the daemon flushes its writer after the server
+
+
 def create_app(daemon: Any) -> Starlette:
     """Return the ASGI application serving one daemon (call `app.state.metrics.attach()`
     to start counting results; `serve_http` does)."""
@@ -135,10 +180,13 @@ def create_app(daemon: Any) -> Starlette:
         routes=routes(),
         middleware=[Middleware(Guard)],
         exception_handlers={HTTPException: _http_error},
+        lifespan=_lifespan,
     )
+    refusals = Refusals()
     app.state.daemon = daemon
-    app.state.metrics = Metrics(daemon)
+    app.state.refusals = refusals
+    app.state.limiter = FailureLimiter()
+    app.state.metrics = Metrics(daemon, refusals=refusals)
     app.state.page = StatusPage(daemon)
-    app.state.denied = {}
     app.state.told_closed = False
     return app

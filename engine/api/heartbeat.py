@@ -5,14 +5,17 @@
 
 `?status=start|ok|fail` (default ok; also as a last path segment, `/start`, `/fail`,
 or an exit code `/3`), `?exit=N` (non-zero = fail), `?rid=` pairs start and end of
-overlapping runs. A JSON body may carry `{"metrics": {...}, "log": "..."}`; any other
-body is kept as the log tail (its last 10 kB). The check's own `token` or the admin token
-is accepted, as a Bearer header or `?token=`.
+overlapping runs. A JSON body (at most 100 kB) may carry `{"metrics": {...}, "log":
+"..."}`; any other body is kept as the log tail (its last 10 kB). The check's own `token`
+or the admin token is accepted, as a Bearer header or `?token=`.
+
+Without a valid token every name, known or not, gets the same 401: names cannot be probed.
+A valid token (the admin token, or any heartbeat check's own) may learn that a name is
+unknown (404) or needs its environment (400).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -23,10 +26,17 @@ from starlette.responses import Response
 from watchkeeper.engine import audit
 from watchkeeper.engine.api import auth
 from watchkeeper.engine.api.admin import deny
-from watchkeeper.engine.api.responses import BodyError, error, json_response, read_body
+from watchkeeper.engine.api.responses import (
+    BodyError,
+    error,
+    json_response,
+    parse_json,
+    read_body,
+)
 
 LOG_TAIL = 10 * 1024
-MAX_BODY = 256 * 1024
+MAX_BODY = 100 * 1024
+MAX_METRICS = 100
 RID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -74,23 +84,20 @@ def _payload(raw: bytes, content_type: str) -> tuple[dict[str, float], str | Non
     document = None
     if "json" in content_type or raw.lstrip()[:1] == b"{":
         try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            document = parse_json(raw)
+        except BodyError:
             if "json" in content_type:
-                raise BodyError(400, "the body is not valid JSON") from None
+                raise
     if not isinstance(document, dict):
         return {}, raw[-LOG_TAIL:].decode("utf-8", "replace"), document
     metrics = document.get("metrics") or {}
     if not isinstance(metrics, dict):
         raise BodyError(422, "`metrics` must map names to numbers")
+    if len(metrics) > MAX_METRICS:
+        raise BodyError(422, f"a beat carries at most {MAX_METRICS} metrics")
     clean: dict[str, float] = {}
     for name, value in metrics.items():
-        if (
-            not isinstance(name, str)
-            or isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if not isinstance(name, str) or not _finite(value):
             raise BodyError(422, f"metric {str(name)[:60]!r} must be a finite number")
         clean[name[:200]] = float(value)
     log = document.get("log")
@@ -101,21 +108,48 @@ def _payload(raw: bytes, content_type: str) -> tuple[dict[str, float], str | Non
     return clean, log, document
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _holders(daemon: Any, token: str | None) -> set[str]:
+    """Return the heartbeat instances whose own token is `token`.
+
+    Every heartbeat's token is compared, whatever the name asked for, so a known and an
+    unknown name cost the same time.
+    """
+    runtime = daemon.runtime
+    everything = getattr(runtime, "all_instances", None) or runtime.instances
+    return {
+        key
+        for key, instance in everything.items()
+        if instance.probe_type == "heartbeat"
+        and auth.same(token, auth.secret_value(getattr(instance.options, "token", None)))
+    }
+
+
 async def heartbeat(request: Request) -> Response:
     """Record one beat for a heartbeat check."""
-    from watchkeeper.engine.heartbeats import Beat
+    from watchkeeper.engine.heartbeats import MAX_OPEN_RUNS, Beat
     from watchkeeper.engine.store import Row
 
     daemon = request.app.state.daemon
     instance, why = find_instance(daemon, request.path_params["check"])
     token = auth.presented(request, query=True)
     as_admin = auth.same(token, auth.admin_token(daemon))
+    holders = _holders(daemon, token)
     if instance is None:
+        if not (as_admin or holders):
+            return deny(request)  # the same answer as a wrong token: no probing for names
         if why == "ambiguous":
             return error(400, "that check has several environments; post to check@environment")
         return error(404, "no heartbeat check of that name")
-    own = auth.secret_value(getattr(instance.options, "token", None))
-    if not (as_admin or auth.same(token, own)):
+    if not (as_admin or instance.key in holders):
         return deny(request)
     try:
         status, code = _status(request)
@@ -145,8 +179,9 @@ async def heartbeat(request: Request) -> Response:
         log=log,
         source="api",
     )
+    dropped = 0
     if instance.key in daemon.runtime.instances:
-        await daemon.heartbeats.record(instance.key, beat)
+        dropped = await daemon.heartbeats.record(instance.key, beat)
     else:  # another replica runs this check: it picks the beat up from the store
         daemon.writer.append("beats", Row(key=instance.key, at=now, data=beat.to_data()))
     if as_admin:
@@ -164,4 +199,7 @@ async def heartbeat(request: Request) -> Response:
     }
     if problems:
         answer["extract_problems"] = problems
+    if dropped:
+        answer["runs_dropped"] = dropped
+        answer["note"] = f"more than {MAX_OPEN_RUNS} open runs: the oldest was dropped"
     return json_response(answer)

@@ -26,8 +26,9 @@ ALERT_STATUSES = ("pending", "firing")
 class Metrics:
     """The metrics registry of one daemon, fed while it is attached."""
 
-    def __init__(self, daemon: Any):
+    def __init__(self, daemon: Any, refusals: Any = None):
         self.daemon = daemon
+        self.refusals = refusals  # auth.Refusals of the API, when it serves
         self.registry = CollectorRegistry()
         self.durations = Histogram(
             "watchkeeper_check_duration_seconds",
@@ -227,8 +228,30 @@ class _StateCollector:
         )
         degraded.add_metric([], 1 if daemon.writer.degraded else 0)
         yield degraded
+        yield from self._refusals()
         pending = GaugeMetricFamily(
             "watchkeeper_store_pending_writes", "State writes buffered for the store."
         )
         pending.add_metric([], daemon.writer.pending())
         yield pending
+
+    def _refusals(self) -> Iterator[Metric]:
+        refusals = self.metrics.refusals
+        if refusals is None:
+            return
+        denied = CounterMetricFamily(
+            "watchkeeper_api_denied",
+            "API calls refused for a missing or wrong token (401), or because their source "
+            "failed too often (429).",
+            labels=["status"],
+        )
+        for status, count in sorted(refusals.totals.items()):
+            denied.add_metric([str(status)], count)
+        yield denied
+        sources = GaugeMetricFamily(
+            "watchkeeper_api_denied_sources",
+            "Sources of refused calls counted in the current minute (capped; the rest "
+            "share one bucket).",
+        )
+        sources.add_metric([], len(refusals.tallies))
+        yield sources

@@ -24,6 +24,10 @@ def _error(description: str) -> dict[str, Any]:
 
 
 UNAUTHORIZED = _error("No valid token (missing, wrong, or the admin API is closed).")
+TOO_MANY = _error(
+    "No valid token, and this source was refused too often: retry after `Retry-After` "
+    "seconds. A valid token is never refused so."
+)
 ADMIN = [{"bearer": []}]
 
 
@@ -37,7 +41,7 @@ def _admin(
     body_required: bool = True,
     op: str,
 ) -> dict[str, Any]:
-    responses = {**ok, "401": UNAUTHORIZED, **(codes or {})}
+    responses = {**ok, "401": UNAUTHORIZED, "429": TOO_MANY, **(codes or {})}
     operation: dict[str, Any] = {
         "operationId": op,
         "summary": summary,
@@ -118,6 +122,21 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "outbox": {"type": "object", "properties": {"depth": {"type": "integer"}}},
+            "last_reload": {
+                "description": "The last reload's outcome (null before the first): a refused "
+                "or rolled-back one leaves the previous configuration running.",
+                "type": ["object", "null"],
+                "required": ["at", "ok"],
+                "properties": {
+                    "at": {"type": "string", "format": "date-time"},
+                    "ok": {"type": "boolean"},
+                    "error": {"type": "string", "description": "Why it was refused."},
+                    "problems": {"type": "integer", "description": "How many problems."},
+                    "added": {"type": "integer"},
+                    "removed": {"type": "integer"},
+                    "changed": {"type": "integer"},
+                },
+            },
         },
     },
     "Ready": {
@@ -295,6 +314,11 @@ SCHEMAS: dict[str, Any] = {
             "environment": NULLABLE_STRING,
             "status": {"enum": ["start", "ok", "fail"]},
             "extract_problems": {"type": "object"},
+            "runs_dropped": {
+                "type": "integer",
+                "description": "Open runs this start dropped (more than 100 at once).",
+            },
+            "note": {"type": "string"},
         },
     },
 }
@@ -325,10 +349,14 @@ def document() -> dict[str, Any]:
         },
         "responses": {
             "200": _json(_ref("BeatResult"), "Beat recorded."),
-            "400": _error("A parameter or the body is not valid, or the name is ambiguous."),
-            "401": UNAUTHORIZED,
-            "404": _error("No heartbeat check of that name."),
-            "413": _error("Body too large."),
+            "400": _error(
+                "A parameter or the body is not valid, or (with a valid token) the name is "
+                "ambiguous."
+            ),
+            "401": _error("No valid token; the same answer whether the check exists or not."),
+            "404": _error("No heartbeat check of that name (with a valid token only)."),
+            "413": _error("Body larger than 100 kB."),
+            "429": TOO_MANY,
             "422": _error("`metrics` or `log` of the wrong type."),
         },
     }
