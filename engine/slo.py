@@ -14,9 +14,14 @@ budget (1 = spending exactly the budget over the SLO window).
 
 Burn-rate alerts follow the multiwindow rules of the Google SRE workbook: page when the
 1h and 5m burn rates both exceed `fast` (default 14.4: 2% of a 30-day budget in an
-hour), or the 6h and 30m ones both exceed `slow` (default 6: 5% in six hours). The
-alert is the internal rule `burn-rate` of check `slo:<name>`, raised and cleared through
-`Runtime.condition`, so it takes the same holds, routes and escalation as any other.
+hour), or the 6h and 30m ones both exceed `slow` (default 6: 5% in six hours), while the
+budget burns now (the 5m rate over `slow`). A firing alert resolves as soon as the 5m
+burn rate is back under `slow` (or neither condition holds any more): the burning
+stopped, though the longer windows still remember it. The alert is the internal rule
+`burn-rate` of check `slo:<name>`, labelled with the check's labels plus `slo: <name>`
+and `kind: slo`, raised and cleared through `Runtime.condition`, so it takes the same
+holds, routes and escalation as any other; alerting holds it while its check's own
+alerts fire ("covered by ...": the same outage pages once).
 """
 
 from __future__ import annotations
@@ -34,12 +39,33 @@ from watchkeeper.engine.rollups import Aggregate, History, SloRule, mute_spans, 
 from watchkeeper.schema.slos import SLO, BurnAlert
 from watchkeeper.schema.units import format_duration
 
-__all__ = ["BURN_WINDOWS", "SloParts", "Target", "evaluate_slos", "run", "slo_status", "targets"]
+__all__ = [
+    "BURN_WINDOWS",
+    "COVER_WINDOW",
+    "KIND",
+    "SloParts",
+    "Target",
+    "budget_text",
+    "covered_instance",
+    "evaluate_slos",
+    "run",
+    "slo_status",
+    "slo_warnings",
+    "targets",
+]
 
 log = logging.getLogger("watchkeeper.slo")
 
 BURN_WINDOWS: dict[str, float] = {"5m": 300.0, "30m": 1800.0, "1h": 3600.0, "6h": 21600.0}
 RULE = "burn-rate"
+CHECK_PREFIX = "slo:"
+KIND = {"kind": "slo"}
+"""The label every burn-rate alert carries besides the check's, for routes to tell it apart."""
+NOW_WINDOW = "5m"
+"""The burn window that says whether the budget burns now: alerts resolve on it."""
+COVER_WINDOW = BURN_WINDOWS[NOW_WINDOW]
+"""How long after its check's own alert resolves a burn-rate alert stays covered by it:
+the 5m window still holds that outage's failures until then."""
 AT_RISK = 0.25
 """Below this share of budget left (or while a burn condition holds) an SLO is at risk."""
 INTERVAL = 60.0
@@ -108,6 +134,53 @@ def burning(rates: Mapping[str, float | None], alert: BurnAlert) -> str | None:
     if over("6h", alert.slow) and over("30m", alert.slow):
         return "slow"
     return None
+
+
+def burning_now(rates: Mapping[str, float | None]) -> float | None:
+    """Return the burn rate of the shortest window that holds runs (5m, else 30m)."""
+    for label in (NOW_WINDOW, "30m"):
+        if rates.get(label) is not None:
+            return rates[label]
+    return None
+
+
+def alert_active(rates: Mapping[str, float | None], alert: BurnAlert, firing: bool) -> bool:
+    """Decide whether a burn-rate alert fires after this evaluation.
+
+    A new alert needs a multiwindow condition and the budget burning now (the 5m rate, or
+    the 30m one when no run fell in the last 5 minutes, over `slow`), so that the slow
+    condition's 30m memory of a burst cannot open a second incident once it is over. A
+    firing alert resolves when neither condition holds, or when the last 5 minutes hold
+    runs and burn under `slow`.
+    """
+    condition = burning(rates, alert)
+    if condition is None:
+        return False
+    if firing:
+        recent = rates.get(NOW_WINDOW)
+        return recent is None or recent > alert.slow
+    recent = burning_now(rates)
+    return recent is not None and recent > alert.slow
+
+
+def budget_text(remaining: float | None, window_text: str) -> str:
+    """Say how much of the error budget is left in plain words (never a negative share)."""
+    if remaining is None:
+        return f"no runs yet to judge the {window_text} error budget"
+    if remaining < 0:
+        spent = 1.0 - remaining
+        return f"the {window_text} error budget is exhausted ({spent:.3g}× spent)"
+    return f"{remaining * 100:.1f}% of the {window_text} error budget left"
+
+
+def covered_instance(config: Any, alert: Any) -> str | None:
+    """Return the check instance a burn-rate alert is about, or None for other alerts."""
+    if alert.rule != RULE or not alert.check.startswith(CHECK_PREFIX):
+        return None
+    slo = (getattr(config, "slos", None) or {}).get(alert.check[len(CHECK_PREFIX) :])
+    if slo is None:
+        return None
+    return instance_key(slo.check.split("@", 1)[0], alert.environment)
 
 
 def judge(
@@ -344,26 +417,24 @@ async def _alert(runtime: Any, judged: list[tuple[Target, dict[str, Any]]]) -> N
         alert = target.slo.alert
         if alert is None:
             continue
-        check = f"slo:{target.name}"
+        check = f"{CHECK_PREFIX}{target.name}"
         wanted.add((check, target.environment))
-        active = status["burning"] is not None
-        if (
-            not active
-            and runtime.book.get_open(instance_key(check, target.environment), RULE) is None
-        ):
+        open_alert = runtime.book.get_open(instance_key(check, target.environment), RULE)
+        active = alert_active(status["burn_rates"], alert, firing=open_alert is not None)
+        if not active and open_alert is None:
             continue
         await runtime.condition(
             RULE,
             active=active,
             severity=alert.severity,
-            summary=_summary(target, status, alert),
+            summary=_summary(target, status, alert, active),
             check=check,
             environment=target.environment,
-            labels={**target.labels, "slo": target.name},
+            labels={**target.labels, "slo": target.name, **KIND},
             runbook=target.runbook,
         )
     for (_instance, rule), open_alert in list(runtime.book.open.items()):
-        if rule != RULE or not open_alert.check.startswith("slo:"):
+        if rule != RULE or not open_alert.check.startswith(CHECK_PREFIX):
             continue
         if (open_alert.check, open_alert.environment) not in wanted:
             await runtime.condition(
@@ -376,7 +447,7 @@ async def _alert(runtime: Any, judged: list[tuple[Target, dict[str, Any]]]) -> N
             )
 
 
-def _summary(target: Target, status: dict[str, Any], alert: BurnAlert) -> str:
+def _summary(target: Target, status: dict[str, Any], alert: BurnAlert, active: bool) -> str:
     rates = status["burn_rates"]
     where = instance_key(target.check, target.environment)
 
@@ -384,18 +455,14 @@ def _summary(target: Target, status: dict[str, Any], alert: BurnAlert) -> str:
         value = rates.get(label)
         return "n/a" if value is None else f"{value:.1f}×"
 
-    if status["burning"] == "fast":
+    if not active:
+        burn = f"burn stopped: {rate(NOW_WINDOW)} over the last 5m, {rate('1h')} over 1h"
+    elif status["burning"] == "fast":
         burn = f"burning {rate('1h')} over 1h and {rate('5m')} over 5m (limit {alert.fast:g}×)"
-    elif status["burning"] == "slow":
-        burn = f"burning {rate('6h')} over 6h and {rate('30m')} over 30m (limit {alert.slow:g}×)"
     else:
-        burn = f"burn rate back to {rate('1h')} over 1h"
-    left = status["budget_remaining"]
-    budget = "n/a" if left is None else f"{left * 100:.1f}%"
-    return (
-        f"SLO {target.name} on {where}: error budget {burn}; "
-        f"{budget} of the {status['window_text']} budget left"
-    )
+        burn = f"burning {rate('6h')} over 6h and {rate('30m')} over 30m (limit {alert.slow:g}×)"
+    budget = budget_text(status["budget_remaining"], status["window_text"])
+    return f"SLO {target.name} on {where}: error budget {burn}; {budget}"
 
 
 def _wall() -> float:
@@ -408,6 +475,116 @@ def _iso(at: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- validate -------------------------------------------------------------------------------
+
+PASSIVE_PROBES = ("heartbeat", "composite")
+"""Checks that run on no schedule of their own: how often they report is not known here."""
+
+
+def slo_warnings(config: Any, loaded: Any = None) -> list[Any]:
+    """Return `validate` warnings about burn-rate alerts that cannot work as meant.
+
+    - a check that runs so seldom that one bad run in the 1h window already burns faster
+      than `fast`: the alert then fires on any single failure and says nothing the
+      check's own rules do not say sooner;
+    - a burn-rate alert whose first matching route starts an escalation policy that runs
+      self-healing actions (it carries the check's labels, e.g. `heal: redeploy`): a
+      route matching `{rule: burn-rate}` or `{labels: {kind: slo}}` before it keeps SLO
+      alerts apart.
+
+    `loaded` (the loader's output) places each warning at its line in the file.
+    """
+    from watchkeeper.engine.loader import dotted
+    from watchkeeper.engine.problems import Problem
+
+    def warn(path: tuple, message: str) -> Problem:
+        mark = None
+        if loaded is not None:
+            from watchkeeper.engine.config import mark_at
+
+            mark = mark_at(loaded, path)
+        return Problem.at(mark, dotted(path), message, "warning")
+
+    problems: list[Problem] = []
+    checks = getattr(config, "checks", None) or {}
+    for name, slo in (getattr(config, "slos", None) or {}).items():
+        if slo.alert is None:
+            continue
+        check = checks.get(slo.check.split("@", 1)[0])
+        if check is None:
+            continue  # an unknown check is crossref's error already
+        budget = 1.0 - slo.objective
+        hourly = _runs_per_hour(config, check)
+        if hourly is not None and budget > 0 and (1.0 / hourly) / budget > slo.alert.fast:
+            one = (1.0 / hourly) / budget
+            problems.append(
+                warn(
+                    ("slos", name, "alert"),
+                    f"{slo.check} runs about {hourly:g} times an hour: one bad run is a burn "
+                    f"of {one:.0f}× over 1h, over the fast limit {slo.alert.fast:g}×, so "
+                    "this burn-rate alert fires on any single failure (the check's own "
+                    "rules say that sooner); run the check every minute or more often, "
+                    "or drop `alert:`",
+                )
+            )
+        actions = _healing_route(config, name, slo, check)
+        if actions is not None:
+            index, policy, names = actions
+            problems.append(
+                warn(
+                    ("slos", name, "alert"),
+                    f"the burn-rate alert carries {slo.check}'s labels and reaches routes[{index}],"
+                    f" whose escalation {policy!r} runs {', '.join(names)}: an SLO alert "
+                    "is no outage to self-heal; add a route matching "
+                    "`{rule: burn-rate}` (or `{labels: {kind: slo}}`) before it",
+                )
+            )
+    return problems
+
+
+def _runs_per_hour(config: Any, check: Any) -> float | None:
+    if check.probe in PASSIVE_PROBES:
+        return None
+    defaults = getattr(config, "defaults", None)
+    schedule = check.schedule or getattr(defaults, "schedule", None)
+    if schedule is None:
+        return 3600.0 / 300.0  # the built-in default: every 5m
+    if schedule.every:
+        return 3600.0 / schedule.every
+    from watchkeeper.engine.timetable import runs_per_week
+
+    return runs_per_week(schedule.cron, schedule.timezone or "UTC") / (7 * 24)
+
+
+def _healing_route(
+    config: Any, name: str, slo: SLO, check: Any
+) -> tuple[int, str, list[str]] | None:
+    """Return the first route a burn-rate alert meets that escalates to actions, if any."""
+    from watchkeeper.engine.routing import Subject, matching_routes
+
+    defaults = getattr(config, "defaults", None)
+    labels = {**(getattr(defaults, "labels", None) or {}), **(check.labels or {})}
+    environments = (
+        [slo.check.split("@", 1)[1]] if "@" in slo.check else (check.environments or [None])
+    )
+    escalation = getattr(config, "escalation", None) or {}
+    for environment in environments:
+        subject = Subject(
+            kind="alert",
+            severity=slo.alert.severity if slo.alert else None,
+            check=f"{CHECK_PREFIX}{name}",
+            environment=environment,
+            labels={**labels, "slo": name, **KIND},
+            rule=RULE,
+        )
+        for index in matching_routes(config.routes, subject, list(config.severities)):
+            policy = config.routes[index].escalate
+            names = [a for level in escalation.get(policy) or [] for a in level.actions]
+            if names:
+                return index, policy, names
+    return None
 
 
 async def run(daemon: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:

@@ -69,9 +69,46 @@ async def read_status(validation: Any) -> dict[str, Any]:
         if stored != key:
             row["replica"] = stored.split("~", 1)[1]
         checks.append(row)
+    judge_composites(checks, instances)
     return {
         "checks": checks,
         "alerts": [a.public() for a in open_alerts],
         "store": stats,
         "replicas": replicas,
     }
+
+
+def _row_key(row: dict[str, Any]) -> str:
+    key = row["check"] + (f"@{row['environment']}" if row["environment"] else "")
+    return key + (f"~{row['replica']}" if row.get("replica") else "")
+
+
+def judge_composites(rows: list[dict[str, Any]], instances: dict[str, Any]) -> None:
+    """Show each composite as its members' state makes it (in place).
+
+    A composite is judged by the engine only when a member goes down or comes back, so
+    until then it has no result of its own; and a composite that is not down says how
+    many members are up. A composite whose own alert fires keeps its `down`/`degraded`.
+    """
+    from watchkeeper.plugins.probes.composite import judge, members_of
+
+    by_key = {_row_key(row): row for row in rows}
+    for row in rows:
+        instance = instances.get(_row_key(row))
+        if instance is None or instance.probe_type != "composite":
+            continue
+        if row["status"] not in ("unknown", "up"):
+            continue
+        members = members_of(instance, instances)
+        seen = {m: by_key.get(m) for m in members}
+        unknown = [m for m, r in seen.items() if r is None or r["status"] == "unknown"]
+        down = [m for m, r in seen.items() if r is not None and r["status"] == "down"]
+        status, message = judge(instance.options, members, down, unknown)
+        if row["status"] == "up" and status == "down":
+            continue  # its members fell just now: the engine's own judgement follows
+        row["status"], row["message"] = status, message
+        if status != "unknown":
+            row["ok"] = status == "up"
+            runs = [r["last_run"] for r in seen.values() if r and r.get("last_run") is not None]
+            if row.get("last_run") is None and runs:
+                row["last_run"] = max(runs)

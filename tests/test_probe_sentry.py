@@ -118,8 +118,11 @@ def test_new_issues_and_events(sentry):
     assert result.metrics == {"new_issues": 3, "events": 17}
     assert result.message == (
         "acme/web (production): 3 new issues in the last 1h, 17 events: "
-        "WEB-1 ZeroDivisionError: division by zero; WEB-2 ZeroDivisionError: division by "
-        "zero; WEB-3 TypeError: x is undefined"
+        "WEB-1 ZeroDivisionError: division by zero (12 events) "
+        "https://acme.sentry.io/issues/4501/; "
+        "WEB-2 ZeroDivisionError: division by zero (12 events) "
+        "https://acme.sentry.io/issues/4502/; "
+        "WEB-3 TypeError: x is undefined (12 events) https://acme.sentry.io/issues/4503/"
     )
     assert [i["shortId"] for i in result.details["issues"]] == ["WEB-1", "WEB-2", "WEB-3"]
     assert result.details["issues"][0]["permalink"] == "https://acme.sentry.io/issues/4501/"

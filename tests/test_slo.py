@@ -143,7 +143,7 @@ async def test_burn_rate_alert_fires_and_clears_through_the_daemon(tmp_path):
         alert = daemon.runtime.book.get_open("slo:api-availability", "burn-rate")
         assert alert is not None
         assert (alert.status, alert.severity, alert.source) == ("firing", "critical", "internal")
-        assert alert.labels == {"slo": "api-availability"}
+        assert alert.labels == {"slo": "api-availability", "kind": "slo"}
         assert "16.7× over 1h and 200.0× over 5m" in alert.summary
 
         # through the routes: the console notifier gets it (printed, as a dry run)

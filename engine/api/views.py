@@ -173,6 +173,9 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
                 }
             )
         rows.sort(key=lambda r: (r["check"], r["environment"] or ""))
+    from watchkeeper.engine.status import judge_composites
+
+    judge_composites(rows, everything or daemon.runtime.instances)
     return rows
 
 
@@ -192,13 +195,23 @@ def overall(rows: list[dict[str, Any]]) -> str:
 
 
 async def backups(daemon: Any, now: float | None = None) -> dict[str, Any]:
-    """Return the latest good backup of each job from the catalog (collection `backups`)."""
+    """Return every backup job: its latest and latest good run from the catalog
+    (collection `backups`), when it last ran (`last_run`, null before its first run) and
+    when it runs next (`next_run`). Jobs in monitor.yaml are listed before they ever ran;
+    catalog entries of jobs since removed from it are listed too (`configured: false`).
+    """
     now = time.time() if now is None else now
+    configured = dict(getattr(getattr(daemon.config, "backups", None), "jobs", None) or {})
+    jobs: dict[str, dict[str, Any]] = {
+        name: {"entries": 0, "last": None, "last_good": None} for name in configured
+    }
     try:
         docs = await daemon.store.get_all("backups")
     except Exception as exc:
-        return {"error": str(exc), "jobs": {}}
-    jobs: dict[str, dict[str, Any]] = {}
+        for name, entry in jobs.items():
+            entry.update(last_run=None, age_seconds=None, configured=True)
+            entry["next_run"] = iso(_next_run(daemon, name, configured[name], now))
+        return {"error": str(exc), "jobs": jobs}
     for key, doc in docs.items():
         job = doc.get("job")
         if not isinstance(job, str):
@@ -220,13 +233,35 @@ async def backups(daemon: Any, now: float | None = None) -> dict[str, Any]:
         good = str(doc.get("status", "")).lower() in GOOD_BACKUP
         if good and (entry["last_good"] is None or finished > entry["last_good"]["_at"]):
             entry["last_good"] = summary
-    for entry in jobs.values():
+    for name, entry in jobs.items():
         good = entry["last_good"]
         entry["age_seconds"] = round(now - good["_at"], 3) if good else None
+        entry["last_run"] = entry["last"]["finished_at"] if entry["last"] else None
+        entry["configured"] = name in configured
+        entry["next_run"] = (
+            iso(_next_run(daemon, name, configured[name], now)) if name in configured else None
+        )
         for key in ("last", "last_good"):
             if entry[key] is not None:
                 entry[key] = {k: v for k, v in entry[key].items() if k != "_at"}
     return {"jobs": dict(sorted(jobs.items()))}
+
+
+def _next_run(daemon: Any, name: str, job: Any, now: float) -> float | None:
+    """Return when a backup job runs next: the scheduler's time, else its schedule's."""
+    scheduled = getattr(daemon, "scheduler", None)
+    found = scheduled.jobs.get(f"backup:{name}") if scheduled is not None else None
+    if found is not None and found.next_at:
+        return float(found.next_at)
+    try:
+        from watchkeeper.engine.timetable import series_for
+
+        tz = getattr(daemon.config.defaults, "timezone", None) or "UTC"
+        start = datetime.fromtimestamp(now, UTC)
+        series = series_for(job.schedule, key=f"backup:{name}", start=start, default_tz=tz)
+        return next(series).timestamp()
+    except Exception:
+        return None
 
 
 def _number(value: Any) -> float | None:

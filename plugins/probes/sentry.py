@@ -28,6 +28,8 @@ from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import Duration, format_duration
 
 PAGE_SIZE = 100
+NAMED = 5
+"""How many new issues the message names (title, event count, link); details list 20."""
 
 
 class SentryOptions(ProbeOptions):
@@ -143,8 +145,9 @@ class SentryProbe(Probe):
             events = int(metrics["events"])
             message += f", {events} event" + ("" if events == 1 else "s")
         if issues:
-            shown = [_issue_line(i) for i in issues[:3]]
-            message += ": " + "; ".join(shown) + (" …" if len(issues) > 3 else "")
+            shown = [_issue_line(i) for i in issues[:NAMED]]
+            more = len(issues) - len(shown)
+            message += ": " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
         details: dict[str, Any] = {
             "issues": [_issue_detail(i) for i in issues[:20]],
             "project_id": project_id,
@@ -298,10 +301,28 @@ def _slug(text: str) -> str:
 
 
 def _issue_line(issue: dict[str, Any]) -> str:
+    """Name an issue for people: `WEB-1 ZeroDivisionError: … (12 events) https://…`."""
     title = " ".join(str(issue.get("title") or "").split())
     if len(title) > 80:
         title = title[:79] + "…"
-    return f"{issue.get('shortId') or issue.get('id')} {title}".strip()
+    line = f"{issue.get('shortId') or issue.get('id')} {title}".strip()
+    count = _count(issue.get("count"))
+    if count is not None:
+        line += f" ({count} event{'' if count == 1 else 's'})"
+    link = issue.get("permalink")
+    if isinstance(link, str) and urlsplit(link).scheme in ("http", "https") and " " not in link:
+        line += f" {link}"
+    return line
+
+
+def _count(value: Any) -> int | None:
+    """Sentry sends an issue's event count as a string ("12")."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _issue_detail(issue: dict[str, Any]) -> dict[str, Any]:
