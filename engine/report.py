@@ -20,7 +20,7 @@ import anyio
 from watchkeeper.engine.instances import instance_key
 from watchkeeper.engine.maintenance import Maintenance
 from watchkeeper.engine.rollups import Aggregate, History
-from watchkeeper.engine.slo import evaluate, targets
+from watchkeeper.engine.slo import budget_left, evaluate, targets
 from watchkeeper.schema.units import format_duration
 
 __all__ = ["build_report", "render_text", "select_instances", "task_report"]
@@ -287,7 +287,7 @@ def render_text(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"SLO {slo['slo']} ({name_of(slo)}): {slo['status']}, SLI {percent(slo['sli'])} "
                 f"of {percent(slo['objective'])} over {slo['window_text']}, "
-                f"budget left {percent(slo['budget_remaining'], 1)}, "
+                f"budget left {budget_left(slo['budget_remaining'])}, "
                 f"burn 1h {burn(slo['burn_rates'].get('1h'))}"
             )
     return "\n".join(lines)

@@ -190,18 +190,9 @@ class Runtime:
 
     def composite_members(self, instance: Instance) -> list[str]:
         """Return the member instance keys a composite instance watches."""
-        members = []
-        for name in instance.options.of:
-            if "@" in name:
-                members.append(name)
-                continue
-            everything = self.all_instances or self.instances
-            envs = [k for k, i in everything.items() if i.check == name]
-            if instance.environment and f"{name}@{instance.environment}" in everything:
-                members.append(f"{name}@{instance.environment}")
-            else:
-                members.extend(envs)
-        return members
+        from watchkeeper.plugins.probes.composite import members_of
+
+        return members_of(instance, self.all_instances or self.instances)
 
     # -- the path of a result ---------------------------------------------------------------
 
@@ -241,8 +232,10 @@ class Runtime:
             environment=instance.environment,
             result=result,
         )
-        if evaluator.down != was_down and instance.key in self.composites:
-            for composite in self.composites[instance.key]:
+        for composite in self.composites.get(instance.key, ()):
+            # judged when a member goes down or comes back, and once at the first result
+            # of any member, so a healthy composite shows up rather than never having run
+            if evaluator.down != was_down or composite not in self.latest:
                 await self.evaluate_composite(composite, at)
         return changes
 
@@ -271,24 +264,20 @@ class Runtime:
         instance = self.instances.get(key)
         if instance is None:
             return
+        from watchkeeper.plugins.probes.composite import judge
+
         members = self.composite_members(instance)
         down = [m for m in members if self.instance_down(m)]
-        failing = instance.options.failing
-        ratio = len(down) / len(members) if members else 0.0
-        bad = (
-            len(down) >= failing.at_least
-            if failing.at_least is not None
-            else ratio >= (failing.ratio or 1.0)
-        )
-        message = (
-            f"{len(down)} of {len(members)} down: {', '.join(down)}"
-            if down
-            else f"all {len(members)} up"
-        )
+        heard = self.latest.keys() | self.remote_down.keys()
+        unknown = [m for m in members if m not in heard and m not in down]
+        status, message = judge(instance.options, members, down, unknown)
         result = Result(
-            ok=not bad,
+            ok=status != "down",
             message=message,
-            metrics={"failing": float(len(down)), "failing_ratio": ratio},
+            metrics={
+                "failing": float(len(down)),
+                "failing_ratio": len(down) / len(members) if members else 0.0,
+            },
         )
         await self.ingest(instance, result, at)
 

@@ -163,6 +163,15 @@ def alert_active(rates: Mapping[str, float | None], alert: BurnAlert, firing: bo
     return recent is not None and recent > alert.slow
 
 
+def budget_left(remaining: float | None) -> str:
+    """Say what is left of an error budget in a table cell: `62.3%`, or `exhausted (166× spent)`."""
+    if remaining is None:
+        return "no data"
+    if remaining < 0:
+        return f"exhausted ({1.0 - remaining:.3g}× spent)"
+    return f"{remaining * 100:.1f}%"
+
+
 def budget_text(remaining: float | None, window_text: str) -> str:
     """Say how much of the error budget is left in plain words (never a negative share)."""
     if remaining is None:

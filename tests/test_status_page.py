@@ -210,7 +210,16 @@ def test_slo_status_comes_from_the_slo_module_when_there_is_one(live, monkeypatc
                 "budget_remaining": 0.5,
                 "window_text": "30d",
                 "status": "at-risk",
-            }
+            },
+            {
+                "slo": "api-latency",
+                "check": "web",
+                "objective": 0.99,
+                "sli": 0.3,
+                "budget_remaining": -68.9,
+                "window_text": "30d",
+                "status": "breached",
+            },
         ]
 
     fake.slo_status = slo_status
@@ -222,6 +231,8 @@ def test_slo_status_comes_from_the_slo_module_when_there_is_one(live, monkeypatc
     assert "99.95%" in html
     assert 'class="slo-at-risk"' in html
     assert "web@production" in html
+    assert "exhausted (69.9× spent)" in html  # never "-6890% left"
+    assert "-6890" not in html
     assert live.get("/api/status").json()["slos"][0]["slo"] == "api-availability"
 
 

@@ -22,6 +22,7 @@ import jinja2
 from watchkeeper.engine.api import views
 from watchkeeper.engine.instances import split_key
 from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.slo import budget_left
 
 DAYS = 90
 FALLBACK_DAYS = 31
@@ -332,9 +333,18 @@ def _slo(item: dict[str, Any]) -> dict[str, Any]:
         "objective": ratio("objective", "target") or str(item.get("objective", "")),
         "window": str(item.get("window_text") or ""),
         "actual": ratio("sli", "actual", "value", "achieved") or "no data",
-        "budget": ratio("budget_remaining", "error_budget_remaining", "budget") or "",
+        "budget": _budget(item),
         "status": status,
     }
+
+
+def _budget(item: dict[str, Any]) -> str:
+    """What is left of an SLO's error budget, in words when it is spent."""
+    for key in ("budget_remaining", "error_budget_remaining", "budget"):
+        value = item.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return budget_left(float(value))
+    return ""
 
 
 # -- badges --------------------------------------------------------------------------------

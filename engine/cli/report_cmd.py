@@ -102,6 +102,7 @@ def report(
 
 def _print_report(data: dict[str, Any]) -> None:
     from watchkeeper.engine.report import burn, metric_text, name_of, percent, seconds
+    from watchkeeper.engine.slo import budget_left
 
     totals = data["totals"]
     console.print(
@@ -157,7 +158,7 @@ def _print_report(data: dict[str, Any]) -> None:
                 percent(slo["objective"], 2),
                 slo["window_text"],
                 percent(slo["sli"]),
-                percent(slo["budget_remaining"], 1),
+                budget_left(slo["budget_remaining"]),
                 burn(slo["burn_rates"].get("1h")),
                 burn(slo["burn_rates"].get("6h")),
                 f"[{colour.get(slo['status'], 'white')}]{slo['status']}[/]",
