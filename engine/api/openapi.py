@@ -178,6 +178,11 @@ SCHEMAS: dict[str, Any] = {
             "started_at": TIME,
             "uptime_seconds": {"type": "number"},
             "reloads": {"type": "integer"},
+            "last_reload": {
+                "description": "The last reload's outcome, as in /health, with each problem "
+                "(file, line, column, path, level, message) instead of their count.",
+                "type": ["object", "null"],
+            },
             "daemon": {"type": "object"},
             "checks": {"type": "array", "items": {"type": "object"}},
             "alerts": {"type": "array", "items": _ref("Alert")},

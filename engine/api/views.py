@@ -329,6 +329,9 @@ async def status(daemon: Any) -> dict[str, Any]:
         "uptime_seconds": round(uptime(daemon), 3),
         "config": str(daemon.path),
         "reloads": getattr(daemon, "reloads", 0),
+        "last_reload": daemon.reload_outcome(detailed=True)
+        if hasattr(daemon, "reload_outcome")
+        else None,
         "daemon": resources(daemon),
         "checks": [{**row, "last_run": iso(row.get("last_run"))} for row in rows],
         "alerts": [a.public() for a in open_alerts(daemon)],
