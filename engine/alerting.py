@@ -119,6 +119,9 @@ class Alerting:
         # last_sent_at (see `_queued_before_restart`)
         self._restored: dict[str, float | None] = {}
         self.held: set[str] = set()
+        # check instance -> when its last alert resolved (or was discarded): SLO burn-rate
+        # alerts about it stay covered a while after (`_slo_cover`)
+        self._check_resolved: dict[str, float] = {}
         self.silences: dict[str, Any] = {}
         self.timers: list[tuple[float, int, str, str]] = []
         self.counter = itertools.count()
@@ -199,6 +202,9 @@ class Alerting:
                     return f"blocked by {parent}"
             if alert.rule != UP and self.runtime.instance_down(alert.instance):
                 return f"{alert.instance} is down"
+        covered = self._slo_cover(alert)
+        if covered is not None:
+            return covered
         if self.maintenance is not None and alert.check != INTERNAL_CHECK:
             window = self.maintenance.muted(at, alert.check, alert.environment, alert.labels)
             if window is not None:
@@ -211,6 +217,28 @@ class Alerting:
                 return f"silenced ({silence.id}: {silence.reason})"
         return None
 
+    def _slo_cover(self, alert: Alert) -> str | None:
+        """Hold an SLO burn-rate alert behind its check's own alerts: one outage, one page.
+
+        It is held like a dependent while an alert of that check instance is open (pending
+        or firing), and after the last one resolves until an SLO evaluation made more than
+        COVER_WINDOW later still finds the budget burning; only then is it notified.
+        """
+        if alert.source != "internal" or not alert.check.startswith("slo:"):
+            return None
+        from watchkeeper.engine.slo import COVER_WINDOW, covered_instance
+
+        key = covered_instance(self.config, alert)
+        if key is None:
+            return None
+        for other in self.runtime.book.open_for(key):
+            if other.source == "check":
+                return f"covered by {key}'s alert"
+        resolved = self._check_resolved.get(key)
+        if resolved is not None and alert.updated_at <= resolved + COVER_WINDOW:
+            return f"covered by {key}'s alert (resolved; the burn must outlast it)"
+        return None
+
     # -- alert changes ----------------------------------------------------------------------
 
     async def on_changes(self, changes: list[AlertChange]) -> None:
@@ -218,6 +246,8 @@ class Alerting:
         release = False
         for change in changes:
             alert = change.alert
+            if change.kind in ("resolved", "discarded") and alert.source == "check":
+                self._check_resolved[alert.instance] = now
             if change.kind == "discarded":
                 self._drop_unsent(alert)
                 continue
@@ -530,30 +560,70 @@ class Alerting:
         severity = min(
             (a.severity for a in (firing or items)), key=lambda s: rank.get(s, 99), default=None
         )
-        if len(items) == 1:
-            a = items[0]
-            where = a.check + (f"@{a.environment}" if a.environment else "")
-            word = {"resolved": "RESOLVED", "firing": "FIRING"}[a.status]
-            if a.flapping:
-                word = "FLAPPING"
-            title = f"[{word}] {where}: {a.summary}"
-        else:
-            title = (f"[FIRING:{len(firing)}] " if firing else "[RESOLVED] ") + ", ".join(
-                sorted({a.check + (f"@{a.environment}" if a.environment else "") for a in items})
-            )
+        from watchkeeper.engine.notice import headline_of
+
+        for item in items:
+            self._describe(item)
+        level = self._escalation_level(items[0], escalation) if escalation and items else None
         return Notice(
             id=new_notice_id(),
             kind="alert",
             status="firing" if firing else "resolved",
-            title=title[:300],
+            title=headline_of(items, severity, level or escalation)[:300],
             severity=severity,
             alerts=items,
             group=group.fields if group else {},
             created_at=now,
             route=group.route if group else None,
             escalation=escalation,
+            escalation_level=level,
             dry_run=self.outbox.dry_run,
         )
+
+    def _describe(self, item: NoticeAlert) -> None:
+        """Word an alert as its check's config knows it: the metric in its unit (the
+        check's `extract` says which), what the rule judges, the severity it came from."""
+        from watchkeeper.engine.evaluate import measure_of, render_against
+        from watchkeeper.engine.notice import DETAIL_LIMIT, cut
+
+        check = self.config.checks.get(item.check)
+        if item.crossed:
+            tiers = [t for t in getattr(check, "thresholds", None) or [] if t.rule_id == item.rule]
+            tier = next((t for t in tiers if t.severity == item.severity), None) or next(
+                iter(tiers), None
+            )
+            item.value_text, item.threshold_text = render_against(
+                item.metric,
+                item.value,  # type: ignore[arg-type]
+                item.threshold,  # type: ignore[arg-type]
+                item.direction,
+                getattr(check, "extract", None),
+            )
+            if tier is not None:
+                item.measure = measure_of(tier)
+                if tier.description:
+                    item.detail = cut(tier.description, DETAIL_LIMIT)
+        alert = self.runtime.book.by_id.get(item.id)
+        if item.change == "severity" and alert is not None and len(alert.severity_history) > 1:
+            item.previous_severity = alert.severity_history[-2][1]
+        item.refresh()
+
+    def _escalation_level(self, item: NoticeAlert, name: str) -> str | None:
+        """Return the escalation step an alert is at, in words:
+        `level 2 of standard (development): dev-team`."""
+        alert = self.runtime.book.by_id.get(item.id)
+        esc = alert.escalation if alert is not None else {}
+        policy = esc.get("policy")
+        levels = list(self.config.escalation.get(policy) or [])
+        names = [level.name or f"level {i + 1}" for i, level in enumerate(levels)]
+        index = esc.get("next", 0)
+        if not (index < len(levels) and names[index] == name):
+            if name not in names:
+                return None
+            index = names.index(name)
+        level = levels[index]
+        text = f"level {index + 1} of {policy}" + (f" ({level.name})" if level.name else "")
+        return text + (f": {', '.join(level.notify)}" if level.notify else "")
 
     async def _delivered(self, delivery: Delivery, notice: Notice) -> None:
         """Start escalation clocks when an alert's first notice is actually delivered, and

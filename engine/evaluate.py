@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -20,7 +20,7 @@ from watchkeeper.engine.alerts import Alert, AlertChange, new_alert_id
 from watchkeeper.engine.instances import Instance
 from watchkeeper.engine.probe import Result
 from watchkeeper.schema.checks import Threshold
-from watchkeeper.schema.units import format_duration, format_size
+from watchkeeper.schema.units import format_against, format_duration, format_quantity
 
 UP = "up"
 DERIVED = ("error_rate", "uptime")
@@ -104,18 +104,61 @@ def labelled_key(metric: str, where: dict[str, str]) -> str:
     return metric + "{" + ",".join(f"{k}={v}" for k, v in sorted(where.items())) + "}"
 
 
+EXTRACT_KINDS = {
+    **dict.fromkeys(("ns", "us", "ms", "s", "m", "h", "d"), "duration"),
+    **dict.fromkeys(("bytes", "kb", "mb", "gb", "kib", "mib", "gib"), "size"),
+    **dict.fromkeys(("ratio", "percent"), "ratio"),
+}
+
+
+def metric_kind(metric: str | None, units: Mapping[str, Any] | None = None) -> str:
+    """Return what a metric measures: duration, size, ratio or number.
+
+    `units` are a check's `extract` entries (name -> Extraction, or name -> unit): what
+    monitor.yaml says wins over what the name suggests.
+    """
+    if metric is None:
+        return "number"
+    name = metric.split("{")[0]
+    declared = (units or {}).get(name)
+    if declared is not None:
+        return EXTRACT_KINDS.get(getattr(declared, "unit", declared), "number")
+    if name.endswith(("_time", "_expiry", "runtime", "duration", "_age", "_latency", "_seconds")):
+        return "duration"
+    if name.endswith(("_usage", "_rate", "_ratio", "uptime", "_percent")):
+        return "ratio"
+    if name.endswith(("_bytes", "_size", "_memory", "_free", "_rss", "_available")) or (
+        "memory" in name or "heap" in name
+    ):
+        return "size"
+    return "number"
+
+
 def render_value(metric: str | None, value: float | None) -> str:
-    """Show a metric value in the unit people think in (2.3s, 87%, 1.2GiB)."""
+    """Show a metric value in the unit people think in (2.5s, 812ms, 87.5%, 943.7MB)."""
     if value is None or metric is None:
         return "n/a"
-    name = metric.split("{")[0]
-    if name.endswith(("_time", "_expiry", "runtime", "duration", "_age")):
-        return format_duration(value) if value >= 1 else f"{value * 1000:.0f}ms"
-    if name.endswith(("_usage", "_rate", "_ratio", "uptime")) or name == "hit_rate":
-        return f"{value * 100:.3g}%"
-    if name.endswith(("_bytes", "_size", "_memory", "disk_free")):
-        return format_size(value)
-    return f"{value:g}"
+    return format_quantity(value, metric_kind(metric))
+
+
+def render_against(
+    metric: str | None,
+    value: float,
+    threshold: float,
+    direction: str | None = None,
+    units: Mapping[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Show a value and its threshold in one unit, the value with enough digits to show
+    why it crossed (2.004s above 2s)."""
+    return format_against(value, threshold, metric_kind(metric, units), direction)
+
+
+def measure_of(rule: Threshold) -> str:
+    """Return what a rule judges, in words: `db_query_time`, `response_time (p95 over 1h)`."""
+    metric = rule.metric if not rule.where else labelled_key(rule.metric, rule.where)
+    if rule.agg in (None, "last"):
+        return metric
+    return f"{metric} ({rule.agg} over {format_duration(rule.window or 0)})"
 
 
 class Evaluator:
@@ -318,10 +361,9 @@ class Evaluator:
             if rule.agg in (None, "last")
             else (f"{rule.agg} {metric} over {format_duration(rule.window or 0)}")
         )
-        summary = (
-            f"{what} is {render_value(rule.metric, value)}, {rule.direction} the "
-            f"{rule.severity} threshold {render_value(rule.metric, rule.limit)}"
-        )
+        units = getattr(self.instance.options, "extract", None)
+        shown, limit = render_against(rule.metric, value, rule.limit, rule.direction, units)
+        summary = f"{what} is {shown}, {rule.direction} the {rule.severity} threshold {limit}"
         if rule.description:
             summary += f" ({rule.description})"
         return dict(

@@ -8,11 +8,58 @@ trigger and resolve pair up).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 NoticeKind = Literal["alert", "event", "task", "announcement", "test"]
+
+DETAIL_LIMIT = 300
+"""Characters of a probe's own words a message body shows (a response body excerpt...)."""
+REASON_LIMIT = 80
+"""Characters of them a headline may carry."""
+RECOVERED = ("recovered", "back within", "stable again")
+"""How the resolve reasons of an incident that ended by itself begin."""
+
+# `HTTP 503 from https://host/path (expected 200): {"status": ...}`: the http probe's
+# failure; its status says it, the body excerpt is detail
+_HTTP_STATUS = re.compile(r"^HTTP (\d{3}) from \S+ \(expected [^)]*\)")
+# the check's own URL, which the headline already names by the check
+_OWN_URL = re.compile(r" (?:from|to|on|at|for) https?://\S+?(?=[:;,]? |[:;,]?$)")
+
+
+def one_line(text: Any) -> str:
+    """Return text on one line, runs of white space made one space."""
+    return " ".join(str(text).split())
+
+
+def cut(text: str, limit: int) -> str:
+    """Return text cut to `limit` characters, at a word where one is near, marked with …."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space > limit * 2 // 3:
+        head = head[:space]
+    return head.rstrip(" ,;:") + "…"
+
+
+def reason_of(summary: str | None) -> str:
+    """Return what a probe said is wrong, in a few words: `HTTP 503`, `timed out after 30s
+    waiting for the response`, `cannot connect: connection refused`."""
+    text = one_line(summary or "")
+    if m := _HTTP_STATUS.match(text):
+        return f"HTTP {m[1]}"
+    text = _OWN_URL.sub("", text)
+    head, sep, rest = text.partition(": ")
+    # what follows a colon is often a quoted body or a library's long words
+    if sep and len(head) >= 8 and (len(text) > REASON_LIMIT or rest[:1] in ("{", "[", "<")):
+        text = head
+    first, sep, _ = text.partition("; ")  # several failures: the first one
+    if sep and len(text) > REASON_LIMIT:
+        text = first
+    return cut(text, REASON_LIMIT) or "down"
 
 
 @dataclass
@@ -49,6 +96,74 @@ class NoticeAlert:
     """Why a resolved alert resolved (recovered, check removed from monitor.yaml...)."""
     change: str | None = None
     """What happened: firing, severity, resolved, flapping, stable, repeat, escalation."""
+    measure: str | None = None
+    """What a threshold rule judges, in words: `response_time (p95 over 1h)`."""
+    previous_severity: str | None = None
+    """The severity before a severity change."""
+    headline: str = ""
+    """One line saying where, what is wrong and how bad: `api-health@production is down:
+    HTTP 503 (critical)`; once resolved, what recovered, after how long and what it was."""
+    detail: str | None = None
+    """The probe's own words when the headline had to shorten them (a response body
+    excerpt...), or the rule's description; at most DETAIL_LIMIT characters."""
+
+    def __post_init__(self) -> None:
+        if self.detail is None:
+            self.detail = self._detail()
+        if not self.headline:
+            self.headline = self._headline()
+
+    def refresh(self) -> None:
+        """Write the headline again after the facts it is made of were changed."""
+        self.headline = self._headline()
+
+    @property
+    def where(self) -> str:
+        return f"{self.check}@{self.environment}" if self.environment else self.check
+
+    @property
+    def crossed(self) -> bool:
+        """True for a threshold alert that knows its value and threshold."""
+        return self.metric is not None and self.value is not None and self.threshold is not None
+
+    def problem(self) -> str:
+        """Return what is (or was) wrong without where: `HTTP 503`, `query_time 2.5s above 2s`."""
+        if self.crossed:
+            value = self.value_text if self.value_text is not None else f"{self.value:g}"
+            limit = (
+                self.threshold_text if self.threshold_text is not None else f"{self.threshold:g}"
+            )
+            return f"{self.measure or self.metric} {value} {self.direction or 'vs'} {limit}"
+        return reason_of(self.summary)
+
+    def _detail(self) -> str | None:
+        if self.crossed:
+            return None  # the value and its threshold say it all
+        text = one_line(self.summary or "")
+        return cut(text, DETAIL_LIMIT) if text and text != reason_of(text) else None
+
+    def _headline(self) -> str:
+        where, down = self.where, self.rule == "up" and not self.crossed
+        if self.status == "resolved":
+            lasted = f" after {_lasted(self.duration)}" if self.duration is not None else ""
+            was = f"(was: {self.problem()})"
+            if self.reason and not self.reason.startswith(RECOVERED):
+                return f"{where} resolved{lasted}: {self.reason} {was}"
+            verb = "stopped flapping and recovered" if self.change == "stable" else "recovered"
+            return f"{where} {verb}{lasted} {was}"
+        severity = self.severity
+        if self.change == "severity":
+            severity += f", was {self.previous_severity}" if self.previous_severity else ", now"
+        what = self.problem()
+        if self.change == "flapping":
+            text = f"{where} keeps going down: {what}" if down else f"{where} is flapping: {what}"
+        elif self.change == "stable":
+            text = f"{where} stopped flapping" + (f" and is down: {what}" if down else f": {what}")
+        elif self.change == "repeat":
+            text = f"{where} is still down: {what}" if down else f"{where}: still {what}"
+        else:
+            text = f"{where} is down: {what}" if down else f"{where}: {what}"
+        return f"{text} ({severity})"
 
     def webhook(self) -> dict[str, Any]:
         """Return the item of the webhook's `alerts` list: DESIGN.md's keys first, then
@@ -60,11 +175,13 @@ class NoticeAlert:
             "rule": self.rule,
             "severity": self.severity,
             "status": self.status,
-            "summary": self.summary,
+            "summary": self.headline,
             "started_at": self.started_at,
             "resolved_at": self.resolved_at,
         }
         extra = {
+            # the probe's words describe the failure, not the recovery
+            "detail": self.detail if self.status == "firing" else None,
             "duration": self.duration,
             "metric": self.metric,
             "value": self.value,
@@ -101,6 +218,8 @@ class Notice:
     created_at: float = 0.0
     route: int | None = None
     escalation: str | None = None
+    escalation_level: str | None = None
+    """The escalation step in words: `level 2 of standard (development): dev-team`."""
     collapsed: bool = False
     """A firing notice that was never sent folded into this resolved one."""
     dry_run: bool = False
@@ -112,6 +231,20 @@ class Notice:
     @property
     def resolved(self) -> list[NoticeAlert]:
         return [a for a in self.alerts if a.status == "resolved"]
+
+    @property
+    def headline(self) -> str:
+        """Return the one line a person reads first: for an alert notice where, what is
+        wrong and how bad (`api-health@production is down: HTTP 503 (critical)`), else
+        the title."""
+        if self.kind != "alert" or not self.alerts:
+            return self.title
+        return headline_of(self.alerts, self.severity, self.escalation_level or self.escalation)
+
+    @property
+    def detail(self) -> str | None:
+        """Return the detail of the notice's one alert (None for several: each has its own)."""
+        return self.alerts[0].detail if len(self.alerts) == 1 else None
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +277,43 @@ class Notice:
         if self.checklist:
             payload["checklist"] = self.checklist
         return payload
+
+
+def headline_of(
+    alerts: list[NoticeAlert], severity: str | None = None, escalation: str | None = None
+) -> str:
+    """Return the headline of a notice about these alerts (see `Notice.headline`)."""
+    if len(alerts) == 1:
+        text = alerts[0].headline
+    else:
+        places = list(dict.fromkeys(a.where for a in alerts))
+        where = ", ".join(places[:2]) + (f" and {len(places) - 2} more" if len(places) > 2 else "")
+        firing = [a for a in alerts if a.status == "firing"]
+        recovered = len(alerts) - len(firing)
+        if not firing:
+            text = f"{where}: {recovered} alerts recovered"
+        else:
+            worst = severity or firing[0].severity
+            count = f"{len(firing)} alerts firing" if not recovered else f"{len(firing)} firing"
+            text = f"{where}: {count} ({worst})" + (f", {recovered} recovered" if recovered else "")
+            named = [(a.where + " " if len(places) > 1 else "") + _short(a) for a in firing[:2]]
+            text += ": " + "; ".join(named) + ("; …" if len(firing) > 2 else "")
+    if escalation:
+        text += f" · escalated to {escalation}"
+    if all(a.acknowledged for a in alerts):
+        text += " · acknowledged"
+    return text
+
+
+def _short(alert: NoticeAlert) -> str:
+    what = alert.problem()
+    return f"down: {what}" if alert.rule == "up" and not alert.crossed else what
+
+
+def _lasted(seconds: float) -> str:
+    from watchkeeper.schema.units import format_duration
+
+    return format_duration(seconds)
 
 
 def new_notice_id() -> str:

@@ -7,6 +7,7 @@ metrics compare as plain numbers, and keeps the text it was written as for messa
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Annotated, Any
 
@@ -157,6 +158,101 @@ def format_size(size: float) -> str:
             return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f}TiB"  # pragma: no cover
+
+
+# -- quantities in messages --------------------------------------------------------------
+# A value is shown in the unit people think in, with enough digits to show why it crossed
+# its threshold: `2.5s above 2s`, `2.004s above 2s` (never `2s above 2s`), `943.7MB`,
+# `85.2%`, `812ms`. Units are written as monitor.yaml writes them (no space), so a
+# threshold reads as it was configured.
+
+QuantityKind = str
+"""`duration` (seconds), `size` (bytes), `ratio` (0-1) or `number`."""
+
+_SIZE_STEPS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+_MAX_EXTRA_DIGITS = 6
+_LONG_STEPS = 3
+"""Durations of a minute or more are shown as 5d, 13d23h58m, 2m1s before any decimals."""
+
+
+def _scale(value: float, kind: QuantityKind) -> tuple[float, str, int]:
+    """Return (divisor, suffix, default decimals) for showing `value`."""
+    magnitude = abs(value)
+    if kind == "duration":
+        if magnitude < 1:
+            return 0.001, "ms", 1 if 0 < magnitude < 0.01 else 0
+        return 1.0, "s", 1
+    if kind == "size":
+        for suffix, size in _SIZE_STEPS:
+            if magnitude >= size:
+                return float(size), suffix, 1
+        return 1.0, "B", 0
+    if kind == "ratio":
+        return 0.01, "%", 1
+    return 1.0, "", 0 if float(value).is_integer() else 2
+
+
+def _digits(number: float, decimals: int) -> str:
+    text = f"{number:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _shown(value: float, kind: QuantityKind, extra: int = 0) -> tuple[str, float]:
+    """Return the text of a value and the number that text stands for (base units)."""
+    if kind == "duration" and abs(value) >= 60 and extra < _LONG_STEPS:
+        # to the unit below the largest, finer with each extra digit asked for:
+        # 4d23h59m51s reads 5d, then 4d23h60m... 13d23h58m below 14d, 2h15m40s reads 2h16m
+        steps = [3600, 60, 1] if abs(value) >= 86400 else [60, 1] if abs(value) >= 3600 else [1]
+        step = steps[min(extra, len(steps) - 1)]
+        rounded = float(round(value / step) * step)
+        return format_duration(rounded), rounded
+    divisor, suffix, decimals = _scale(value, kind)
+    decimals += extra
+    number = value / divisor
+    if number and round(number, decimals) == 0:  # a tiny non-zero value is not `0%`
+        decimals = max(decimals, 1 - math.floor(math.log10(abs(number))))
+    return _digits(number, decimals) + suffix, round(number, decimals) * divisor
+
+
+def format_quantity(value: float, kind: QuantityKind) -> str:
+    """Render a metric value in its unit: 2.5 -> 2.5s, 0.8124 -> 812ms, 0.852 -> 85.2%."""
+    return _shown(value, kind)[0]
+
+
+def format_limit(value: float, kind: QuantityKind) -> str:
+    """Render a threshold exactly (up to a few decimals): 2 -> 2s, 2.25 -> 2.25s."""
+    for extra in range(4):
+        text, shown = _shown(value, kind, extra)
+        if math.isclose(shown, value, rel_tol=1e-9, abs_tol=1e-12):
+            return text
+    return _shown(value, kind)[0]  # 870MiB: 912.3MB
+
+
+def format_against(
+    value: float, limit: float, kind: QuantityKind, direction: str | None = None
+) -> tuple[str, str]:
+    """Render a value and the threshold it is judged against, the value with enough digits
+    to show which side of the threshold it is on (2.004s above 2s, not 2s above 2s)."""
+    limit_text = format_limit(limit, kind)
+    if value == limit:
+        return limit_text, limit_text
+    limit_shown = _shown(limit, kind, 3)[1]
+    text, shown = _shown(value, kind)
+    for extra in range(1, _MAX_EXTRA_DIGITS + 1):
+        if direction == "above":
+            clear = shown > limit_shown
+        elif direction == "below":
+            clear = shown < limit_shown
+        else:
+            clear = text != limit_text
+        if clear and text != limit_text:
+            break
+        text, shown = _shown(value, kind, extra)
+        if kind == "duration" and abs(value) >= 60 and extra >= _LONG_STEPS:
+            limit_text = _digits(limit, 3) + "s"  # 120.4s above 120s, not above 2m
+    return text, limit_text
 
 
 class _Unit:

@@ -36,7 +36,7 @@ async def test_title_and_body_reach_the_service(receiver):
     await deliver(AppriseNotifier, {"urls": [service(receiver)]}, notice_of())
     (request,) = receiver.requests
     body = request.json()
-    assert body["title"] == "FIRING [high]: api-health@production"
+    assert body["title"] == "api-health@production: response_time 5.2s above 5s (high)"
     assert "response_time is 5.2s" in body["message"]
     assert "https://wiki.example.com/runbooks/api-health" in body["message"]
     assert body["type"] == "failure"  # high; medium and below: warning

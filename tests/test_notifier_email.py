@@ -14,6 +14,7 @@ from tests.receivers import (
     resolved_of,
 )
 from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.plugins.notifiers.email import ASCII_PUNCTUATION as ASCII
 from watchkeeper.plugins.notifiers.email import EmailNotifier, EmailOptions
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +44,10 @@ async def test_plain_smtp_multipart_subject_recipients():
     assert mail.recipients == ["dev@example.com", "ops@example.com"]
     assert not mail.tls
     message = mail.email
-    assert message["Subject"] == "[watchkeeper] FIRING [high]: api-health@production"
+    assert (
+        message["Subject"]
+        == "[watchkeeper] api-health@production: response_time 5.2s above 5s (high)"
+    )
     assert message["From"] == "monitoring@example.com"
     assert message["To"] == "dev@example.com, ops@example.com"
     assert message["Auto-Submitted"] == "auto-generated"
@@ -72,11 +76,13 @@ async def test_message_id_is_stable_across_two_sends_of_a_notice():
     # the firing and resolved mails of one group thread together
     assert resolved["References"] == first["References"]
     assert "lasted" in resolved.get_body(("plain",)).get_content().lower()
-    assert resolved["Subject"].startswith("[watchkeeper] RESOLVED")
+    assert resolved["Subject"] == (
+        "[watchkeeper] api-health@production recovered after 16m (was: response_time 5.2s above 5s)"
+    )
 
 
 async def test_html_is_escaped():
-    notice = notice_of(alert_of(summary="<script>alert(1)</script> & more"))
+    notice = notice_of(alert_of(rule="up", metric=None, summary="<script>alert(1)</script> & more"))
     with SmtpRecorder() as smtp:
         await deliver(EmailNotifier, options(f"smtp://127.0.0.1:{smtp.port}"), notice)
         html = smtp.messages[0].email.get_body(("html",)).get_content()
@@ -189,3 +195,28 @@ def test_smtp_url_scheme_is_checked_without_quoting_it():
         EmailOptions.model_validate(options(f"http://user:{PASSWORD}@host"))
     assert PASSWORD not in str(caught.value)
     assert "smtp://" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "HTTP 503 from https://app.example.com/api/health (expected 200): " + "{}" * 150,
+        "Verbindung zur Datenbank in Zürich verweigert — " + "é" * 30 + " " + "x" * 40,
+        "数据库连接被拒绝 " * 12,
+    ],
+)
+async def test_the_subject_is_the_headline_never_an_empty_encoded_word(said):
+    alert = alert_of(rule="up", metric=None, summary=said, severity="critical")
+    with SmtpRecorder() as smtp:
+        await deliver(EmailNotifier, options(f"smtp://127.0.0.1:{smtp.port}"), notice_of(alert))
+        (mail,) = smtp.messages
+    raw = mail.data.decode("ascii")  # what went over the wire is ASCII, folded
+    head = raw.split("\r\n\r\n", 1)[0]
+    assert "=?utf-8?q??=" not in head.lower()
+    assert "=?utf-8?b??=" not in head.lower()
+    assert all(len(line) <= 78 for line in head.split("\r\n"))
+    subject = mail.email["Subject"]
+    assert subject == "[watchkeeper] " + notice_of(alert).headline.translate(ASCII)
+    assert "{}{}" not in subject  # the body excerpt stays in the body
+    if said.isascii():
+        assert "=?" not in head  # plain ASCII, not encoded

@@ -29,8 +29,10 @@ async def test_firing_notice_is_one_line_at_the_configured_level():
     assert record.levelno == logging.ERROR
     assert "\n" not in record.getMessage()
     message = record.getMessage()
-    assert message.startswith("FIRING 2× [high]: api-health@production")
-    assert "response_time 5.2s, threshold 5s" in message
+    assert message.startswith(
+        "api-health@production: 2 alerts firing (high): response_time 5.2s above 5s; "
+        "down: connection refused"
+    )
     assert "runbook https://wiki.example.com/runbooks/api-health" in message
     assert "connection refused" in message
     assert record.notifier == "console"
@@ -49,7 +51,7 @@ async def test_default_level_is_warning_and_resolved_is_info():
     assert firing.levelno == logging.WARNING
     assert resolved.levelno == logging.INFO
     assert resolved.status == "resolved"
-    assert "lasted 16m" in resolved.getMessage()
+    assert "recovered after 16m" in resolved.getMessage()
 
 
 async def test_task_is_info_with_its_checklist():

@@ -34,8 +34,7 @@ def text(notice: Notice) -> str:
         notice,
         NoOverrides(),
         {"text": messages.TEXT},
-        headline="HEADLINE",
-        **messages.helpers(notice),
+        **{**messages.helpers(notice), "headline": "HEADLINE"},
     )
 
 
@@ -43,20 +42,83 @@ def headline(notice: Notice) -> str:
     return render("h", notice, NoOverrides(), {"h": messages.HEADLINE}, **messages.helpers(notice))
 
 
-def test_headlines():
-    assert headline(notice_of()) == "FIRING [high]: api-health@production"
-    two = notice_of(alert_of(), alert_of(id="al-2", rule="up"))
-    assert headline(two) == "FIRING 2× [high]: api-health@production"
-    assert headline(notice_of(resolved_of())) == "RESOLVED after 16m: api-health@production"
-    assert headline(notice_of(alert_of(change="flapping"))).startswith("FLAPPING")
-    assert headline(notice_of(resolved_of(change="stable"))).startswith("STABLE")
+HTTP_503 = (
+    "HTTP 503 from https://app.example.com/api/health (expected 200): "
+    '{"status":"unhealthy","checks":{"database":{"status":"unhealthy"}}}'
+)
+
+
+def down(**fields):
+    """Return an `up` alert: the probe failed."""
+    return alert_of(**{"rule": "up", "metric": None, "summary": HTTP_503, **fields})
+
+
+def test_headlines_say_where_what_and_how_bad_once():
+    assert headline(notice_of()) == "api-health@production: response_time 5.2s above 5s (high)"
+    assert headline(notice_of(down(severity="critical"))) == (
+        "api-health@production is down: HTTP 503 (critical)"
+    )
+    two = notice_of(alert_of(), down(id="al-2"))
+    assert headline(two) == (
+        "api-health@production: 2 alerts firing (high): response_time 5.2s above 5s; down: HTTP 503"
+    )
+    assert headline(notice_of(resolved_of())) == (
+        "api-health@production recovered after 16m (was: response_time 5.2s above 5s)"
+    )
+    assert headline(notice_of(down(status="resolved", duration=720.0))) == (
+        "api-health@production recovered after 12m (was: HTTP 503)"
+    )
+    gone = down(status="resolved", duration=60.0, reason="check removed from monitor.yaml")
+    assert headline(notice_of(gone)) == (
+        "api-health@production resolved after 1m: check removed from monitor.yaml (was: HTTP 503)"
+    )
+    assert headline(notice_of(alert_of(change="flapping"))) == (
+        "api-health@production is flapping: response_time 5.2s above 5s (high)"
+    )
+    assert headline(notice_of(down(change="flapping"))).startswith(
+        "api-health@production keeps going down: HTTP 503"
+    )
+    assert "stopped flapping" in headline(notice_of(resolved_of(change="stable")))
+    changed = alert_of(change="severity", previous_severity="warning")
+    assert headline(notice_of(changed)).endswith("(high, was warning)")
+    assert headline(notice_of(down(change="repeat"))).startswith(
+        "api-health@production is still down: HTTP 503"
+    )
     escalated = notice_of(escalation="development")
     assert headline(escalated) == (
-        "FIRING [high]: api-health@production · escalated to development"
+        "api-health@production: response_time 5.2s above 5s (high) · escalated to development"
     )
+    level = notice_of(escalation="development", escalation_level="level 2 of standard: dev")
+    assert headline(level).endswith("· escalated to level 2 of standard: dev")
     acked = notice_of(alert_of(acknowledged=True))
     assert headline(acked).endswith("· acknowledged")
     assert headline(sample_notice("x", ["info"])).startswith("[TEST] Test notification")
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        (HTTP_503, "HTTP 503"),
+        (
+            "HTTP 200 from https://x.example.com/: header X-Frame-Options is missing",
+            "HTTP 200: header X-Frame-Options is missing",
+        ),
+        (
+            "timed out after 30s waiting for the response from https://x.example.com/api/health",
+            "timed out after 30s waiting for the response",
+        ),
+        (
+            "cannot connect to db.example.com:5432: connection refused",
+            "cannot connect to db.example.com:5432: connection refused",
+        ),
+        ("cannot run deploy: " + "x" * 200, "cannot run deploy"),
+        ("y" * 200, "y" * 79 + "…"),
+    ],
+)
+def test_reason_is_a_few_words_of_what_the_probe_said(said, reason):
+    from watchkeeper.engine.notice import reason_of
+
+    assert reason_of(said) == reason
 
 
 def test_firing_text_carries_what_a_person_needs():
@@ -69,8 +131,8 @@ def test_firing_text_carries_what_a_person_needs():
             )
         )
     )
+    assert body.startswith("HEADLINE\n")
     for line in (
-        "FIRING HIGH api-health@production · slow",
         "Metric:     response_time is 5.2s, above the threshold 5s",
         "Since:      2026-11-26 20:44 UTC",
         "Runbook:    https://wiki.example.com/runbooks/api-health",
@@ -78,15 +140,27 @@ def test_firing_text_carries_what_a_person_needs():
         "Escalation: infrastructure",
         "Labels:     team=web",
         "Action:     restart-app FAILED: exited 1",
+        "Alert:      al-7f3a9c (rule slow, high)",
         "Acknowledge: watchkeeper alerts ack al-7f3a9c",
     ):
         assert line in body, line
+
+
+def test_the_probes_detail_is_in_the_body_cut_and_never_once_resolved():
+    long = HTTP_503 + " " + "z" * 400
+    body = text(notice_of(down(summary=long)))
+    (line,) = [x for x in body.splitlines() if x.startswith("  Detail:")]
+    assert len(line.removeprefix("  Detail:     ")) == 300
+    resolved = text(notice_of(down(summary=long, status="resolved", duration=60.0)))
+    assert "Detail" not in resolved
+    assert "unhealthy" not in resolved
 
 
 def test_resolved_text_says_how_long_it_lasted():
     body = text(notice_of(resolved_of()))
     assert "Lasted:     16m (since 2026-11-26 20:44 UTC, resolved 2026-11-26 21:00 UTC)" in body
     assert "Acknowledge" not in body
+    assert "Metric" not in body  # the headline says what it was
 
 
 def test_missing_runbook_is_called_out_and_flapping_is_explained():

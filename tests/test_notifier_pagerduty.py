@@ -54,9 +54,7 @@ async def test_trigger(receiver):
     assert body["event_action"] == "trigger"
     assert body["dedup_key"] == "watchkeeper-al-7f3a9c"
     payload = body["payload"]
-    assert payload["summary"] == (
-        "HIGH api-health@production slow: response_time is 5.2s, above the high threshold 5s"
-    )
+    assert payload["summary"] == "api-health@production: response_time 5.2s above 5s (high)"
     assert payload["source"] == "api-health@production"
     assert payload["severity"] == "error"  # high -> error by the default severity_map
     assert payload["component"] == "api-health"
@@ -64,6 +62,7 @@ async def test_trigger(receiver):
     assert payload["class"] == "slow"
     assert payload["timestamp"] == "2026-11-26T20:44:08Z"
     details = payload["custom_details"]
+    assert details["summary"] == payload["summary"]
     assert details["metric"] == "response_time"
     assert details["value"] == "5.2s"
     assert details["threshold"] == "5s"
@@ -92,9 +91,12 @@ async def test_acknowledged_alert_acknowledges(receiver):
 
 
 async def test_severity_map_and_summary_limit_and_text_runbook(receiver):
-    alert = alert_of(severity="sev1", summary="x" * 2000, runbook="call the on-call DBA")
+    alert = alert_of(severity="sev1", runbook="call the on-call DBA")
+    longer = "{% for i in range(300) %}xxxxxxxx{% endfor %}"
     await deliver(
-        PagerDutyNotifier, options(receiver, severity_map={"sev1": "critical"}), notice_of(alert)
+        PagerDutyNotifier,
+        options(receiver, severity_map={"sev1": "critical"}, templates={"summary": longer}),
+        notice_of(alert),
     )
     body = receiver.requests[0].json()
     assert body["payload"]["severity"] == "critical"
@@ -142,7 +144,9 @@ async def test_a_test_notice_triggers_then_resolves(receiver):
     await deliver(PagerDutyNotifier, options(receiver), sample_notice("infra", ["high", "low"]))
     trigger, resolve = (r.json() for r in receiver.requests)
     assert trigger["event_action"] == "trigger"
-    assert trigger["payload"]["summary"].startswith("[TEST] LOW watchkeeper-test")
+    assert trigger["payload"]["summary"] == (
+        "[TEST] watchkeeper-test: response_time 2.5s above 2s (low)"
+    )
     assert trigger["payload"]["severity"] == "info"
     assert resolve["event_action"] == "resolve"
     assert resolve["dedup_key"] == trigger["dedup_key"]
@@ -171,3 +175,13 @@ async def test_refusals(receiver, status, retryable):
     assert str(caught.value).startswith(f"pagerduty `infra`: HTTP {status}")
     assert ROUTING_KEY not in str(caught.value)
     assert ROUTING_KEY not in logs.text
+
+
+async def test_the_summary_is_the_headline_and_the_body_excerpt_a_detail(receiver):
+    said = "HTTP 503 from https://app.example.com/api/health (expected 200): " + "{}" * 400
+    alert = alert_of(rule="up", metric=None, summary=said, severity="critical")
+    await deliver(PagerDutyNotifier, options(receiver), notice_of(alert))
+    payload = receiver.requests[0].json()["payload"]
+    assert payload["summary"] == "api-health@production is down: HTTP 503 (critical)"
+    assert payload["custom_details"]["detail"].startswith("HTTP 503 from https://app.example")
+    assert len(payload["custom_details"]["detail"]) == 300

@@ -80,7 +80,7 @@ async def test_alert_arrives_as_an_event_with_tags(receiver):
     assert event["fingerprint"] == ["api-health", "production", "slow"]
     assert event["level"] == "error"
     assert event["environment"] == "production"
-    assert event["message"].startswith("HIGH api-health@production slow: response_time is 5.2s")
+    assert event["message"] == "api-health@production: response_time 5.2s above 5s (high)"
     context = event["contexts"]["alert"]
     assert context["value"] == "5.2s"
     assert context["threshold"] == "5s"

@@ -64,10 +64,10 @@ async def test_firing_alert_message(receiver):
     assert body["channel"] == "#alerts"
     assert body["username"] == "watchkeeper"
     assert body["icon_emoji"] == ":rotating_light:"
-    assert body["text"].startswith("<!here> FIRING [high]: api-health@production")
+    assert body["text"] == "<!here> api-health@production: response_time 5.2s above 5s (high)"
     header = body["blocks"][0]
     assert header["type"] == "header"
-    assert header["text"]["text"] == "FIRING [high]: api-health@production"
+    assert header["text"]["text"] == "api-health@production: response_time 5.2s above 5s (high)"
     assert body["blocks"][1]["text"]["text"].startswith("<!here> ")
     (attachment,) = body["attachments"]
     assert attachment["color"] == SEVERITY_COLORS["high"]
@@ -89,11 +89,13 @@ async def test_resolved_says_how_long_and_is_green_without_mention(receiver):
     await deliver(SlackNotifier, options(receiver, mention="<!here>"), notice_of(resolved_of()))
     body = receiver.requests[0].json()
     assert not body["text"].startswith("<!here>")
-    assert body["blocks"][0]["text"]["text"].startswith("RESOLVED")
+    assert body["blocks"][0]["text"]["text"] == (
+        "api-health@production recovered after 16m (was: response_time 5.2s above 5s)"
+    )
     assert body["attachments"][0]["color"] == RESOLVED_COLOR
     shown = texts(body["blocks"]) + texts(body["attachments"][0]["blocks"])
     assert "*Lasted*\n16m" in shown
-    assert "lasted *16m*" in shown
+    assert "Runbook" not in shown  # nothing left to do
 
 
 async def test_flapping_and_stable_wording(receiver):
@@ -102,16 +104,31 @@ async def test_flapping_and_stable_wording(receiver):
     )
     await deliver(SlackNotifier, options(receiver), notice_of(resolved_of(change="stable")))
     flapping, stable = (r.json() for r in receiver.requests)
-    assert flapping["blocks"][0]["text"]["text"].startswith("FLAPPING")
+    assert flapping["blocks"][0]["text"]["text"].startswith("api-health@production is flapping")
     assert "you will hear once more when it is stable" in texts(flapping["blocks"])
-    assert stable["blocks"][0]["text"]["text"].startswith("STABLE")
+    assert "stopped flapping and recovered" in stable["blocks"][0]["text"]["text"]
 
 
 async def test_mrkdwn_is_escaped(receiver):
-    notice = notice_of(alert_of(summary="hit_rate is 80%, below <90%> & falling"))
+    said = "cache answers <90%> & falling: " + "x" * 100
+    notice = notice_of(alert_of(rule="up", metric=None, summary=said), alert_of(id="al-2"))
     await deliver(SlackNotifier, options(receiver), notice)
     shown = texts(receiver.requests[0].json()["blocks"])
-    assert "below &lt;90%&gt; &amp; falling" in shown
+    assert "cache answers &lt;90%&gt; &amp; falling" in shown  # the second alert's headline
+    assert "```cache answers &lt;90%&gt; &amp; falling: xxx" in shown  # its detail
+
+
+async def test_the_header_is_the_headline_and_the_body_excerpt_stays_below(receiver):
+    said = "HTTP 503 from https://app.example.com/api/health (expected 200): " + "{}" * 300
+    alert = alert_of(rule="up", metric=None, summary=said, severity="critical")
+    await deliver(SlackNotifier, options(receiver), notice_of(alert))
+    body = receiver.requests[0].json()
+    header = body["blocks"][0]["text"]["text"]
+    assert header == "api-health@production is down: HTTP 503 (critical)"
+    assert body["text"] == header
+    section = body["blocks"][1]["text"]["text"]
+    assert section.startswith("```HTTP 503 from https://app.example.com/api/health")
+    assert len(section) <= 300 + 6
 
 
 async def test_many_alerts_are_capped(receiver):
@@ -184,7 +201,9 @@ async def test_a_broken_override_falls_back_to_the_default(receiver):
     await deliver(
         SlackNotifier, options(receiver, templates={"title": "{{ nope.nothing }"}), notice_of()
     )
-    assert receiver.requests[0].json()["blocks"][0]["text"]["text"].startswith("FIRING")
+    assert receiver.requests[0].json()["blocks"][0]["text"]["text"] == (
+        "api-health@production: response_time 5.2s above 5s (high)"
+    )
 
 
 @pytest.mark.parametrize(

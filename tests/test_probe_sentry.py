@@ -336,9 +336,8 @@ def test_evaluation_through_a_config_and_the_cli(sentry, cli, write_config):
     assert row["metrics"] == {"new_issues": 3, "events": 17}
     assert row["message"].startswith("acme/web (production): 3 new issues in the last 1h")
     assert ran.code == 0, ran.output
-    assert "FIRING [warning]" in ran.stdout
-    assert "new_issues is 3, above the warning threshold 0" in ran.stdout
-    assert "events is" not in ran.stdout  # 17 events: under the high threshold
+    assert "sentry-errors: new_issues 3 above 0 (warning)" in ran.stdout  # the headline
+    assert "sentry-errors: events" not in ran.stdout  # 17 events: under the high threshold
     assert TOKEN not in checked.output
     assert TOKEN not in ran.output
     assert all(r.headers["Authorization"] == f"Bearer {TOKEN}" for r in server.requests)

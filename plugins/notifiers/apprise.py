@@ -44,7 +44,7 @@ def notify_type(notice: Notice) -> str:
 def _message(notice: Notice, options: AppriseOptions, name: str) -> tuple[str, str]:
     extra = {**messages.helpers(notice), "notifier": name}
     title = render("title", notice, options, DEFAULTS, **extra)
-    return title, render("text", notice, options, DEFAULTS, headline=title, **extra)
+    return title, render("text", notice, options, DEFAULTS, **{**extra, "headline": title})
 
 
 def _quiet_apprise() -> None:

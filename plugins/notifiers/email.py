@@ -7,7 +7,9 @@ import hashlib
 import json
 import ssl
 from dataclasses import dataclass
+from email.header import Header
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -24,6 +26,11 @@ from watchkeeper.schema.units import format_duration
 
 DEFAULTS = {"subject": messages.HEADLINE, "text": messages.TEXT, "html": messages.HTML}
 SCHEMES = ("smtp", "smtps")
+SUBJECT_LIMIT = 200
+"""Characters of a subject; the headline is shorter, an override may not be."""
+# the punctuation of our own headlines, in plain ASCII: a subject that is ASCII needs no
+# encoding at all, and most are
+ASCII_PUNCTUATION = str.maketrans({"·": "-", "×": "x", "…": "...", "—": "-", "–": "-", "→": "->"})
 
 
 class EmailOptions(NotifierOptions):
@@ -100,13 +107,38 @@ def thread_id(notice: Notice, sender: str) -> str | None:
     return f"<group-{digest.hexdigest()[:20]}@{_domain(sender)}>"
 
 
+class Subject(str):
+    """A Subject folded by `email.header`: plain words when it is ASCII, RFC 2047 encoded
+    words when it is not. The `email` package's own folding can write an empty encoded
+    word (`=?utf-8?q??=`) at a line break, which mail clients show as garbage, and moves
+    a long ASCII subject whole to a second line. (A header value with a `name` and a
+    `fold()` is used as is: `email.policy`.)"""
+
+    name = "Subject"
+
+    def fold(self, *, policy: Any) -> str:
+        charset = "us-ascii" if self.isascii() else "utf-8"
+        folded = Header(str(self), charset, header_name=self.name).encode(
+            linesep=policy.linesep, maxlinelen=policy.max_line_length or 78
+        )
+        return f"{self.name}: {folded}{policy.linesep}"
+
+
+def subject_of(prefix: str, headline: str) -> str:
+    """Return the Subject of a mail: the headline on one line, ASCII where it can be."""
+    text = " ".join(f"{prefix} {headline}".translate(ASCII_PUNCTUATION).split())
+    if len(text) > SUBJECT_LIMIT:
+        text = text[: SUBJECT_LIMIT - 3].rstrip() + "..."
+    return Subject(text)
+
+
 def build_message(notice: Notice, options: EmailOptions, name: str) -> EmailMessage:
     """Return the mail for a notice: multipart/alternative with plain text and HTML."""
     extra = {**messages.helpers(notice), "notifier": name}
     headline = render("subject", notice, options, DEFAULTS, **extra)
-    subject = " ".join(f"{options.subject_prefix} {headline}".split())
+    extra["headline"] = headline
     msg = EmailMessage()
-    msg["Subject"] = subject
+    msg["Subject"] = subject_of(options.subject_prefix, headline)
     msg["From"] = options.from_
     msg["To"] = ", ".join(options.to)
     msg["Date"] = email.utils.formatdate(usegmt=True)
@@ -117,8 +149,8 @@ def build_message(notice: Notice, options: EmailOptions, name: str) -> EmailMess
         msg["In-Reply-To"] = thread
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
     msg["X-Watchkeeper-Notice"] = notice.id
-    msg.set_content(render("text", notice, options, DEFAULTS, headline=headline, **extra) + "\n")
-    html = render("html", notice, options, DEFAULTS, html=True, headline=headline, **extra)
+    msg.set_content(render("text", notice, options, DEFAULTS, **extra) + "\n")
+    html = render("html", notice, options, DEFAULTS, html=True, **extra)
     msg.add_alternative(html, subtype="html")
     return msg
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from watchkeeper.engine.notice import cut, one_line
+
 SEVERITY_COLORS = {
     "critical": "#D00000",
     "high": "#E8590C",
@@ -40,26 +42,25 @@ def instance(alert: Any) -> str:
 
 def helpers(notice: Any) -> dict[str, Any]:
     """Return the values every default template may use besides the notice itself."""
-    return {"color": color(notice), "instance": instance}
+    return {
+        "color": color(notice),
+        "instance": instance,
+        "headline": notice.headline,
+        "detail": notice.detail,
+        "cut": cut,
+        "one_line": one_line,
+    }
 
 
 # One line naming what happened: the Slack header, the mail subject, the apprise title.
+# Where, what is wrong in a few words, how bad (`api-health@production is down: HTTP 503
+# (critical)`); once resolved, what recovered and after how long. The probe's own words
+# (a response body...) are detail, for the body only.
 HEADLINE = """\
 {%- if kind == "test" -%}
 [TEST] {{ title }}
-{%- elif kind == "alert" -%}
-{%- set flapping = alerts | selectattr("change", "equalto", "flapping") | list -%}
-{%- set stable = alerts | selectattr("change", "equalto", "stable") | list -%}
-{{ "FLAPPING" if flapping else ("STABLE" if stable and not firing else (
-   "RESOLVED" if not firing else "FIRING")) }}
-{{- (" " ~ firing | length ~ "×") if firing | length > 1 else "" }}
-{{- (" [" ~ severity ~ "]") if severity and firing else "" }}
-{{- (" after " ~ (alerts[0].duration | duration))
-    if not firing and alerts | length == 1 and alerts[0].duration is not none else "" }}: \
-{{ title }}
-{{- (" · escalated to " ~ notice.escalation) if notice.escalation else "" }}
-{{- " · acknowledged" if alerts and alerts | rejectattr("acknowledged") | list | length == 0
-    else "" }}
+{%- elif kind == "alert" and alerts -%}
+{{ notice.headline }}
 {%- elif kind == "event" and event -%}
 {{ title or (event.get("event", "event") ~ " " ~ (event.get("version") or "")) }}
 {%- else -%}
@@ -68,13 +69,17 @@ HEADLINE = """\
 """
 
 # The facts of one alert as plain text (`a` is the alert); shared by the text bodies.
+# A notice of one alert has its headline at the top already: the block does not repeat it.
 _ALERT_TEXT = """\
-{{ "RESOLVED" if a.status == "resolved" else "FIRING" }} {{ a.severity | upper }} \
-{{ instance(a) }} · {{ a.rule }}
-  {{ a.summary }}
-{% if a.metric %}
-  Metric:     {{ a.metric }} is {{ a.value_text or a.value }}, {{ a.direction or "against" }} \
-the threshold {{ a.threshold_text or a.threshold }}
+{% if alerts | length > 1 %}
+{{ a.headline }}
+{% endif %}
+{% if a.status == "firing" and a.detail %}
+  Detail:     {{ a.detail }}
+{% endif %}
+{% if a.status == "firing" and a.metric %}
+  Metric:     {{ a.measure or a.metric }} is {{ a.value_text or a.value }}, \
+{{ a.direction or "against" }} the threshold {{ a.threshold_text or a.threshold }}
 {% endif %}
 {% if a.status == "resolved" %}
   Lasted:     {{ (a.duration | duration) if a.duration is not none else "unknown" }}\
@@ -88,16 +93,19 @@ the threshold {{ a.threshold_text or a.threshold }}
 {% elif a.change == "stable" %}
   Stable:     it stopped flapping
 {% elif a.change == "severity" %}
-  Severity:   changed to {{ a.severity }}
+  Severity:   {{ a.severity }}{{ (", was " ~ a.previous_severity) if a.previous_severity else "" }}
 {% elif a.change == "repeat" %}
   Reminder:   still firing
 {% endif %}
-  Runbook:    {{ a.runbook or "none (add `runbook:` to this check)" }}
+{% if a.status == "firing" %}
+  Runbook:    {{ (a.runbook | trim | indent(14)) if a.runbook
+                 else "none (add `runbook:` to this check)" }}
+{% endif %}
 {% if a.description %}
   About:      {{ a.description }}
 {% endif %}
 {% if a.escalation %}
-  Escalation: {{ a.escalation }}
+  Escalation: {{ notice.escalation_level or a.escalation }}
 {% endif %}
 {% if a.labels %}
   Labels:     {% for k, v in a.labels | dictsort %}{{ k }}={{ v }}{{ ", " if not loop.last }}\
@@ -108,6 +116,7 @@ the threshold {{ a.threshold_text or a.threshold }}
   Action:     {{ r.get("name", "?") }} {{ "succeeded" if r.get("ok") else "FAILED" }}\
 {{ (": " ~ r.get("message")) if r.get("message") else "" }}
 {% endfor %}
+  Alert:      {{ a.id }} (rule {{ a.rule }}, {{ a.severity }})
 {% if a.acknowledged %}
   Acknowledged.
 {% elif a.status == "firing" and kind == "alert" %}
@@ -148,23 +157,22 @@ TEXT = (
 """
 )
 
-# One line for the daemon's log.
-LOG_LINE = (
-    HEADLINE
-    + """\
-{% for a in alerts %} | {{ a.status }} {{ a.severity }} {{ instance(a) }} {{ a.rule }}: \
-{{ a.summary }}\
-{{ (" (" ~ a.metric ~ " " ~ (a.value_text or a.value) ~ ", threshold " ~
-    (a.threshold_text or a.threshold) ~ ")") if a.metric else "" }}\
-{{ (" lasted " ~ (a.duration | duration)) if a.status == "resolved" and a.duration is not none
+# One line for the daemon's log: the headline, then each alert's detail and where to look.
+LOG_LINE = """\
+{%- if kind == "test" -%}[TEST] {% endif -%}
+{{ notice.headline if kind == "alert" and alerts else title }}\
+{% for a in alerts %}\
+{{ (" | " ~ a.headline) if alerts | length > 1 else "" }}\
+{{ (" | " ~ a.detail) if a.detail and a.status == "firing" else "" }}\
+{{ (" | runbook " ~ cut(one_line(a.runbook), 120)) if a.runbook and a.status == "firing"
    else "" }}\
-{{ (" runbook " ~ a.runbook) if a.runbook and a.status == "firing" else "" }}\
+{{ " | alert " ~ a.id }}\
 {% endfor %}\
 {{ (" | " ~ text) if text else "" }}\
 {{ (" | " ~ checklist | join("; ")) if checklist else "" }}"""
-)
 
-# Slack mrkdwn under the header: what happened, in words; the facts follow as fields.
+# Slack mrkdwn under the header: the probe's detail, flapping notes, what actions did;
+# the facts follow as fields. A notice of one alert does not repeat its headline.
 MRKDWN = """\
 {% if text %}
 {{ esc(text) }}
@@ -178,10 +186,12 @@ MRKDWN = """\
 ☐ {{ esc(item) }}
 {% endfor %}
 {% for a in alerts %}
-{{ ":white_check_mark:" if a.status == "resolved" else ":red_circle:" }} \
-*{{ esc(instance(a)) }}* `{{ esc(a.rule) }}`: {{ esc(a.summary) }}\
-{{ (" — lasted *" ~ (a.duration | duration) ~ "*")
-   if a.status == "resolved" and a.duration is not none else "" }}
+{% if alerts | length > 1 %}
+{{ ":white_check_mark:" if a.status == "resolved" else ":red_circle:" }} {{ esc(a.headline) }}
+{% endif %}
+{% if a.status == "firing" and a.detail %}
+```{{ esc(a.detail) | replace("```", "'''") }}```
+{% endif %}
 {% if a.change == "flapping" %}
 :warning: flapping: it keeps changing state; you will hear once more when it is stable
 {% elif a.change == "stable" %}
@@ -220,16 +230,21 @@ border-top:6px solid {{ color }};border-radius:6px">
 {% for a in alerts %}
 <table style="width:100%;border-collapse:collapse;margin:0 0 16px 0;\
 border-left:4px solid {{ "#2B8A3E" if a.status == "resolved" else color }}">
-<tr><td colspan="2" style="padding:6px 10px;font-size:15px">
-<strong>{{ "RESOLVED" if a.status == "resolved" else "FIRING" }} {{ a.severity | upper }}
-{{ instance(a) }}</strong> · {{ a.rule }}<br>{{ a.summary }}</td></tr>
-{% if a.metric %}
+{% if alerts | length > 1 %}
+<tr><td colspan="2" style="padding:6px 10px;font-size:15px">\
+<strong>{{ a.headline }}</strong></td></tr>
+{% endif %}
+{% if a.status == "firing" and a.detail %}
+<tr><th style="text-align:left;padding:2px 10px;width:110px">Detail</th>
+<td><code style="white-space:pre-wrap">{{ a.detail }}</code></td></tr>
+{% endif %}
+{% if a.status == "firing" and a.metric %}
 <tr><th style="text-align:left;padding:2px 10px;width:110px">Metric</th>
-<td>{{ a.metric }} is <strong>{{ a.value_text or a.value }}</strong>,
+<td>{{ a.measure or a.metric }} is <strong>{{ a.value_text or a.value }}</strong>,
 {{ a.direction or "against" }} the threshold {{ a.threshold_text or a.threshold }}</td></tr>
 {% endif %}
 {% if a.status == "resolved" %}
-<tr><th style="text-align:left;padding:2px 10px">Lasted</th>
+<tr><th style="text-align:left;padding:2px 10px;width:110px">Lasted</th>
 <td>{{ (a.duration | duration) if a.duration is not none else "unknown" }}</td></tr>
 {% elif a.started_at %}
 <tr><th style="text-align:left;padding:2px 10px">Since</th><td>{{ a.started_at | when }}</td></tr>
@@ -239,16 +254,23 @@ border-left:4px solid {{ "#2B8A3E" if a.status == "resolved" else color }}">
 <td>it keeps changing state; you will hear once more when it is stable</td></tr>
 {% elif a.change == "stable" %}
 <tr><th style="text-align:left;padding:2px 10px">Stable</th><td>it stopped flapping</td></tr>
+{% elif a.change == "severity" %}
+<tr><th style="text-align:left;padding:2px 10px">Severity</th><td>{{ a.severity }}\
+{{ (", was " ~ a.previous_severity) if a.previous_severity else "" }}</td></tr>
 {% endif %}
+{% if a.status == "firing" %}
 <tr><th style="text-align:left;padding:2px 10px">Runbook</th><td>
 {% if a.runbook and (a.runbook.startswith("https://") or a.runbook.startswith("http://")) %}
 <a href="{{ a.runbook }}">{{ a.runbook }}</a>
 {% else %}
-{{ a.runbook or "none (add runbook: to this check)" }}
+<span style="white-space:pre-wrap">\
+{{ (a.runbook | trim) or "none (add runbook: to this check)" }}</span>
 {% endif %}
 </td></tr>
+{% endif %}
 {% if a.escalation %}
-<tr><th style="text-align:left;padding:2px 10px">Escalation</th><td>{{ a.escalation }}</td></tr>
+<tr><th style="text-align:left;padding:2px 10px">Escalation</th>\
+<td>{{ notice.escalation_level or a.escalation }}</td></tr>
 {% endif %}
 {% for r in a.actions %}
 <tr><th style="text-align:left;padding:2px 10px">Action</th>
@@ -256,6 +278,7 @@ border-left:4px solid {{ "#2B8A3E" if a.status == "resolved" else color }}">
 {{ (": " ~ r.get("message")) if r.get("message") else "" }}</td></tr>
 {% endfor %}
 <tr><th style="text-align:left;padding:2px 10px">Alert</th><td><code>{{ a.id }}</code>
+(rule {{ a.rule }}, {{ a.severity }})
 {% if a.acknowledged %}
  · acknowledged
 {% elif a.status == "firing" and kind == "alert" %}
@@ -271,11 +294,14 @@ Sent by watchkeeper · notice {{ notice.id }}</div>
 </body></html>
 """
 
-# A single alert, for receivers that get one event per alert (PagerDuty, Sentry).
+# A single alert, for receivers that get one event per alert (PagerDuty, Sentry): its
+# headline, never the probe's detail (that goes in the event's details).
 ALERT_SUMMARY = """\
 {%- if alert -%}
-{{ "[TEST] " if kind == "test" else "" }}{{ alert.severity | upper }} {{ instance(alert) }} \
-{{ alert.rule }}: {{ alert.summary }}
+{{ "[TEST] " if kind == "test" else "" }}{{ alert.headline }}
+{{- (" · escalated to " ~ (notice.escalation_level or notice.escalation))
+    if notice.escalation else "" }}
+{{- " · acknowledged" if alert.acknowledged and alert.status == "firing" else "" }}
 {%- else -%}
 {{ title }}{{ (": " ~ text) if text else "" }}
 {%- endif -%}

@@ -74,7 +74,8 @@ def alert_event(
     if action != "trigger":
         return body  # PagerDuty ignores a payload on acknowledge and resolve
     details: dict[str, Any] = {
-        "summary": alert.summary,
+        "summary": alert.headline,
+        "detail": alert.detail,
         "check": alert.check,
         "environment": alert.environment,
         "rule": alert.rule,
@@ -91,7 +92,7 @@ def alert_event(
             "direction": alert.direction,
         }
     if alert.escalation:
-        details["escalation"] = alert.escalation
+        details["escalation"] = notice.escalation_level or alert.escalation
     if alert.flapping:
         details["flapping"] = True
     if alert.actions:

@@ -180,13 +180,15 @@ def describe(
     if alert.escalation:
         tags["escalation"] = alert.escalation
     details = {
-        "summary": alert.summary,
+        "summary": alert.headline,
+        "detail": alert.detail,
         "status": alert.status,
         "started_at": alert.started_at,
         "metric": alert.metric,
         "value": alert.value_text or alert.value,
         "threshold": alert.threshold_text or alert.threshold,
         "direction": alert.direction,
+        "escalation": notice.escalation_level,
         "runbook": alert.runbook,
         "flapping": alert.flapping or None,
         "labels": alert.labels or None,

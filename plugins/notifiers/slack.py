@@ -69,14 +69,15 @@ def _date(iso: str) -> str:
     return f"<!date^{stamp}^{{date_short_pretty}} {{time}}|{escape(iso)}>"
 
 
-def alert_blocks(alert: NoticeAlert) -> list[dict[str, Any]]:
-    """Return the blocks showing one alert's facts: runbook and fields, a context line."""
+def alert_blocks(alert: NoticeAlert, escalation: str | None = None) -> list[dict[str, Any]]:
+    """Return the blocks showing one alert's facts: runbook and fields, a context line
+    (`escalation`: the notice's escalation step in words, when it has one)."""
     fields = [
         _mrkdwn(f"*Severity*\n{escape(alert.severity)}"),
         _mrkdwn(f"*Check*\n{escape(alert.check)}"),
         _mrkdwn(f"*Environment*\n{escape(alert.environment or '—')}"),
     ]
-    if alert.metric:
+    if alert.metric and alert.status == "firing":  # once resolved the headline says "was"
         value = alert.value_text or alert.value
         threshold = alert.threshold_text or alert.threshold
         fields.append(
@@ -91,16 +92,19 @@ def alert_blocks(alert: NoticeAlert) -> list[dict[str, Any]]:
         lasted = format_duration(alert.duration) if alert.duration is not None else "unknown"
         fields.append(_mrkdwn(f"*Lasted*\n{lasted}"))
     if alert.escalation:
-        fields.append(_mrkdwn(f"*Escalation*\n{escape(alert.escalation)}"))
-    runbook = (
-        _link(alert.runbook, alert.runbook)
-        if alert.runbook
-        else "none (add `runbook:` to the check)"
-    )
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": _mrkdwn(f"*Runbook:* {runbook}"), "fields": fields}
-    ]
+        fields.append(_mrkdwn(f"*Escalation*\n{escape(escalation or alert.escalation)}"))
+    section: dict[str, Any] = {"type": "section", "fields": fields}
+    if alert.status == "firing":
+        runbook = (
+            _link(alert.runbook.strip(), alert.runbook.strip())
+            if alert.runbook
+            else "none (add `runbook:` to the check)"
+        )
+        section["text"] = _mrkdwn(f"*Runbook:* {runbook}")
+    blocks: list[dict[str, Any]] = [section]
     context = [f"alert `{escape(alert.id)}`", f"rule `{escape(alert.rule)}`"]
+    if alert.change == "severity" and alert.previous_severity:
+        context.append(f"was {escape(alert.previous_severity)}")
     if alert.started_at:
         context.append(f"since {_date(alert.started_at)}")
     if alert.acknowledged:
@@ -116,7 +120,7 @@ def payload(notice: Notice, options: SlackOptions, name: str) -> dict[str, Any]:
     extra = {**messages.helpers(notice), "esc": escape, "notifier": name}
     # Slack refuses an empty header: an override rendering nothing falls back to the title
     title = render("title", notice, options, DEFAULTS, **extra) or notice.title or notice.kind
-    text = render("text", notice, options, DEFAULTS, headline=title, **extra)
+    text = render("text", notice, options, DEFAULTS, **{**extra, "headline": title})
     mention = f"{options.mention} " if options.mention and notice.firing else ""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _cut(title, HEADER_LIMIT)}}
@@ -130,7 +134,7 @@ def payload(notice: Notice, options: SlackOptions, name: str) -> dict[str, Any]:
         )
     detail: list[dict[str, Any]] = []
     for alert in notice.alerts[:MAX_ALERTS]:
-        detail += alert_blocks(alert)
+        detail += alert_blocks(alert, notice.escalation_level)
     if len(notice.alerts) > MAX_ALERTS:
         more = len(notice.alerts) - MAX_ALERTS
         detail.append({"type": "context", "elements": [_mrkdwn(f"…and {more} more alert(s)")]})

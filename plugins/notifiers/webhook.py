@@ -44,7 +44,9 @@ class WebhookNotifier(Notifier):
     def preview(self, notice: Notice, options: WebhookOptions) -> str:
         """Return the JSON body this notice would be sent as."""
         payload = REDACTOR.redact_obj(notice.webhook_payload())
-        return f"{options.method} Idempotency-Key: {notice.id}\n" + json.dumps(payload, indent=2)
+        return f"{options.method} Idempotency-Key: {notice.id}\n" + json.dumps(
+            payload, indent=2, ensure_ascii=False
+        )
 
     async def send(self, notice: Notice, options: WebhookOptions, ctx: NotifyContext) -> None:
         body = json_bytes(REDACTOR.redact_obj(notice.webhook_payload()))
