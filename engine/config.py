@@ -11,6 +11,7 @@ import functools
 import gc
 import os
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,16 +125,154 @@ def _validate(
             # every broken value came from an unset variable, a warning here (CI has no
             # secrets): the rest is the configuration; --strict turns them into errors
             result.config = checked
+        notes: list[Problem] = []
         if checked is not None:
-            found = cross_check(checked, loaded, reg or registry())
+            found = cross_check(checked, loaded, reg or registry(), notes)
+            found += schedule_problems(checked, loaded, reg or registry())
             result.problems.extend(p for p in found if not _after_removal(p.path, shifted))
-        return _finish(result, strict)
-    result.problems.extend(cross_check(result.config, loaded, reg or registry()))
+        return _finish(result, strict, notes)
+    notes = []
+    result.problems.extend(cross_check(result.config, loaded, reg or registry(), notes))
+    result.problems.extend(schedule_problems(result.config, loaded, reg or registry()))
     if result.problems:
         # a problem may quote a value a secret-typed field holds too (the walk over a large
         # config costs more than the rest of a clean validation: only when needed)
         REDACTOR.add_from(result.config)
-    return _finish(result, strict)
+    return _finish(result, strict, notes)
+
+
+# --- what the daemon builds ----------------------------------------------------------------
+
+_UNSCHEDULABLE = (ValueError, OverflowError, ArithmeticError, StopIteration)
+
+
+def schedule_problems(config: Any, loaded: loader.Loaded, reg: Registry) -> list[Problem]:
+    """Build every series and window the daemon would build from a config, with the
+    daemon's own constructors, and report each one that cannot be built or never fires.
+
+    This is what makes "validate accepts it" mean "the daemon can start it": check and
+    default schedules, heartbeat deadlines, tasks, backups, drills and maintenance windows
+    go through `timetable` as the scheduler, `Heartbeats` and `Maintenance` call it.
+    """
+    return _Compiler(config, loaded, reg).run()
+
+
+class _Compiler:
+    """Build each schedule of a config once (thousands of checks share a few)."""
+
+    def __init__(self, config: Any, loaded: loader.Loaded, reg: Registry):
+        from datetime import UTC, datetime
+
+        self.config, self.loaded, self.reg = config, loaded, reg
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        self.problems: list[Problem] = []
+        self.built: dict[tuple, str | None] = {}
+
+    def report(self, path: tuple, message: str) -> None:
+        self.problems.append(Problem.at(mark_at(self.loaded, path), loader.dotted(path), message))
+
+    def first_fire(self, make: Any, key: tuple) -> str | None:
+        """Build a series and take its first fire time; return what went wrong, if anything."""
+        from watchkeeper.engine import timetable
+
+        if key not in self.built:
+            try:
+                next(make())
+                self.built[key] = None
+            except StopIteration:
+                self.built[key] = timetable.NEVER_FIRES
+            except _UNSCHEDULABLE as exc:
+                self.built[key] = f"cannot be scheduled: {exc}"
+        return self.built[key]
+
+    def run(self) -> list[Problem]:
+        from watchkeeper.engine.instances import check_schedule
+
+        config = self.config
+        default_tz = config.defaults.timezone or "UTC"
+        probes = self.reg.types.get("probe", {})
+        for name, check in config.checks.items():
+            path = ("checks", name)
+            expect = getattr(check, "expect_every", None)
+            if expect is not None:
+                self.heartbeat(expect, (*path, "expect_every"), check.timezone or default_tz)
+            if getattr(probes.get(check.probe), "passive", False):
+                continue
+            entry, tz = check_schedule(check, config.defaults)
+            where = (*path, "schedule") if check.schedule else ("defaults", "schedule")
+            self.schedule(entry, where, tz, key=name)
+        for prefix, entries in (
+            (("tasks",), config.tasks),
+            (("backups", "jobs"), config.backups.jobs),
+            (("backups", "drills"), config.backups.drills),
+        ):
+            for name, entry in entries.items():
+                self.schedule(entry.schedule, (*prefix, name, "schedule"), default_tz, key=name)
+        for index, window in enumerate(config.maintenance):
+            self.window(window, ("maintenance", index), default_tz)
+        return self.problems
+
+    def schedule(self, entry: Any, path: tuple, tz: str, *, key: str) -> None:
+        """The scheduler's `series_for`, as `Scheduler.add` calls it."""
+        from watchkeeper.engine import timetable
+
+        zone = entry.timezone or tz
+        if timetable.zone_error(zone) or (entry.cron and timetable.cron_error(entry.cron)):
+            return  # reported at the key itself
+        problem = timetable.schedule_error(entry) or self.first_fire(
+            lambda: timetable.series_for(entry, key=key, start=self.now, default_tz=zone),
+            ("series", entry.every, entry.cron, zone, entry.jitter),
+        )
+        if problem:
+            self.report(path, problem)
+
+    def heartbeat(self, expect: Any, path: tuple, tz: str) -> None:
+        """A heartbeat's deadlines, as `Heartbeats` computes them."""
+        from watchkeeper.engine import timetable
+
+        if expect.every is not None:
+            if problem := timetable.every_error(expect.every):
+                self.report((*path, "every"), f"`every` {problem}")
+            return
+        zone = expect.timezone or tz
+        if not expect.cron or timetable.cron_error(expect.cron) or timetable.zone_error(zone):
+            return
+        problem = self.first_fire(
+            lambda: timetable.CronSeries(expect.cron, zone, start=self.now),
+            ("series", None, expect.cron, zone, 0.0),
+        )
+        if problem:
+            self.report((*path, "cron"), problem)
+
+    def window(self, window: Any, path: tuple, tz: str) -> None:
+        """A maintenance window's occurrences, as `Maintenance` lays them out."""
+        from datetime import timedelta
+
+        from watchkeeper.engine import timetable
+
+        if window.announce is not None and (
+            problem := timetable.jitter_error(window.announce.before)
+        ):
+            self.report((*path, "announce", "before"), f"`before` {problem}")
+        if window.schedule is None or window.duration is None or window.duration <= 0:
+            return  # a one-off window, or one the cross-reference check has refused
+        zone = window.schedule.timezone or tz
+        cron = window.schedule.cron
+        if timetable.cron_error(cron) or timetable.zone_error(zone):
+            return
+        if problem := timetable.window_error(cron, window.duration):
+            self.report((*path, "duration"), problem)
+            return
+        end = self.now + timedelta(days=1)
+        problem = self.first_fire(
+            lambda: iter([timetable.windows(cron, zone, window.duration, start=self.now, end=end)]),
+            ("window", cron, zone, window.duration),
+        ) or self.first_fire(
+            lambda: timetable.CronSeries(cron, zone, start=self.now),
+            ("series", None, cron, zone, 0.0),
+        )
+        if problem:
+            self.report((*path, "schedule", "cron"), problem)
 
 
 def _validate_remainder(
@@ -258,11 +397,13 @@ def load_config(
     return result
 
 
-def _finish(result: Validation, strict: bool) -> Validation:
+def _finish(result: Validation, strict: bool, notes: Iterable[Problem] = ()) -> Validation:
     if strict:
         for problem in result.problems:
             problem.level = "error"
-    result.problems = _dedupe(sort_problems(result.problems))
+    # notes are about a plugin, not the file: warnings even under --strict (and when the
+    # daemon loads), so that an old plugin keeps working
+    result.problems = _dedupe(sort_problems([*result.problems, *notes]))
     return result
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
 from watchkeeper.engine import loader
 from watchkeeper.engine.config import mark_at
+from watchkeeper.engine.declared_metrics import rule_problems
 from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.problems import Problem
 from watchkeeper.engine.timetable import runs_per_week
@@ -26,6 +28,9 @@ class _Checker:
         self.loaded = loaded
         self.reg = reg
         self.problems: list[Problem] = []
+        # about a plugin rather than the file: `--strict` leaves them warnings
+        self.notes: list[Problem] = []
+        self.unchecked: set[str] = set()
         self.severities = list(config.severities)
         self.checks = config.checks
         self.instances = {
@@ -106,9 +111,11 @@ class _Checker:
         for name, task in c.tasks.items():
             self.refs(task.notify, self.names["notifiers"], "notifier", ("tasks", name, "notify"))
         self.backups()
+        self.problems += __import__("watchkeeper.engine.local_paths", fromlist=["_"]).local_path_problems(c, self.loaded)  # TEMP-LOCAL-PATHS
         for name, slo in c.slos.items():
             path = ("slos", name)
             self.check_ref(slo.check, (*path, "check"))
+            self.slo_metric(slo, path)
             if slo.alert:
                 self.severity(slo.alert.severity, (*path, "alert", "severity"))
         for name, notifier in c.notifiers.items():
@@ -150,6 +157,7 @@ class _Checker:
                 else:
                     self.check_ref(member, (*path, "of", index))
         tiers: dict[str, tuple[int, Any]] = {}
+        written = _walk_or_none(self.loaded.data, (*path, "thresholds")) if probe else None
         for index, rule in enumerate(check.thresholds):
             rpath = (*path, "thresholds", index)
             self.severity(rule.severity, (*rpath, "severity"))
@@ -173,6 +181,50 @@ class _Checker:
                 self.warn(rpath, f"rule {rid!r} has two tiers of severity {rule.severity!r}")
             if rule.metric in ("error_rate", "uptime"):
                 self.rate_rule(check, rule, rpath)
+            if probe is not None:
+                raw = written[index] if type(written) is list and index < len(written) else None
+                self.declared_metric(check, probe, rule, rpath, raw)
+
+    def declared_metric(self, check: Any, probe: type, rule: Any, path: tuple, raw: Any):
+        """A rule must name a metric the check reports, in a unit and with labels it has.
+
+        `raw` is the rule as written, which tells the unit its value was written in."""
+        found = rule_problems(check.probe, probe, check, rule, raw)
+        if found is None:
+            if check.probe not in self.unchecked:
+                self.unchecked.add(check.probe)
+                where = (*path, "metric")
+                self.notes.append(
+                    Problem.at(
+                        mark_at(self.loaded, where),
+                        loader.dotted(where),
+                        f"probe {check.probe!r} declares no metrics; thresholds on it are "
+                        "not checked",
+                        "warning",
+                    )
+                )
+            return
+        for sub, message, key in found:
+            self.error((*path, *sub), message, key=key)
+
+    def slo_metric(self, slo: Any, path: tuple):
+        check = self.checks.get(slo.check.partition("@")[0])
+        probe = self.reg.types["probe"].get(check.probe) if check is not None else None
+        if slo.metric is None or probe is None:
+            return
+        rule = SimpleNamespace(
+            metric=slo.metric,
+            where={},
+            agg=None,
+            window=None,
+            above=slo.above,
+            below=slo.below,
+        )
+        found = rule_problems(
+            check.probe, probe, check, rule, _walk_or_none(self.loaded.data, path)
+        )
+        for sub, message, key in found or ():
+            self.error((*path, *sub), message, key=key)
 
     def rate_rule(self, check: Any, rule: Any, path: tuple):
         if rule.window is None:
@@ -185,21 +237,26 @@ class _Checker:
         limit = rule.above if rule.metric == "error_rate" and rule.above is not None else None
         if limit is None and rule.below is not None:
             limit = 1.0 - rule.below if rule.metric == "uptime" else None
+        # runs are an average (a cron's runs over a week): said to people as a round number
+        from watchkeeper.engine.problems import about
+
         if limit is not None and weight > limit:
             from watchkeeper.schema.units import format_duration
 
             self.warn(
                 path,
                 f"one failed run moves {rule.metric} by {weight:.0%} over "
-                f"{format_duration(rule.window)} (about {runs:g} runs), more than the "
+                f"{format_duration(rule.window)} (about {about(runs)} runs), more than the "
                 f"{limit:.1%} threshold: a single failure fires it; lengthen the window "
                 "or run the check more often",
             )
         minimum = rule.min_samples or check.min_samples or self.config.defaults.min_samples or 5
         if runs < minimum:
+            # 4.7 runs is not "about 5 runs, fewer than 5": keep the decimals that say why
+            count = about(runs) if int(runs + 0.5) < minimum else f"{int(runs * 100) / 100:g}"
             self.warn(
                 path,
-                f"the {runs:g} runs in the window are fewer than min_samples "
+                f"the window holds about {count} runs, fewer than min_samples "
                 f"({minimum}): this rule can never change the alert",
             )
 
@@ -445,6 +502,17 @@ def _walk_or_none(data: Any, path: tuple) -> Any:
     return data
 
 
-def cross_check(config: Any, loaded: loader.Loaded, reg: Registry) -> list[Problem]:
-    """Return every cross-reference problem of a schema-valid configuration."""
-    return _Checker(config, loaded, reg).run()
+def cross_check(
+    config: Any, loaded: loader.Loaded, reg: Registry, notes: list[Problem] | None = None
+) -> list[Problem]:
+    """Return every cross-reference problem of a schema-valid configuration.
+
+    Warnings about a plugin rather than the file (a probe that declares no metrics) go to
+    `notes` when given, which `--strict` does not turn into errors; else with the rest.
+    """
+    checker = _Checker(config, loaded, reg)
+    problems = checker.run()
+    if notes is None:
+        return problems + checker.notes
+    notes.extend(checker.notes)
+    return problems

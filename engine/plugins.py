@@ -12,6 +12,7 @@ import pluggy
 from pydantic import BaseModel
 
 from watchkeeper.engine import hookspecs
+from watchkeeper.engine.probe import Metric
 
 ENTRY_POINT_GROUP = "watchkeeper"
 DISABLE_ENV = "WATCHKEEPER_DISABLE_PLUGINS"
@@ -197,6 +198,14 @@ def _check_class(kind: str, plugin_name: str, cls: object) -> None:
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise PluginError(
             f"plugin {plugin_name!r}: {kind} type {type_name!r} has no `Options` pydantic model"
+        )
+    metrics = getattr(cls, "metrics", None) if kind == "probe" else None
+    if metrics is not None and not (
+        isinstance(metrics, tuple | list) and all(isinstance(m, Metric) for m in metrics)
+    ):
+        raise PluginError(
+            f"plugin {plugin_name!r}: probe type {type_name!r} declares `metrics` that are not "
+            "a tuple of watchkeeper.engine.probe.Metric"
         )
 
 

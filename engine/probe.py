@@ -3,12 +3,67 @@
 from __future__ import annotations
 
 import logging
+import re
+import typing
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from watchkeeper.schema.checks import ProbeOptions
+
+
+MetricKind = Literal["duration", "ratio", "bytes", "count", "number", "timestamp", "any"]
+"""What a metric's number is: seconds, a ratio 0-1, bytes, a count of things, a plain
+number, a Unix time in seconds, or `any` (its unit is known only at run time)."""
+
+METRIC_KINDS: tuple[MetricKind, ...] = typing.get_args(MetricKind)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    r"""One metric a probe may report, e.g. `Metric("connect_time", "duration", "TCP connect")`.
+
+    `labels` name the labels of its samples (`disk_usage` has `("path",)`). A metric whose
+    names are known only at run time declares a regular expression as `pattern` instead of
+    a `name`: `Metric(pattern=r"queue_\w+", kind="count", description="...")`.
+    """
+
+    name: str = ""
+    kind: MetricKind = "number"
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    pattern: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.name) == bool(self.pattern):
+            raise ValueError("a Metric needs exactly one of `name` or `pattern`")
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(
+                f"metric {self.shown!r}: kind {self.kind!r} is not one of {', '.join(METRIC_KINDS)}"
+            )
+        if self.pattern:
+            _compiled(self.pattern)  # a broken pattern fails where it is declared
+        if isinstance(self.labels, str):
+            raise ValueError(f"metric {self.shown!r}: labels must be a tuple of names")
+        object.__setattr__(self, "labels", tuple(self.labels))
+
+    @property
+    def shown(self) -> str:
+        """The name, or the pattern as `/pattern/`."""
+        return self.name or f"/{self.pattern}/"
+
+    def matches(self, name: str) -> bool:
+        """True when a reported metric name is this one (or matches its pattern)."""
+        if self.name:
+            return name == self.name
+        return _compiled(self.pattern).fullmatch(name) is not None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 @dataclass(slots=True)
@@ -89,6 +144,9 @@ class Probe:
     """`host` probes watch the machine they run on and run on every replica."""
     passive: ClassVar[bool] = False
     """Passive probes (heartbeat, composite) are evaluated by the engine, not scheduled."""
+    metrics: ClassVar[tuple[Metric, ...] | None] = None
+    """Every metric `check()` may report. `validate` refuses thresholds on others; None
+    (declares nothing) leaves thresholds on this probe unchecked, with a warning."""
 
     async def open(self, ctx: OpenContext) -> None:
         """Prepare shared resources before the first check."""

@@ -396,11 +396,11 @@ CASES = [
             url: http://example.com
             thresholds:
               - {name: slow, metric: response_time, above: 2s, severity: warning}
-              - {name: slow, metric: connect_time, above: 5s, severity: high}
+              - {name: slow, metric: body_size, above: 5MB, severity: high}
         """,
         "monitor.yaml:8:9: checks.api.thresholds[1]: tiers of rule 'slow' must share one "
         "metric and one direction: thresholds[0] is response_time above, this is "
-        "connect_time above",
+        "body_size above",
         id="threshold-tiers-differ",
     ),
     pytest.param(

@@ -108,8 +108,11 @@ def committed_schema_path() -> Path:
 def schema_text() -> str:
     """Return monitor.schema.json for the installed plugins, byte-for-byte stable."""
     from watchkeeper.engine.config import config_model
+    from watchkeeper.engine.declared_metrics import offer_metric_names
+    from watchkeeper.engine.plugins import registry
 
     schema = config_model().model_json_schema(by_alias=True)
+    offer_metric_names(schema, registry().types["probe"])
     document = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://watchkeeper.dev/monitor.schema.json",

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.extract import describe_problems, extract_metrics
 from watchkeeper.plugins.probes.http import time_budget, took
 from watchkeeper.schema.checks import Extraction, ProbeOptions
@@ -41,11 +41,15 @@ class CommandOptions(ProbeOptions):
 
 
 class CommandProbe(Probe):
-    """Metrics: exit_code, run_time, and any extracted from stdout."""
+    """Run a program; judge its exit code; read metrics from its output."""
 
     type = "command"
     Options = CommandOptions
     scope = "host"
+    metrics = (
+        Metric("exit_code", "number", "negative when killed by a signal (`-9` for SIGKILL)"),
+        Metric("run_time", "duration", "from start to exit"),
+    )
 
     async def check(self, options: CommandOptions, ctx: ProbeContext) -> Result:
         import anyio

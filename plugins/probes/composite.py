@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe
+from watchkeeper.engine.probe import Metric, Probe
 from watchkeeper.schema.base import ConfigModel
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import Ratio
@@ -43,11 +43,15 @@ class CompositeOptions(ProbeOptions):
 
 
 class CompositeProbe(Probe):
-    """Metrics: failing (count), failing_ratio."""
+    """Down when enough of its member checks are down; judged by the engine."""
 
     type = "composite"
     Options = CompositeOptions
     passive = True
+    metrics = (
+        Metric("failing", "count", "members whose `up` alert fires"),
+        Metric("failing_ratio", "ratio", "the same as a share of the members"),
+    )
 
 
 def members_of(instance: Any, instances: Mapping[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 from watchkeeper.schema.base import ConfigModel
 from watchkeeper.schema.checks import ProbeOptions
@@ -117,10 +117,18 @@ def _shown(host: str, port: int) -> str:
 
 
 class DnsProbe(Probe):
-    """Metrics: resolution_time, answer_count."""
+    """Resolve a name and judge the answer."""
 
     type = "dns"
     Options = DnsOptions
+    metrics = (
+        Metric("resolution_time", "duration", "from the query to the answer (or to the failure)"),
+        Metric(
+            "answer_count",
+            "count",
+            "records of `record_type` in the answer; 0 for NXDOMAIN and empty answers",
+        ),
+    )
 
     def __init__(self) -> None:
         self._system: tuple[int | None, list[Any]] | None = None

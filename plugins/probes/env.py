@@ -7,7 +7,7 @@ import os
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 
@@ -18,11 +18,12 @@ class EnvOptions(ProbeOptions):
 
 
 class EnvProbe(Probe):
-    """Metrics: missing (count)."""
+    """Check that required environment variables are set, never reading their values."""
 
     type = "env"
     Options = EnvOptions
     scope = "host"
+    metrics = (Metric("missing", "count", "variables unset or blank"),)
 
     async def check(self, options: EnvOptions, ctx: ProbeContext) -> Result:
         # names only: a value, even a wrong one, may be a credential

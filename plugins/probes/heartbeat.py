@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe
+from watchkeeper.engine.probe import Metric, Probe
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.schedule import CronExpr, TimezoneName
@@ -44,11 +44,21 @@ class HeartbeatOptions(ProbeOptions):
 
 
 class HeartbeatProbe(Probe):
-    """Metrics: runtime (start to ok), and any posted with the beat."""
+    """Passive: something must report in on schedule; judged by the engine."""
 
     type = "heartbeat"
     Options = HeartbeatOptions
     passive = True
+    metrics = (
+        Metric("runtime", "duration", "from a `start` beat to its `ok` (or `fail`)"),
+        # names a job posts with its beat (`{"metrics": {...}}`) are known only at run time
+        Metric(
+            pattern=r".+",
+            kind="any",
+            description='each metric posted with a beat (`{"metrics": {...}}`), '
+            "in the unit the job sends",
+        ),
+    )
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.engine.redaction import MASK, REDACTOR, is_secret_name
 from watchkeeper.plugins.probes.extract import (
     describe_problems,
@@ -110,10 +110,24 @@ _SSL_NOISE = re.compile(r"^\[SSL: [A-Z_]+\] |\s*\(_ssl\.c:\d+\)$")
 
 
 class HttpProbe(Probe):
-    """Metrics: response_time, status_code, body_size, certificate_expiry (https)."""
+    """Request a URL; judge its status, headers and body; read metrics from the body."""
 
     type = "http"
     Options = HttpOptions
+    metrics = (
+        Metric(
+            "response_time",
+            "duration",
+            "from sending the request to the last byte of the body read, redirects included",
+        ),
+        Metric("status_code", "number", "status of the final response"),
+        Metric("body_size", "bytes", "bytes of the (decoded) body read, at most `max_body`"),
+        Metric(
+            "certificate_expiry",
+            "duration",
+            "until the server certificate's `notAfter`; negative once expired; `https://` only",
+        ),
+    )
 
     def __init__(self) -> None:
         self.tls = TlsContexts(alpn=["http/1.1"])

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.engine.redaction import MASK
 from watchkeeper.plugins.probes.http import time_budget, took
 from watchkeeper.schema.base import Secret
@@ -39,11 +39,29 @@ select (select count(*) from pg_stat_activity where backend_type = 'client backe
 
 
 class PostgresProbe(Probe):
-    """Metrics: connect_time, query_time, rows, value; with stats: connections,
-    max_connections, connection_usage, database_size."""
+    """Connect to PostgreSQL, time a query, optionally read server statistics."""
 
     type = "postgres"
     Options = PostgresOptions
+    metrics = (
+        Metric("connect_time", "duration", "connect and authenticate"),
+        Metric("query_time", "duration", "run `query` and fetch its rows"),
+        Metric("rows", "count", "rows the query returned"),
+        Metric(
+            "value",
+            "any",
+            "the first column of the first row, when it is a number: "
+            "`select count(*) from jobs where failed`; its unit is the query's",
+        ),
+        Metric(
+            "connections",
+            "count",
+            "client connections to the server (`pg_stat_activity`), with `stats`",
+        ),
+        Metric("max_connections", "count", "the server's `max_connections`, with `stats`"),
+        Metric("connection_usage", "ratio", "`connections ÷ max_connections`, with `stats`"),
+        Metric("database_size", "bytes", "size of the connected database, with `stats`"),
+    )
 
     async def check(self, options: PostgresOptions, ctx: ProbeContext) -> Result:
         import anyio

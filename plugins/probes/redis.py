@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.engine.redaction import MASK
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 from watchkeeper.schema.base import Secret
@@ -32,11 +32,24 @@ _FAILED = {
 
 
 class RedisProbe(Probe):
-    """Metrics: connect_time, ping_time, hit_rate, used_memory, connected_clients,
-    evicted_keys, used_memory_ratio (when maxmemory is set)."""
+    """PING a Redis server and read figures from its INFO."""
 
     type = "redis"
     Options = RedisOptions
+    metrics = (
+        Metric("connect_time", "duration", "connect (and `AUTH`, `SELECT`)"),
+        Metric("ping_time", "duration", "one `PING` round trip"),
+        Metric(
+            "hit_rate",
+            "ratio",
+            "`keyspace_hits ÷ (keyspace_hits + keyspace_misses)` since the server started; "
+            "left out while both are 0",
+        ),
+        Metric("used_memory", "bytes", "memory Redis allocated (`used_memory`)"),
+        Metric("used_memory_ratio", "ratio", "`used_memory ÷ maxmemory`, when `maxmemory` is set"),
+        Metric("connected_clients", "count", "client connections"),
+        Metric("evicted_keys", "count", "keys evicted since the server started"),
+    )
 
     async def check(self, options: RedisOptions, ctx: ProbeContext) -> Result:
         import anyio

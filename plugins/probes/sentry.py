@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, field_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.engine.redaction import MASK
 from watchkeeper.plugins.probes.http import USER_AGENT, masked_url, network_reason, time_budget
 from watchkeeper.schema.base import Secret
@@ -79,10 +79,23 @@ class SentryError(Exception):
 
 
 class SentryProbe(Probe):
-    """Metrics: new_issues, events (in the window)."""
+    """Count a Sentry project's new issues and events within a window."""
 
     type = "sentry"
     Options = SentryOptions
+    metrics = (
+        Metric(
+            "new_issues",
+            "count",
+            "issues matching `query` first seen within `window` "
+            "(a lower bound when `max_pages` cut the list short)",
+        ),
+        Metric(
+            "events",
+            "count",
+            "events matching `events_query` within `window` (with `count_events`)",
+        ),
+    )
 
     def __init__(self) -> None:
         self.client: Any = None

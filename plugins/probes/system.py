@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 MIN_CPU_INTERVAL = 0.1
@@ -27,12 +27,34 @@ class SystemOptions(ProbeOptions):
 
 
 class SystemProbe(Probe):
-    """Metrics: cpu_usage, memory_usage, memory_available, swap_usage, load1/5/15,
-    disk_usage/disk_free{path}."""
+    """Read the host's CPU, memory, swap, load and disk usage."""
 
     type = "system"
     Options = SystemOptions
     scope = "host"
+    metrics = (
+        Metric(
+            "cpu_usage",
+            "ratio",
+            "busy share of all CPUs since this probe's previous run "
+            "(the first run measures from start-up)",
+        ),
+        Metric("memory_usage", "ratio", "`(total − available) ÷ total`"),
+        Metric("memory_available", "bytes", "memory available to new programs without swapping"),
+        Metric("swap_usage", "ratio", "0 without swap"),
+        Metric("load1", "number", "load average over 1 minute (not divided by the CPU count)"),
+        Metric("load5", "number", "load average over 5 minutes"),
+        Metric("load15", "number", "load average over 15 minutes"),
+        Metric(
+            "disk_usage",
+            "ratio",
+            "used share of the filesystem holding `path`, as `df` shows it",
+            labels=("path",),
+        ),
+        Metric(
+            "disk_free", "bytes", "free space available to unprivileged users", labels=("path",)
+        ),
+    )
 
     def __init__(self) -> None:
         # our own CPU baseline rather than psutil.cpu_percent()'s process-wide one, which

@@ -9,7 +9,7 @@ import time
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import (
     TlsContexts,
     certificate_expiry,
@@ -55,11 +55,24 @@ class TcpOptions(ProbeOptions):
 
 
 class TcpProbe(Probe):
-    """Metrics: connect_time; with tls: tls_time, certificate_expiry; with expect_regex:
-    response_time (from sending to the match)."""
+    """Connect, optionally complete a TLS handshake and match what the server sends."""
 
     type = "tcp"
     Options = TcpOptions
+    metrics = (
+        Metric("connect_time", "duration", "TCP connect"),
+        Metric("tls_time", "duration", "the TLS handshake (with `tls: true`)"),
+        Metric(
+            "response_time",
+            "duration",
+            "from sending `send` (or connecting) to the match (with `expect_regex`)",
+        ),
+        Metric(
+            "certificate_expiry",
+            "duration",
+            "until the server certificate's `notAfter` (with `tls: true`)",
+        ),
+    )
 
     def __init__(self) -> None:
         self.tls = TlsContexts()

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import format_duration
@@ -71,10 +71,22 @@ class _Session:
 
 
 class TlsProbe(Probe):
-    """Metrics: certificate_expiry, chain_valid, hostname_valid, handshake_time."""
+    """Inspect a server's certificate: trust, name, expiry."""
 
     type = "tls"
     Options = TlsOptions
+    metrics = (
+        Metric(
+            "certificate_expiry",
+            "duration",
+            "until the certificate's `notAfter`; negative once expired",
+        ),
+        Metric("chain_valid", "number", "1 when the chain verifies against trusted CAs, else 0"),
+        Metric("hostname_valid", "number", "1 when the certificate matches the name, else 0"),
+        Metric(
+            "handshake_time", "duration", "the TLS handshake alone (after connecting and STARTTLS)"
+        ),
+    )
 
     def __init__(self) -> None:
         self._contexts: dict[Path | None, tuple[int | None, ssl.SSLContext]] = {}

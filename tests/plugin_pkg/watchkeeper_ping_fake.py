@@ -6,7 +6,7 @@ from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.notifier import Notifier
-from watchkeeper.engine.probe import Probe, Result
+from watchkeeper.engine.probe import Metric, Probe, Result
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions
@@ -22,10 +22,14 @@ class PingFakeOptions(ProbeOptions):
 
 
 class PingFakeProbe(Probe):
-    """Metrics: rtt, packet_loss."""
+    """Pretend to ping a host."""
 
     type = "ping_fake"
     Options = PingFakeOptions
+    metrics = (
+        Metric("rtt", "duration", "round-trip time"),
+        Metric("packet_loss", "ratio", "share of echo requests unanswered"),
+    )
 
     async def check(self, options: PingFakeOptions, ctx) -> Result:
         return Result(ok=True, metrics={"rtt": 0.001, "packet_loss": 0.0})

@@ -8,6 +8,7 @@ import time
 import anyio
 from watchkeeper_example import FileAgeProbe
 
+from watchkeeper.engine.declared_metrics import undeclared
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.testing import acheck_cancelled, contract_problems, fired_alerts
 
@@ -48,6 +49,7 @@ def test_measures_the_age_and_size_of_a_file(monitor_config, run_check, tmp_path
     assert abs(result.metrics["file_age"] - 2 * HOUR) < 60
     assert result.metrics["file_size"] == 1234
     assert result.message == "report.csv changed 2h ago (1234 bytes)"
+    assert undeclared(FileAgeProbe, result) == []  # it reports what it declares
 
 
 def test_the_newest_match_of_a_pattern_counts(monitor_config, run_check, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from watchkeeper.engine.probe import Probe, ProbeContext, Result
+from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import Size
 
@@ -31,11 +31,16 @@ class FileAgeOptions(ProbeOptions):
 
 
 class FileAgeProbe(Probe):
-    """Metrics: file_age (seconds since the file last changed), file_size (bytes)."""
+    """Measure how long ago a file changed, and its size."""
 
     type = "file_age"
     Options = FileAgeOptions
     scope = "host"  # a file on the machine the daemon runs on
+    # what thresholds may name: `validate` refuses others, and a value in the wrong unit
+    metrics = (
+        Metric("file_age", "duration", "since the file (the newest match) last changed"),
+        Metric("file_size", "bytes", "size of that file"),
+    )
 
     async def check(self, options: FileAgeOptions, ctx: ProbeContext) -> Result:
         import anyio  # imported when a check runs: `watchkeeper validate` stays fast
