@@ -118,6 +118,12 @@ class _Checker:
             self.slo_metric(slo, path)
             if slo.alert:
                 self.severity(slo.alert.severity, (*path, "alert", "severity"))
+        if c.slos:
+            from watchkeeper.engine.slo import slo_warnings  # only files with SLOs pay for it
+
+            # advice about how an alert will behave, not a mistake in the file: shown by
+            # validate, never a reason for --strict or the daemon to refuse it
+            self.notes += slo_warnings(c, self.loaded)
         for name, notifier in c.notifiers.items():
             self.notifier(name, notifier)
         return self.problems

@@ -7,6 +7,11 @@ joining or leaving moves only its share; every state write carries the writer's 
 epoch, taken fresh from the store whenever membership changes, so a replica that lost its
 lease cannot overwrite what its successor wrote. No consensus of our own: the store's
 leases and conditional writes are the coordination.
+
+The member lease is what makes a name unique among live daemons, so its holder may take
+the name's fence lease from any earlier process (killed, or cut off): a replica restarts
+under its own name once a dead predecessor's member lease has run out, and a clean stop
+gives both leases back at once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ log = logging.getLogger("watchkeeper.replicas")
 
 MEMBER = "member:"
 FENCE = "fence:"
+# the fence lease only hands out epochs; its holder gives it back on a clean stop and a
+# successor that holds the member lease takes it over, so it never needs to expire
+FENCE_TTL = 10 * 365 * 86400.0
 
 
 def default_name() -> str:
@@ -76,7 +84,7 @@ class Membership:
 
     async def join(self) -> None:
         """Take this replica's lease and a first fencing epoch; refuse a duplicate name."""
-        lease = None
+        lease, began, held = None, anyio.current_time(), False
         # a previous process of this replica that was killed holds the name until its
         # lease expires: wait that long before deciding another daemon really has it
         with anyio.move_on_after(self.lease_time + 1):
@@ -85,13 +93,36 @@ class Membership:
                     MEMBER + self.name, self._holder(), self.ttl, self._data()
                 )
                 if lease is None:
+                    if not held:
+                        held = True
+                        log.info(
+                            "replica name held; waiting for its lease to expire",
+                            extra={"replica": self.name, "at_most": self.lease_time + 1},
+                        )
                     await anyio.sleep(min(1.0, self.lease_time / 5))
         if lease is None:
-            raise ReplicaError(
-                f"another daemon is running as replica {self.name!r}; give each replica its own "
-                "name with --replica or WATCHKEEPER_REPLICA"
+            raise ReplicaError(self._duplicate())
+        if held:
+            log.info(
+                "replica name taken over",
+                extra={"replica": self.name, "waited": round(anyio.current_time() - began, 2)},
             )
-        await self._refresh()
+        try:
+            await self._refresh()
+        except BaseException:
+            # a start that fails halfway must not keep the name from the next attempt
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self.leave()
+            raise
+        if self.epoch is None:  # the name passed to another daemon while we took the fence
+            await self.leave()
+            raise ReplicaError(self._duplicate())
+
+    def _duplicate(self) -> str:
+        return (
+            f"another daemon is running as replica {self.name!r}; give each replica its own "
+            "name with --replica or WATCHKEEPER_REPLICA"
+        )
 
     def _holder(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
@@ -99,12 +130,24 @@ class Membership:
     def _data(self) -> dict[str, Any]:
         return {"host": socket.gethostname(), "pid": os.getpid(), **self.info()}
 
-    async def _new_epoch(self) -> int:
+    async def _new_epoch(self) -> int | None:
+        """Take a fresh fencing epoch; None when this replica no longer holds its name."""
+        fence, holder = FENCE + self.name, self._holder()
         # a fresh grant always carries a greater epoch than any granted before it
-        await self.store.release(FENCE + self.name, self._holder())
-        lease = await self.store.acquire(FENCE + self.name, self._holder(), 10 * 365 * 86400.0)
-        if lease is None:  # pragma: no cover - only this replica uses this name
-            raise ReplicaError(f"fencing lease of {self.name!r} is held elsewhere")
+        await self.store.release(fence, holder)
+        lease = await self.store.acquire(fence, holder, FENCE_TTL)
+        if lease is None:
+            # Held by a process that is gone (killed, or of a version that never gave it
+            # back) or cut off: the member lease makes the name ours, so the fence is ours.
+            for other in await self.store.leases(fence):
+                if other.name == fence:
+                    await self.store.release(fence, other.holder)
+            lease = await self.store.acquire(fence, holder, FENCE_TTL)
+        # Still ours after the grant? Then any later holder of the name takes its epoch
+        # after ours, a greater one. If not, a successor has the name: our epoch is void.
+        member = await self.store.acquire(MEMBER + self.name, holder, self.ttl, self._data())
+        if lease is None or member is None:
+            return None
         return lease.epoch
 
     async def _refresh(self) -> bool:
@@ -113,8 +156,13 @@ class Membership:
         if self.name not in members:
             members = sorted([*members, self.name])
         if members != self.members or self.epoch is None:
-            previous, self.members = self.members, members
-            self.epoch = await self._new_epoch()
+            epoch = await self._new_epoch()
+            if epoch is None:
+                # our lease expired and someone took the name: stop owning anything
+                log.error("replica lease lost to another daemon", extra={"replica": self.name})
+                self.members = []
+                return True
+            previous, self.members, self.epoch = self.members, members, epoch
             self.changes += 1
             log.info(
                 "replica membership",
@@ -199,11 +247,15 @@ class Membership:
             )
 
     async def leave(self) -> None:
-        """Give the lease back so the others take over at once, not after it expires."""
-        try:
-            await self.store.release(MEMBER + self.name, self._holder())
-        except Exception:
-            pass
+        """Give back the fence and the member lease, so a successor of this name starts at
+        once and the others take over at once, not after the lease expires. Either is
+        released only if this process still holds it: a process that lost its name to a
+        successor gives away nothing of the successor's."""
+        for lease in (FENCE + self.name, MEMBER + self.name):
+            try:
+                await self.store.release(lease, self._holder())
+            except Exception as exc:
+                log.warning("cannot give back a lease", extra={"lease": lease, "error": str(exc)})
 
 
 async def replica_status(store: StateStore) -> list[dict[str, Any]]:

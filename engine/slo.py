@@ -528,13 +528,15 @@ def slo_warnings(config: Any, loaded: Any = None) -> list[Any]:
         hourly = _runs_per_hour(config, check)
         if hourly is not None and budget > 0 and (1.0 / hourly) / budget > slo.alert.fast:
             one = (1.0 / hourly) / budget
+            # the slowest schedule under which one bad run stays under `fast` over 1h
+            needed = format_duration(max(1, int(3600.0 * slo.alert.fast * budget)))
             problems.append(
                 warn(
                     ("slos", name, "alert"),
-                    f"{slo.check} runs about {hourly:g} times an hour: one bad run is a burn "
+                    f"{slo.check} runs about {hourly:.0f} times an hour: one bad run is a burn "
                     f"of {one:.0f}× over 1h, over the fast limit {slo.alert.fast:g}×, so "
                     "this burn-rate alert fires on any single failure (the check's own "
-                    "rules say that sooner); run the check every minute or more often, "
+                    f"rules say that sooner); run the check every {needed} or more often, "
                     "or drop `alert:`",
                 )
             )

@@ -231,3 +231,26 @@ slos:
         "routes:\n", "routes:\n  - {match: {labels: {kind: slo}}, notify: [console]}\n"
     )
     assert slo_warnings(load(tmp_path, fixed).config) == []
+
+
+def test_validate_shows_the_advice_as_warnings_even_under_strict(tmp_path, write_config, cli):
+    write_config(
+        """
+        version: 1
+        checks:
+          api: {probe: http, url: "http://127.0.0.1:9/health", schedule: {every: 5m}}
+        notifiers:
+          console: {type: log}
+        routes:
+          - {match: {}, notify: [console]}
+        slos:
+          uptime: {check: api, objective: 99.9%, alert: {}}
+        """
+    )
+    for args in (("validate",), ("validate", "--strict")):
+        result = cli(*args, "--format", "json")
+        assert result.code == 0, result.output
+        [advice] = result.json()["problems"]
+        assert advice["level"] == "warning"
+        assert advice["path"] == "slos.uptime.alert"
+        assert "run the check every 51s or more often" in advice["message"]
