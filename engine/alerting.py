@@ -279,6 +279,9 @@ class Alerting:
             return
         routes = self.routes_for(alert)
         keys = {self._group_key(index, alert): index for index in routes}
+        # an alert this replica never grouped was told by another one (which died, or
+        # handed the check over): the routes it meets now stand for those that heard it
+        tracked = any(alert.id in g.members for g in self.groups.values())
         for group in list(self.groups.values()):
             member = group.members.get(alert.id)
             if member is None or group.key in keys or group.route >= len(self.config.routes):
@@ -295,8 +298,10 @@ class Alerting:
         for key, index in keys.items():
             group = self.groups.get(key)
             member = group.members.get(alert.id) if group is not None else None
-            if alert.status == "resolved" and (
-                group is None or member is None or not self._told(group, member)
+            if (
+                alert.status == "resolved"
+                and tracked
+                and (group is None or member is None or not self._told(group, member))
             ):
                 # a route it reached only now, or whose group had not spoken yet: nobody
                 # there heard it fire, so nobody there hears it resolve

@@ -19,12 +19,15 @@ from watchkeeper.engine.problems import Mark
 # (file, key node or None for a list item, value node)
 Entry = tuple[str, "yaml.Node | None", "yaml.Node"]
 
+SCANNED = 16
+"""Mappings up to this many entries are scanned for a key; larger ones indexed once."""
+
 
 class Marks:
     """Where each mapping and list of the loaded data, and each of their entries, was
     written. Data made afterwards (a copy made while reporting) has no marks."""
 
-    __slots__ = ("_added", "_nodes")
+    __slots__ = ("_added", "_keys", "_nodes")
 
     def __init__(self) -> None:
         # Both tables hold the container itself next to its id: a container that is held
@@ -35,6 +38,11 @@ class Marks:
         # the container's own node: merged with `<<`, added by an included file, or under
         # a key the loader rewrote (`${...}` in a key)
         self._added: dict[int, tuple[Any, dict[Any, Entry]]] = {}
+        # id(mapping node) -> (node, {key text: position in node.value}), built on a
+        # large mapping's first lookup: a config of 10,000 checks each drawing a warning
+        # would otherwise scan the whole `checks` mapping once per problem. Mappings never
+        # asked about (all of them, in a clean config) cost nothing.
+        self._keys: dict[int, tuple[yaml.Node, dict[str, int]]] = {}
 
     def record(self, container: Any, file: str, node: yaml.Node) -> None:
         """Remember that `container` was read from `node` in `file`."""
@@ -63,22 +71,33 @@ class Marks:
 
     def entry(self, container: Any, key: Any) -> Entry | None:
         """Return where one entry of `container` was written, if it was read."""
-        held = self._added.get(id(container))
+        ident = id(container)
+        held = self._added.get(ident)
         if held is not None and held[0] is container and key in held[1]:
             return held[1][key]
-        source = self.source(container)
-        if source is None:
+        found = self._nodes.get(ident)
+        if found is None or found[0] is not container:
             return None
-        file, node = source
+        _, file, node = found
+        entries = node.value
         if type(node) is yaml.SequenceNode:
-            if type(key) is int and 0 <= key < len(node.value):
-                return file, None, node.value[key]
+            if type(key) is int and 0 <= key < len(entries):
+                return file, None, entries[key]
             return None
-        text = str(key)
-        for key_node, value_node in node.value:
-            if getattr(key_node, "value", None) == text:
-                return file, key_node, value_node
-        return None
+        text = key if type(key) is str else str(key)
+        if len(entries) <= SCANNED:
+            for key_node, value_node in entries:
+                if key_node.value == text:
+                    return file, key_node, value_node
+            return None
+        keys = self._keys.get(id(node))
+        if keys is None or keys[0] is not node:
+            keys = self._keys[id(node)] = (node, key_positions(node))
+        position = keys[1].get(text)
+        if position is None:
+            return None
+        key_node, value_node = entries[position]
+        return file, key_node, value_node
 
     def of(self, container: Any, key: Any, *, value: bool = True) -> Mark | None:
         """Return where an entry's value (its key, with value=False) was written.
@@ -106,6 +125,17 @@ class Marks:
             file, node = source
             for offset, item_node in enumerate(node.value):
                 self.record_entry(target, start + offset, file, None, item_node)
+
+
+def key_positions(node: yaml.Node) -> dict[str, int]:
+    """Return where each key of a mapping node is written among its entries, the first of
+    a repeated key (the one the data holds)."""
+    positions: dict[str, int] = {}
+    for position, (key_node, _value_node) in enumerate(node.value):
+        text = key_node.value
+        if type(text) is str and text not in positions:
+            positions[text] = position
+    return positions
 
 
 def node_mark(file: str, node: yaml.Node) -> Mark:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -63,6 +64,15 @@ def shown(text: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def about(number: float) -> str:
+    """Return an estimate as people say it: whole from 1 up, halves rounded up (7.0866 -> 7,
+    4.5 -> 5, 1234.5 -> 1,235), one significant figure below 1 (0.4762 -> 0.5)."""
+    if abs(number) >= 1 or not number:
+        whole = math.floor(abs(number) + 0.5)
+        return f"{-whole if number < 0 else whole:,}"
+    return f"{number:.1g}"
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; carries every problem found."""
 
@@ -76,13 +86,17 @@ def sort_problems(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.level != "error"))
 
 
+def _masked(problem: Problem) -> Problem:
+    path, message = REDACTOR.redact(problem.path), REDACTOR.redact(problem.message)
+    if path is problem.path and message is problem.message:
+        return problem  # nothing to mask (the usual case): no copy
+    return replace(problem, path=path, message=message)
+
+
 def render(problems: list[Problem], fmt: str) -> str:
     """Render problems as `text`, `json` (the validate shape) or `github` annotations."""
     # masked before escaping: an escaped secret (JSON, GitHub's %25) would no longer match
-    problems = [
-        replace(p, path=REDACTOR.redact(p.path), message=REDACTOR.redact(p.message))
-        for p in sort_problems(problems)
-    ]
+    problems = [_masked(p) for p in sort_problems(problems)]
     if fmt == "json":
         valid = not any(p.level == "error" for p in problems)
         return json.dumps({"valid": valid, "problems": [asdict(p) for p in problems]}, indent=2)

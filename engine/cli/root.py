@@ -67,6 +67,30 @@ def state(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+def config_option() -> Any:
+    """Return the `-c/--config` option of a command, for the file given after its name
+    (`watchkeeper plan -c FILE` means `watchkeeper -c FILE plan`, as DESIGN.md says)."""
+    return typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Config file, as the global -c (which it overrides).",
+        show_default=False,
+    )
+
+
+def config_path(ctx: typer.Context, *given: Path | None) -> Path:
+    """Return the config file a command reads: one given after the command's name (`-c`
+    or a FILE argument), else the global `-c`, WATCHKEEPER_CONFIG or ./monitor.yaml."""
+    chosen = {path for path in given if path is not None}
+    if len(chosen) > 1:
+        fail(
+            "two config files given (" + " and ".join(sorted(map(str, chosen))) + "); give one",
+            EXIT_USAGE,
+        )
+    return chosen.pop() if chosen else state(ctx).config
+
+
 class _RedactingConsole(Console):
     """A rich console whose every rendered line has secrets masked."""
 
