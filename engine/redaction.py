@@ -7,10 +7,12 @@ notifications, API responses, the status page and Sentry events pass through `re
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import threading
+import typing
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
@@ -217,7 +219,9 @@ def _secrets_in(obj: Any):
     if isinstance(obj, SecretStr):
         yield obj
     elif isinstance(obj, BaseModel):
-        for name in type(obj).model_fields:
+        # only the fields whose type can hold a secret: a large config is mostly checks,
+        # thresholds and schedules, which never do
+        for name in _secret_fields(type(obj)):
             yield from _secrets_in(getattr(obj, name, None))
     elif isinstance(obj, dict):
         for v in obj.values():
@@ -225,6 +229,45 @@ def _secrets_in(obj: Any):
     elif isinstance(obj, list | tuple):
         for v in obj:
             yield from _secrets_in(v)
+
+
+@functools.cache
+def _secret_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """Return the fields of a model whose declared type can hold a SecretStr."""
+    _IN_PROGRESS.add(model)
+    try:
+        return tuple(
+            name
+            for name, field in model.model_fields.items()
+            if _may_hold_secret(field.annotation)
+        )
+    finally:
+        _IN_PROGRESS.discard(model)
+
+
+_IN_PROGRESS: set[type] = set()
+
+
+def _may_hold_secret(annotation: Any) -> bool:
+    if annotation is Any or annotation is object:
+        return True  # could be anything: walk it
+    if isinstance(annotation, type):
+        if issubclass(annotation, SecretStr):
+            return True
+        if issubclass(annotation, BaseModel):
+            # a model being looked at already (a recursive type): its other fields decide
+            return annotation not in _IN_PROGRESS and bool(_secret_fields(annotation))
+        if annotation.__module__ == "builtins":
+            return False  # str, int, float, bool, None...
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return False
+    if origin is typing.Annotated:
+        return _may_hold_secret(args[0])  # the rest is metadata (constraints, descriptions)
+    if args:
+        return any(_may_hold_secret(arg) for arg in args)
+    # an unknown kind of annotation (a TypeVar, a forward reference...): walk it
+    return not isinstance(annotation, type)
 
 
 REDACTOR = Redactor()
