@@ -58,7 +58,7 @@ FILE_READ_LIMIT = 64 * 1024  # bytes one `${file:...}` may read
 INCLUDE_FILE_LIMIT = 1_000  # files all `include` globs together may match
 INCLUDE_FOLDER_LIMIT = 2_000  # folders they may list while matching
 INCLUDE_DEPTH_LIMIT = 8  # folder levels one `**` may descend
-INCLUDED_SIZE_LIMIT = 32 * 1024 * 1024  # bytes of one included file
+INCLUDED_SIZE_LIMIT = 32 * 1024 * 1024  # bytes of one config file, the main one or an included one
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
@@ -398,11 +398,9 @@ def dotted(path: tuple) -> str:
     return out
 
 
-def _read_file(
-    path: Path, display: str, env: Mapping[str, str], loaded: Loaded, *, included: bool = False
-) -> Any:
+def _read_file(path: Path, display: str, env: Mapping[str, str], loaded: Loaded) -> Any:
     try:
-        text = _read_included(path) if included else path.read_text(encoding="utf-8")
+        text = _read_config_file(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{display}: no such file") from None
     except OSError as exc:
@@ -512,9 +510,10 @@ class _Cycle(Exception):
     """An alias inside the value its own anchor names."""
 
 
-def _read_included(path: Path) -> str:
-    """Read an included file: a regular file (opened without blocking, so that a FIFO
-    matched by a glob cannot stall the load) of at most INCLUDED_SIZE_LIMIT bytes."""
+def _read_config_file(path: Path) -> str:
+    """Read the main file or an included one: a regular file (opened without blocking, so
+    that a FIFO named as the config or matched by a glob cannot stall the load) of at most
+    INCLUDED_SIZE_LIMIT bytes."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
     try:
@@ -704,7 +703,7 @@ def _apply_includes(data: dict, base: Path, env: Mapping[str, str], loaded: Load
             display = _display(Path(match))
             loaded.files.append(display)
             try:
-                part = _read_file(Path(match), display, env, loaded, included=True)
+                part = _read_file(Path(match), display, env, loaded)
             except OSError as exc:
                 loaded.problems.append(
                     Problem.at(loaded.marks.of(patterns, index), f"include[{index}]", str(exc))

@@ -218,6 +218,16 @@ def test_include_of_a_fifo_does_not_block(cli, write_config, tmp_path):
     refused(cli, ("validate",), "monitor.yaml:2:11: include[0]:", "not a regular file")
 
 
+@pytest.mark.parametrize("args", [("validate",), ("check",), ("plan",), ("run", "--once")])
+def test_a_config_path_naming_a_fifo_or_a_device_does_not_block(cli, tmp_path, args):
+    fifo = tmp_path / "monitor.fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        result = cli("-c", path, *args, timeout=TIMEOUT)
+        assert result.code == 2, result.output
+        assert result.output.strip() == f"error: {path}: cannot read: not a regular file"
+
+
 def test_recursive_include_within_bounds_still_works(cli, write_config):
     write_config(
         "checks:\n  deep: {probe: tcp, host: 127.0.0.1, port: 9}\n", "conf/a/b/c/deep.yaml"
