@@ -1,12 +1,14 @@
 # make run   - create .venv if missing, install, start the daemon on monitor.yaml
 # make test  - create .venv if missing, install the dev extras, start PostgreSQL and
 #              Redis when installed but stopped, run every test
+# make fuzz  - the config-language property tests with the `fuzz` hypothesis profile
+#              (thousands of generated and mutated configs; some 20 minutes)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= monitor.yaml
 
-.PHONY: run test test-fast lint schema bench clean services
+.PHONY: run test test-fast fuzz lint schema bench clean services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +33,9 @@ test: $(VENV)/.installed-dev services
 
 test-fast: $(VENV)/.installed-dev services
 	$(BIN)/pytest -m "not slow"
+
+fuzz: $(VENV)/.installed-dev
+	WATCHKEEPER_FUZZ=1 $(BIN)/pytest tests/test_config_properties.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

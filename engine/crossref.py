@@ -15,6 +15,7 @@ from typing import Any
 from watchkeeper.engine import loader
 from watchkeeper.engine.config import mark_at
 from watchkeeper.engine.declared_metrics import rule_problems
+from watchkeeper.engine.local_paths import local_path_problems
 from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.problems import Problem
 from watchkeeper.engine.timetable import runs_per_week
@@ -111,7 +112,7 @@ class _Checker:
         for name, task in c.tasks.items():
             self.refs(task.notify, self.names["notifiers"], "notifier", ("tasks", name, "notify"))
         self.backups()
-        self.problems += __import__("watchkeeper.engine.local_paths", fromlist=["_"]).local_path_problems(c, self.loaded)  # TEMP-LOCAL-PATHS
+        self.problems += local_path_problems(c, self.loaded)
         for name, slo in c.slos.items():
             path = ("slos", name)
             self.check_ref(slo.check, (*path, "check"))

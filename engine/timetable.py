@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterBadDateError, CroniterError, CroniterUnsupportedSyntaxError, croniter
 
 __all__ = [
-    "CronSeries", "EverySeries", "cron_error", "format_instant", "previous_fire",
-    "series_for", "stable_fraction", "windows", "zone", "zone_error",
+    "CronSeries", "EverySeries", "cron_error", "every_error", "format_instant", "jitter_error",
+    "length_error", "previous_fire", "schedule_error", "series_for", "stable_fraction",
+    "window_error", "windows", "zone", "zone_error",
 ]  # fmt: skip
 
 FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
@@ -133,6 +134,82 @@ def _fires_soon(text: str) -> bool:
         return cron.get_next(datetime) <= now + timedelta(days=366 * NEVER_YEARS)
     except (CroniterBadDateError, OverflowError, ValueError):
         return False
+
+
+# The longest span a time may be pushed by (an `every`, a jitter, a window's length): what
+# lies further than the horizon a cron must fire within is no schedule, and a datetime
+# shifted by much more overflows.
+LONGEST = NEVER_YEARS * 366 * 86400.0
+MIN_EVERY = 0.001
+WINDOW_OVERLAP_MAX = 1000
+"""Occurrences of one recurring window that may be under way at once (each one is kept)."""
+
+
+def _span_error(seconds: float, *, positive: bool) -> str | None:
+    if not math.isfinite(seconds):
+        return f"must be a finite duration, got {seconds!r}"
+    if seconds < 0 or (positive and seconds == 0):
+        return "must be longer than 0s" if positive else "cannot be negative"
+    if seconds > LONGEST:
+        return f"must be at most {NEVER_YEARS * 366}d (the {NEVER_YEARS}-year horizon)"
+    return None
+
+
+def every_error(seconds: float | timedelta) -> str | None:
+    """Return why an `every` interval cannot be scheduled (`must be ...`), or None.
+
+    `EverySeries` refuses exactly this; `validate` asks the same question.
+    """
+    seconds = _seconds(seconds)
+    if math.isfinite(seconds) and 0 <= seconds < MIN_EVERY:
+        return "must be at least 1ms"
+    return _span_error(seconds, positive=True)
+
+
+def jitter_error(seconds: float | timedelta) -> str | None:
+    """Return why a jitter cannot shift a series (`must be ...`), or None."""
+    return _span_error(_seconds(seconds), positive=False)
+
+
+def length_error(seconds: float | timedelta) -> str | None:
+    """Return why a window length (or an announcement's lead) cannot be used, or None."""
+    return _span_error(_seconds(seconds), positive=True)
+
+
+def schedule_error(schedule: object) -> str | None:
+    """Return why `series_for` would refuse a schedule object (`every`/`cron`/`jitter`;
+    the cron and timezone are checked on their own), or None."""
+    every, jitter = getattr(schedule, "every", None), getattr(schedule, "jitter", None)
+    if every is not None and (problem := every_error(every)):
+        return f"`every` {problem}"
+    if jitter is not None and (problem := jitter_error(jitter)):
+        return f"`jitter` {problem}"
+    return None
+
+
+def window_error(expr: str, duration: float | timedelta) -> str | None:
+    """Return why `windows` cannot lay out a recurring window, or None.
+
+    A window opening again and again before it closes (`* * * * *` for 30d) would make
+    every question about one day walk tens of thousands of occurrences.
+    """
+    if problem := length_error(duration):
+        return f"`duration` {problem}"
+    if cron_error(expr):
+        return None  # reported on the cron itself
+    length = timedelta(seconds=_seconds(duration))
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    opened = 0
+    for at in CronSeries(expr, "UTC", start=start):
+        if at > start + length or opened > WINDOW_OVERLAP_MAX:
+            break
+        opened += 1
+    if opened > WINDOW_OVERLAP_MAX:
+        return (
+            f"`duration` holds more than {WINDOW_OVERLAP_MAX} starts of cron '{expr}': "
+            "that many occurrences would be under way at once; shorten it or start it less often"
+        )
+    return None
 
 
 def _blame_field(fields: list[str], raw: list[str], exc: CroniterError) -> str:
@@ -309,6 +386,8 @@ class CronSeries(_Series):
     def __init__(self, expr: str, tz: str | tzinfo = "UTC", *, start: datetime,
                  jitter: float = 0.0, key: str = "") -> None:  # fmt: skip
         spec = _spec(expr)
+        if problem := jitter_error(jitter):
+            raise ValueError(f"jitter {problem}, got {jitter!r} seconds")
         self.expr = expr
         self.tz = _tz(tz)
         self.jitter_offset = stable_fraction(key + "|jitter") * _seconds(jitter)
@@ -363,8 +442,10 @@ class EverySeries(_Series):
 
     def __init__(self, every: float, *, key: str, start: datetime, jitter: float = 0.0) -> None:
         every = _seconds(every)
-        if not (math.isfinite(every) and every >= 0.001):
-            raise ValueError(f"every must be at least 1ms, got {every!r} seconds")
+        if problem := every_error(every):
+            raise ValueError(f"every {problem}, got {every!r} seconds")
+        if problem := jitter_error(jitter):
+            raise ValueError(f"jitter {problem}, got {jitter!r} seconds")
         self.every = every
         # Jitter beyond one period would only wrap around, so cap it below `every`.
         self.jitter_offset = stable_fraction(key + "|jitter") * min(_seconds(jitter), every)
@@ -410,9 +491,9 @@ def series_for(schedule: object, *, key: str, start: datetime,
 def windows(expr: str, tz: str | tzinfo, duration: float, *, start: datetime,
             end: datetime) -> list[tuple[datetime, datetime]]:  # fmt: skip
     """Return the cron-started windows of `duration` seconds that overlap [start, end)."""
+    if problem := length_error(duration):
+        raise ValueError(f"window duration {problem}, got {duration!r}")
     length = timedelta(seconds=_seconds(duration))
-    if length <= timedelta():
-        raise ValueError(f"window duration must be positive, got {duration!r}")
     end = _aware(end, "end")
     found = []
     # A window that opened up to `duration` ago is still under way at `start`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from watchkeeper.schema.base import ConfigModel, Name, PluginOptions
 from watchkeeper.schema.schedule import CronSpec, Schedule
@@ -51,6 +51,25 @@ class ActionOptions(PluginOptions):
     limit: ActionLimit | None = Field(
         None, description="e.g. {runs: 3, within: 1h}: a broken fix is not retried forever."
     )
+
+
+MIN_REPEAT = 1.0
+"""Shortest `repeat`: a shorter one re-sends a notice as fast as the daemon can, and one
+below the clock's resolution (`0.0001ms`) comes due again at the instant it was sent."""
+
+
+def check_span(value: float | None, *, repeat: bool = False) -> float | None:
+    """Refuse a timer length the alerting loop cannot wait for: not finite, beyond the
+    5-year horizon, or (for a `repeat`) shorter than a second."""
+    from watchkeeper.engine.timetable import jitter_error
+
+    if value is None:
+        return value
+    if problem := jitter_error(value):
+        raise ValueError(problem)
+    if repeat and value < MIN_REPEAT:
+        raise ValueError("must be at least 1s (a repeat re-sends the notice each time)")
+    return value
 
 
 class RouteMatch(ConfigModel):
@@ -100,6 +119,16 @@ class Route(ConfigModel):
     group_interval: Duration = Field(300.0, description="Send a changed group at most this often.")
     continue_: bool = Field(False, alias="continue", description="Keep matching later routes.")
 
+    @field_validator("group_wait", "group_interval")
+    @classmethod
+    def _span(cls, value: float) -> float:
+        return check_span(value)
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, value: float | None) -> float | None:
+        return check_span(value, repeat=True)
+
 
 class EscalationLevel(ConfigModel):
     """One level: after this long unacknowledged, notify these and run these actions."""
@@ -113,6 +142,16 @@ class EscalationLevel(ConfigModel):
     repeat: Duration | None = Field(
         None, description="Last level only: repeat it this often while unacknowledged."
     )
+
+    @field_validator("after")
+    @classmethod
+    def _span(cls, value: float) -> float:
+        return check_span(value)
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat(cls, value: float | None) -> float | None:
+        return check_span(value, repeat=True)
 
 
 class Announce(ConfigModel):

@@ -76,10 +76,16 @@ class Schedule(ConfigModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
+        from watchkeeper.engine.timetable import schedule_error
+
         if (self.every is None) == (self.cron is None):
             raise ValueError("a schedule needs exactly one of `every` or `cron`")
         if self.every is not None and self.every <= 0:
             raise ValueError("`every` must be longer than 0s")
+        # what the timetable refuses to build (`every: 0.0001s`, a jitter of 10,000 years)
+        # is refused here, by the same function, so validate and the scheduler agree
+        if problem := schedule_error(self):
+            raise ValueError(problem)
         if self.every is not None and self.jitter >= self.every:
             raise ValueError("`jitter` must be shorter than `every`")
         return self

@@ -11,8 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# hypothesis budgets: `make test` runs each property's own small fixed budget; `make fuzz`
+# (WATCHKEEPER_FUZZ=1, or HYPOTHESIS_PROFILE=fuzz) runs thousands of examples a property
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
+_FUZZ = os.environ.get("WATCHKEEPER_FUZZ", "").strip() not in ("", "0")
+if _FUZZ or os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
+    settings.load_profile("fuzz")
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -100,6 +101,64 @@ async def test_cwd_is_relative_to_the_config_folder(tmp_path):
     missing = await run(CommandAction, {"argv": ["true"], "cwd": "nope"}, context(tmp_path))
     assert not missing.ok
     assert "does not exist" in missing.message
+
+
+@dataclass(slots=True)
+class ConfigContext(ActionContext):
+    """An ActionContext that names the running config, as the engine passes it."""
+
+    config_path: Path | None = None
+
+
+PRINT_CONFIG = python("import os; print(os.environ.get('WATCHKEEPER_CONFIG'))")
+
+
+async def test_the_running_config_arrives_as_watchkeeper_config(tmp_path):
+    config = tmp_path / "examples" / "infinite-idea.yaml"
+    ctx = ConfigContext("cleanup", None, tmp_path, logging.getLogger("t"), 10.0, config)
+    result = await run(CommandAction, {"argv": PRINT_CONFIG}, ctx)
+    assert result.message.endswith(f": {config}")
+    # `env` may still point it elsewhere
+    other = await run(
+        CommandAction, {"argv": PRINT_CONFIG, "env": {"WATCHKEEPER_CONFIG": "x"}}, ctx
+    )
+    assert other.message.endswith(": x")
+
+
+async def test_a_relative_watchkeeper_config_of_the_daemon_is_made_absolute(tmp_path, monkeypatch):
+    """The program runs in the config's folder: the daemon's relative path would miss."""
+    (tmp_path / "examples").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATCHKEEPER_CONFIG", "examples/monitor.yaml")
+    result = await run(CommandAction, {"argv": PRINT_CONFIG}, context(tmp_path / "examples"))
+    assert result.message.endswith(f": {tmp_path / 'examples' / 'monitor.yaml'}")
+
+
+async def test_a_watchkeeper_command_in_an_action_uses_the_running_config(tmp_path, monkeypatch):
+    """The seed example's disk clean-up: `watchkeeper backup cleanup` with no `-c`."""
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    config = folder / "infinite-idea.yaml"
+    config.write_text(
+        "version: 1\n"
+        "backups:\n"
+        "  destinations: {local: {type: local, path: backups}}\n"
+        "  jobs:\n"
+        "    config:\n"
+        "      source: {type: files, paths: [infinite-idea.yaml]}\n"
+        "      schedule: {cron: '0 2 * * *'}\n"
+        "      to: [local]\n"
+        "      retention: {keep_days: 30}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the daemon's folder has no monitor.yaml
+    monkeypatch.delenv("WATCHKEEPER_CONFIG", raising=False)
+    argv = [sys.executable, "-m", "watchkeeper.engine", "backup", "cleanup"]
+    ctx = ConfigContext("cleanup-backups", None, folder, logging.getLogger("t"), 60.0, config)
+    result = await run(CommandAction, {"argv": argv}, ctx)
+    assert result.ok, result.message
+    assert "no such file" not in result.message
 
 
 async def test_no_shell(tmp_path):

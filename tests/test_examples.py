@@ -220,3 +220,30 @@ def test_seed_example_covers_the_guide():
     assert slos["uptime"]["objective"] == "99.9%"
     assert slos["response-time"]["below"] == "2s"
     assert slos["error-rate"]["below"] == "1%"
+
+
+# The seed example's routing, as `watchkeeper route` reports it (docs/ci.md): staging is
+# told in #monitoring only, never paged, and runs no self-healing; production pages.
+ROUTED = [
+    # (route arguments, notifiers, escalation policy)
+    ("--severity critical --check api-health --env staging", ["monitoring"], None),
+    ("--severity critical --env staging", ["monitoring"], None),
+    ("--severity high --check app-metrics --env staging", ["monitoring"], None),
+    ("--severity warning --check api-health --env staging", ["monitoring"], None),
+    ("--severity high --check endpoints-down-staging", ["monitoring"], None),
+    ("--severity critical --check api-health --env production", ["alerts"], "standard"),
+    ("--severity high --check api-health --env production", ["monitoring"], "standard"),
+    ("--severity critical --check database --env production", ["alerts"], "people"),
+    ("--severity high --check endpoints-down-production", ["alerts"], "standard"),
+    ("--event deploy --env staging", ["deployments"], None),
+]
+
+
+@pytest.mark.parametrize(("args", "notifiers", "escalation"), ROUTED, ids=[r[0] for r in ROUTED])
+def test_seed_example_routes_by_environment(cli, args, notifiers, escalation):
+    result = cli("-c", str(SEED_EXAMPLE), "route", "--format", "json", *args.split())
+    assert result.code == 0, result.output
+    routed = result.json()
+    assert (routed["notifiers"], routed["escalation"]) == (notifiers, escalation)
+    if escalation is None:
+        assert routed["escalation_levels"] in ([], None)

@@ -45,9 +45,28 @@ class CommandActionOptions(ActionOptions):
     )
 
 
+def config_path(ctx: Any) -> str | None:
+    """Return the absolute path of the configuration the daemon runs, if known.
+
+    The context's `config_path` when the engine passes one, else the daemon's own
+    WATCHKEEPER_CONFIG made absolute: the program runs in the config's folder, where a
+    relative one would point elsewhere.
+    """
+    path = getattr(ctx, "config_path", None) or os.environ.get("WATCHKEEPER_CONFIG")
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def environment(options: CommandActionOptions, ctx: ActionContext) -> dict[str, str]:
-    """Return the program's environment: the daemon's, `env`, then the alert's fields."""
-    env = {**os.environ, **options.env, "WATCHKEEPER_ACTION": ctx.name}
+    """Return the program's environment: the daemon's, the config, `env`, the alert's fields.
+
+    WATCHKEEPER_CONFIG names the running configuration, so `watchkeeper backup cleanup`
+    in an action works on it; `env` may still point it elsewhere.
+    """
+    env = dict(os.environ)
+    config = config_path(ctx)
+    if config is not None:
+        env["WATCHKEEPER_CONFIG"] = config
+    env |= {**options.env, "WATCHKEEPER_ACTION": ctx.name}
     for key, variable in ALERT_VARIABLES.items():
         value = getattr(ctx.alert, key, None) if ctx.alert is not None else None
         if value is not None:

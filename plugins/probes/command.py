@@ -58,7 +58,7 @@ class CommandProbe(Probe):
         cwd = ctx.base_dir / options.cwd if options.cwd else ctx.base_dir
         if not cwd.is_dir():
             return Result(ok=False, message=f"working directory {cwd} does not exist")
-        env = {**os.environ, **options.env} if options.env else None
+        env = environment(options, ctx)
         start = time.perf_counter()
         try:
             process = await anyio.open_process(
@@ -121,6 +121,19 @@ class CommandProbe(Probe):
         if tail_any:
             message += f": {tail_any}"
         return Result(ok=True, message=message, metrics=metrics, details=details)
+
+
+def environment(options: CommandOptions, ctx: Any) -> dict[str, str]:
+    """Return the program's environment: the daemon's, the config's path, then `env`.
+
+    WATCHKEEPER_CONFIG names the running configuration (absolute: the program runs in the
+    config's folder), so a probe running `watchkeeper backup list` reads the same one.
+    """
+    env = dict(os.environ)
+    config = getattr(ctx, "config_path", None) or env.get("WATCHKEEPER_CONFIG")
+    if config:
+        env["WATCHKEEPER_CONFIG"] = os.path.abspath(os.path.expanduser(config))
+    return env | options.env
 
 
 async def _run(process: Any, budget: float, stdout: _Output, stderr: _Output) -> bool:
