@@ -46,16 +46,24 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise PydanticCustomError("duration", "a duration cannot be negative")
-        return float(value)
+        return _finite(float(value))
     if isinstance(value, str):
         seconds = _duration_text(value)
         if seconds is not None:
-            return seconds
+            return _finite(seconds)
     raise PydanticCustomError(
         "duration",
         "expected a duration such as 250ms, 30s, 5m, 1h or 1d, got '{value}'",
         {"value": value},
     )
+
+
+def _finite(seconds: float) -> float:
+    # .inf, .nan and a 400-digit number of seconds are no time at all: every timer, window
+    # and schedule built from them would overflow (bounds of each use are checked there)
+    if not math.isfinite(seconds):
+        raise PydanticCustomError("duration", "expected a finite duration, got infinity")
+    return seconds
 
 
 def parse_ratio(value: Any) -> float:

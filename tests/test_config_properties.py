@@ -192,7 +192,6 @@ def checks(draw, name: str) -> dict:
                 rule["name"] = f"{metric}-{direction}"
             if draw(st.integers(0, 2)) == 0:
                 rule["agg"] = draw(st.sampled_from(["avg", "max", "p95"]))
-                # (an infinite window breaks validate itself: see the xfail test below)
                 rule["window"] = draw(durations(low=1, high=86400 * 7, extreme=False))
             if draw(st.integers(0, 2)) == 0:
                 rule["for"] = draw(st.integers(1, 5) | durations(high=86400, extreme=False))
@@ -676,11 +675,11 @@ DISAGREEMENTS = {
     ),
     "every .inf": (
         _config(checks={"x": {**TCP, "schedule": {"every": INF}}}),
-        "checks.x.schedule", "`every` must be a finite duration, got inf",
+        "checks.x.schedule.every", "expected a finite duration",
     ),
     "every .nan": (
         _config(checks={"x": {**TCP, "schedule": {"every": math.nan}}}),
-        "checks.x.schedule", "`every` must be a finite duration, got nan",
+        "checks.x.schedule.every", "expected a finite duration",
     ),
     "task every 31710 years": (
         _config(tasks={"t": {"schedule": {"every": 10**12}, "notify": ["console"]}}),
@@ -688,7 +687,7 @@ DISAGREEMENTS = {
     ),
     "cron jitter .inf": (
         _config(checks={"x": {**TCP, "schedule": {"cron": "0 * * * *", "jitter": INF}}}),
-        "checks.x.schedule", "`jitter` must be a finite duration",
+        "checks.x.schedule.jitter", "expected a finite duration",
     ),
     "cron jitter of 10^400 seconds": (
         _config(
@@ -697,7 +696,7 @@ DISAGREEMENTS = {
                 "jobs": {"j": {**JOB, "schedule": {"cron": "0 2 * * *", "jitter": HUGE}}},
             }
         ),
-        "backups.jobs.j.schedule", "`jitter` must be a finite duration",
+        "backups.jobs.j.schedule.jitter", "expected a finite duration",
     ),
     "heartbeat every 0s": (
         _config(checks={"h": {"probe": "heartbeat", "expect_every": {"every": "0s"}}}),
@@ -705,11 +704,11 @@ DISAGREEMENTS = {
     ),
     "heartbeat every .inf": (
         _config(checks={"h": {"probe": "heartbeat", "expect_every": {"every": INF}}}),
-        "checks.h.expect_every.every", "`every` must be a finite duration",
+        "checks.h.expect_every.every", "expected a finite duration",
     ),
     "window duration .inf": (
         _config(maintenance=[{**WINDOW, "duration": INF}]),
-        "maintenance[0].duration", "`duration` must be a finite duration",
+        "maintenance[0].duration", "expected a finite duration",
     ),
     "window duration 3170 years": (
         _config(maintenance=[{**WINDOW, "duration": 10**11}]),
@@ -725,7 +724,7 @@ DISAGREEMENTS = {
     ),
     "route group_interval .inf": (
         _config(routes=[{"notify": ["console"], "group_interval": INF}]),
-        "routes[0].group_interval", "must be a finite duration",
+        "routes[0].group_interval", "expected a finite duration",
     ),
     "escalation repeat 0.0001ms": (
         _config(escalation={"s": [{"after": "0s", "notify": ["console"], "repeat": "0.0001ms"}]}),
@@ -733,7 +732,7 @@ DISAGREEMENTS = {
     ),
     "announce .inf before": (
         _config(maintenance=[{**WINDOW, "announce": {"before": INF, "notify": ["console"]}}]),
-        "maintenance[0].announce.before", "`before` must be a finite duration",
+        "maintenance[0].announce.before", "expected a finite duration",
     ),
 }  # fmt: skip
 
@@ -771,12 +770,6 @@ def test_what_the_timetable_builds_validate_accepts():
         next(timetable.series_for(parsed, key="x", start=datetime.now(UTC)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an infinite threshold window makes `rule_id` call format_duration(inf), which "
-    "raises OverflowError inside validate (schema/checks.py, schema/units.py): Duration "
-    "should refuse non-finite values, or Threshold bound `window`",
-)
 def test_an_infinite_threshold_window_is_a_problem_not_a_traceback():
     rule = {"metric": "connect_time", "above": 1, "agg": "avg", "window": INF}
     result = _accepted_or_located(_config(checks={"x": {**TCP, "thresholds": [rule]}}))
