@@ -30,6 +30,9 @@ class ActionContext:
     base_dir: Path
     log: logging.Logger
     timeout: float
+    config_path: Path | None = None
+    """The monitor.yaml the daemon runs (absolute), so a `watchkeeper` command an action
+    runs works on the same configuration."""
 
 
 class Action:

@@ -17,9 +17,10 @@ log = logging.getLogger("watchkeeper.actions")
 class ActionRunner:
     """Run named actions from monitor.yaml; remember runs so `limit` can stop repeats."""
 
-    def __init__(self, runtime: Any, base_dir: Path):
+    def __init__(self, runtime: Any, base_dir: Path, config_path: Path | None = None):
         self.runtime = runtime
         self.base_dir = base_dir
+        self.config_path = config_path
         self.plugins: dict[str, Any] = {}
         self._memory: dict[str, dict[str, Any]] = {}  # action name -> its recent runs
 
@@ -48,6 +49,7 @@ class ActionRunner:
             base_dir=self.base_dir,
             log=logging.getLogger(f"watchkeeper.action.{name}"),
             timeout=options.timeout,
+            config_path=self.config_path,
         )
         start = anyio.current_time()
         try:

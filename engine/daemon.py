@@ -152,7 +152,7 @@ class Daemon:
             self.runtime,
             self.outbox,
             maintenance=self.maintenance,
-            actions=ActionRunner(self.runtime, self.base_dir),
+            actions=ActionRunner(self.runtime, self.base_dir, Path(self.path).resolve()),
         )
         self.alerting.boundary_handlers.append(self._window_boundary)
         self.heartbeats.paused = self._heartbeat_paused

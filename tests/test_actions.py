@@ -270,3 +270,70 @@ async def test_http_unreachable(tmp_path):
     assert not result.ok
     assert "cannot connect" in result.message
     assert TOKEN not in result.message
+
+
+WRITE_CONFIG = "import os, sys; open(sys.argv[1], 'w').write(os.environ['WATCHKEEPER_CONFIG'])"
+
+
+def test_a_daemon_started_with_c_gives_its_actions_that_config(tmp_path):
+    """`watchkeeper -c elsewhere/other.yaml run`: level 1's command finds the same file."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from tests.daemon_harness import free_port
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    seen = tmp_path / "seen.txt"
+    config = folder / "other.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            version: 1
+            state: {{type: sqlite, path: state.db}}
+            server: {{listen: 127.0.0.1:{free_port()}}}
+            checks:
+              down: {{probe: tcp, host: 127.0.0.1, port: 9, schedule: {{every: 1s}}}}
+            notifiers:
+              console: {{type: log}}
+            actions:
+              note:
+                type: command
+                argv: {json.dumps([*python(WRITE_CONFIG), str(seen)])}
+            escalation:
+              heal: [{{after: 0s, actions: [note]}}]
+            routes:
+              - {{match: {{}}, notify: [console], group_wait: 0s, escalate: heal}}
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHKEEPER_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper.engine",
+            "-c",
+            str(config.relative_to(tmp_path)),
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not seen.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert seen.exists(), err
+    assert seen.read_text() == str(config.resolve())
