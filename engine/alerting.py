@@ -119,6 +119,9 @@ class Alerting:
         # last_sent_at (see `_queued_before_restart`)
         self._restored: dict[str, float | None] = {}
         self.held: set[str] = set()
+        # alert id -> notifiers a group has told of its resolution, while another group
+        # that told it before still holds it (so a shared notifier hears it once)
+        self._resolution_said: dict[str, set[str]] = {}
         # check instance -> when its last alert resolved (or was discarded): SLO burn-rate
         # alerts about it stay covered a while after (`_slo_cover`)
         self._check_resolved: dict[str, float] = {}
@@ -317,6 +320,28 @@ class Alerting:
         if kind == "severity" and not routes and alert.status == "firing":
             self._stop_escalation(alert, f"severity {alert.severity}: no route matches it")
 
+    def _said_elsewhere(self, alert: Alert, group: Group, name: str, moved: set[str]) -> bool:
+        """True when notifier `name` hears of this alert's change through another group."""
+        if alert.status == "resolved" and name in self._resolution_said.get(alert.id, ()):
+            return True  # another group has told it the resolution already
+        if alert.id in moved or (alert.status == "resolved" and self._left(group, alert)):
+            return self._said_by(alert, group, name)
+        return False
+
+    def _said_by(self, alert: Alert, moved_from: Group, name: str) -> bool:
+        """True when a group the alert now belongs to speaks to notifier `name` about it:
+        while it fires, that group's notice carries it; once resolved, only if that group
+        told it (else it resolves there silently, and the old group must say it)."""
+        for other in self.groups.values():
+            member = other.members.get(alert.id)
+            if other is moved_from or member is None or other.route >= len(self.config.routes):
+                continue
+            if self._left(other, alert) or name not in self.config.routes[other.route].notify:
+                continue
+            if alert.status == "firing" or self._told(other, member):
+                return True
+        return alert.status == "resolved" and name in self._resolution_said.get(alert.id, ())
+
     def _told(self, group: Group, member: dict[str, Any]) -> bool:
         """True when the group's notifiers may have heard of this member: its notice went
         out, or the group was restored after a crash and its notice may be queued."""
@@ -459,11 +484,20 @@ class Alerting:
                 self.runtime.save_alert(alert)
         await self.runtime.writer.flush()
         for name in route.notify:
-            await self._send_group(name, group, route, chosen, now, repeat)
+            # an alert that moved on is said by its new group to a notifier both routes
+            # share: #monitoring hears "high, was warning" once, and its resolution once
+            told = [m for m in chosen if not self._said_elsewhere(m[0], group, name, moved)]
+            if any(changed for _, _, changed in told):
+                await self._send_group(name, group, route, told, now, repeat)
+                for alert, _, _ in told:
+                    if alert.status == "resolved":
+                        self._resolution_said.setdefault(alert.id, set()).add(name)
         for alert, sent, _ in chosen:
             sent.update(_as_told(alert))
             if alert.status == "resolved":
                 group.members.pop(alert.id, None)
+                if not any(alert.id in g.members for g in self.groups.values()):
+                    self._resolution_said.pop(alert.id, None)  # every group has said it
         group.first_sent_at = group.first_sent_at or now
         group.last_sent_at, group.due_at = now, None
         unacked = [

@@ -222,6 +222,46 @@ def test_a_warning_that_becomes_high_escalates_on_the_high_routes_schedule(
     assert daemon.log.count("alert escalated") == 1
 
 
+def test_a_notifier_both_routes_share_hears_the_upgrade_and_the_resolution_once(
+    tmp_path, target, receiver
+):
+    # as in the seed's example: warnings to #monitoring; high to #alerts and #monitoring
+    routes = tiered_routes("urgent")
+    routes[0]["notify"] = ["alerts", "monitoring"]
+    write(
+        tmp_path,
+        config_of(
+            target,
+            receiver,
+            notifiers={
+                "alerts": webhook(receiver, "/alerts"),
+                "monitoring": webhook(receiver, "/monitoring"),
+                "oncall": webhook(receiver, "/oncall"),
+            },
+            routes=routes,
+            escalation={"urgent": [{"after": "1s", "name": "on-call", "notify": ["oncall"]}]},
+        ),
+    )
+    with Daemon(tmp_path) as daemon:
+        target.hang = 0.5
+        receiver.wait_for(1, "/monitoring")
+        target.hang = 1.5
+        receiver.wait_for(1, "/alerts")
+        receiver.wait_for(2, "/monitoring")
+        receiver.wait_for(1, "/oncall", timeout=20)
+        target.hang = 0
+        daemon.wait_log("alert resolved")
+        receiver.wait_for(2, "/alerts")
+        receiver.wait_for(3, "/monitoring")
+        time.sleep(3)  # anything said twice would have arrived by now
+    assert seen(receiver, "/monitoring") == [
+        ("firing", "warning"),
+        ("firing", "high"),
+        ("resolved", "high"),
+    ]
+    assert seen(receiver, "/alerts") == [("firing", "high"), ("resolved", "high")]
+
+
 def test_a_high_alert_that_drops_to_warning_keeps_what_ran_and_stops_further_levels(
     tmp_path, target, receiver
 ):
