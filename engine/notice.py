@@ -298,10 +298,12 @@ def headline_of(
             text = f"{where}: {count} ({worst})" + (f", {recovered} recovered" if recovered else "")
             named = [(a.where + " " if len(places) > 1 else "") + _short(a) for a in firing[:2]]
             text += ": " + "; ".join(named) + ("; …" if len(firing) > 2 else "")
-    if escalation:
-        text += f" · escalated to {escalation}"
-    if all(a.acknowledged for a in alerts):
-        text += " · acknowledged"
+    # once everything has recovered, how it was escalated or acknowledged is history
+    if any(a.status == "firing" for a in alerts):
+        if escalation:
+            text += f" · escalated to {escalation}"
+        if all(a.acknowledged for a in alerts):
+            text += " · acknowledged"
     return text
 
 

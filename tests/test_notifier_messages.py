@@ -92,6 +92,11 @@ def test_headlines_say_where_what_and_how_bad_once():
     assert headline(level).endswith("· escalated to level 2 of standard: dev")
     acked = notice_of(alert_of(acknowledged=True))
     assert headline(acked).endswith("· acknowledged")
+    # once recovered, how it was escalated or acknowledged is history
+    over = notice_of(resolved_of(acknowledged=True), escalation="standard")
+    assert headline(over) == (
+        "api-health@production recovered after 16m (was: response_time 5.2s above 5s)"
+    )
     assert headline(sample_notice("x", ["info"])).startswith("[TEST] Test notification")
 
 
