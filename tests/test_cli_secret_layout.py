@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from tests.conftest import run_cli
+from tests.receivers import EchoRefusal
 
 # long enough to be cut by the probe's 200-character excerpt of a failing body, with a
 # tab that rich would expand and a width that wraps at 80 columns
 SECRET = "y" * 180 + "tab\tsep-secret-value-9f8e7d6c5b4a39281"
 
 
-class _Echo(BaseHTTPRequestHandler):
-    """Refuse every request, quoting its body back (as many APIs do in their errors)."""
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = b"rejected: " + body
-        self.send_response(500)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def echo_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = EchoRefusal()
+    yield server.url
+    server.close()
 
 
 def _leaked(output: str) -> list[str]:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -26,7 +24,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 from tests.daemon_harness import Daemon, free_port
-from tests.receivers import HttpRecorder
+from tests.receivers import EchoRefusal, HttpRecorder
 from watchkeeper.engine.redaction import MASK, MIN_LENGTH, Redactor
 
 HOSTILE = [
@@ -125,31 +123,11 @@ def test_redactor_leaves_ordinary_text_alone():
 # --- (2) real CLI output and logs ------------------------------------------------------------
 
 
-class _Echo(BaseHTTPRequestHandler):
-    """Refuse every request, quoting its body back (as many APIs do in their errors)."""
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = b"rejected: " + body
-        self.send_response(500)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def echo():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = EchoRefusal()
+    yield server.url
+    server.close()
 
 
 def secret_env(chosen: list[str]) -> dict[str, str]:
