@@ -31,7 +31,14 @@ import anyio
 from watchkeeper.engine import events
 from watchkeeper.engine.alerts import Alert, AlertChange
 from watchkeeper.engine.evaluate import UP, render_value
-from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
+from watchkeeper.engine.notice import (
+    DETAIL_LIMIT,
+    Notice,
+    NoticeAlert,
+    cut,
+    new_notice_id,
+    one_line,
+)
 from watchkeeper.engine.outbox import Delivery, Outbox
 from watchkeeper.engine.routing import Subject, matching_routes
 from watchkeeper.engine.store import Row
@@ -100,6 +107,8 @@ def notice_alert(
         actions=list(alert.actions),
         change=change,
         reason=alert.resolve_reason if alert.status == "resolved" else None,
+        # a threshold's value says what crossed; the probe's own words say about what
+        detail=cut(one_line(alert.said), DETAIL_LIMIT) if alert.said and alert.metric else None,
     )
 
 

@@ -51,6 +51,9 @@ class Alert:
     escalation: dict[str, Any] = field(default_factory=dict)
     actions: list[dict[str, Any]] = field(default_factory=list)
     resolve_reason: str | None = None
+    said: str | None = None
+    """What the probe said in the run that last breached a threshold rule (the Sentry
+    probe names the new issues): a threshold alert's context in its notices."""
     severity_history: list[list[Any]] = field(default_factory=list)
     replica: str | None = None
     """For host-scoped checks run by several replicas: which replica's host this is."""

@@ -192,6 +192,7 @@ class Evaluator:
                 self.rules[rid] = RuleState(**doc)
         self.last_at: float | None = (state or {}).get("last_at")
         self.last_ok: bool | None = (state or {}).get("last_ok")
+        self._said: str | None = None  # the probe's message in the run being evaluated
 
     # -- state ------------------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class Evaluator:
             while history and history[0].at < horizon:
                 history.popleft()
         self.last_at, self.last_ok = at, result.ok
+        self._said = result.message or None
         changes = self._up(result, at)
         for rid, tiers in self.tiers.items():
             derived = tiers[0].metric in DERIVED
@@ -289,6 +291,7 @@ class Evaluator:
             alert = self.book.get_open(self.instance.key, rid)
             if alert is not None:
                 alert.value, alert.summary, alert.updated_at = value, detail["summary"], at
+                alert.said = detail["said"]
                 if state.severity != tier.severity and not alert.flapping:
                     previous, state.severity = state.severity, tier.severity
                     alert.severity = tier.severity
@@ -372,6 +375,7 @@ class Evaluator:
             value=value,
             threshold=rule.limit,
             direction=rule.direction,
+            said=self._said,
         )
 
     # -- transitions (with flapping) --------------------------------------------------------

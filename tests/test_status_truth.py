@@ -165,3 +165,40 @@ def test_the_sentry_check_names_the_new_issues(tmp_path):
     assert message.endswith("; and 2 more")
     assert options["auth_token"] not in result.output
     assert re.match(r"acme/web: 7 new issues in the last 1h, 17 events: WEB-1 ", message)
+
+
+def test_the_sentry_alerts_notice_names_the_new_issues(tmp_path):
+    from tests.receivers import HttpRecorder
+
+    titles = [f"Error{n}: something broke in handler {n}" for n in range(1, 4)]
+    server = FakeSentry([[issue(n, title) for n, title in enumerate(titles, 1)]]).start()
+    try:
+        with HttpRecorder() as receiver:
+            options = server.options(window="1h")
+            (tmp_path / "monitor.yaml").write_text(
+                "version: 1\n"
+                "state: {type: sqlite, path: state.db}\n"
+                "checks:\n"
+                "  sentry-new-errors:\n"
+                "    probe: sentry\n"
+                f"    organization: {options['organization']}\n"
+                f"    project: {options['project']}\n"
+                f"    auth_token: {options['auth_token']}\n"
+                f"    api_url: {options['api_url']}\n"
+                "    window: 1h\n"
+                "    thresholds: [{metric: new_issues, above: 0, severity: warning}]\n"
+                "notifiers:\n"
+                f"  hook: {{type: webhook, url: '{receiver.url('/hook')}'}}\n"
+                "routes:\n"
+                "  - {match: {}, notify: [hook]}\n"
+            )
+            result = run_cli("run", "--once", cwd=tmp_path)
+            receiver.wait_for(1)
+            [alert] = receiver.requests[0].json()["alerts"]
+    finally:
+        server.stop()
+    assert result.code == 0, result.output
+    assert alert["summary"] == "sentry-new-errors: new_issues 3 above 0 (warning)"
+    # the value says what crossed; the probe's own words say which issues
+    for n, title in enumerate(titles, 1):
+        assert f"WEB-{n} {title}" in alert["detail"]
