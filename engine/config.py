@@ -79,14 +79,20 @@ def validate(
     env: typing.Mapping[str, str] | None = None,
     strict: bool = False,
     reg: Registry | None = None,
+    running: bool = False,
 ) -> Validation:
-    """Read and check a configuration; raise OSError only if the file cannot be read."""
+    """Read and check a configuration; raise OSError only if the file cannot be read.
+
+    `strict` turns warnings into errors; `running` (the daemon and the commands that act
+    on the file) leaves advice about this host a warning, which `validate --strict`
+    refuses: a backup path that is not there yet fails that backup, not the monitoring.
+    """
     # a large config makes millions of objects that all stay alive until validation ends:
     # collector passes over them would cost more than the validation itself
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _validate(path, env=env, strict=strict, reg=reg)
+        return _validate(path, env=env, strict=strict, reg=reg, running=running)
     finally:
         # what validation built is long-lived (the daemon keeps it; the CLI exits): move it
         # out of the collector's sight, or the next collection walks all of it at once
@@ -101,6 +107,7 @@ def _validate(
     env: typing.Mapping[str, str] | None,
     strict: bool,
     reg: Registry | None,
+    running: bool = False,
 ) -> Validation:
     from watchkeeper.engine.crossref import cross_check
 
@@ -126,19 +133,20 @@ def _validate(
             # secrets): the rest is the configuration; --strict turns them into errors
             result.config = checked
         notes: list[Problem] = []
+        advice: list[Problem] = []
         if checked is not None:
-            found = cross_check(checked, loaded, reg or registry(), notes)
+            found = cross_check(checked, loaded, reg or registry(), notes, advice)
             found += schedule_problems(checked, loaded, reg or registry())
             result.problems.extend(p for p in found if not _after_removal(p.path, shifted))
-        return _finish(result, strict, notes)
-    notes = []
-    result.problems.extend(cross_check(result.config, loaded, reg or registry(), notes))
+        return _finish(result, strict, notes, advice, running)
+    notes, advice = [], []
+    result.problems.extend(cross_check(result.config, loaded, reg or registry(), notes, advice))
     result.problems.extend(schedule_problems(result.config, loaded, reg or registry()))
-    if result.problems:
+    if result.problems or advice:
         # a problem may quote a value a secret-typed field holds too (the walk over a large
         # config costs more than the rest of a clean validation: only when needed)
         REDACTOR.add_from(result.config)
-    return _finish(result, strict, notes)
+    return _finish(result, strict, notes, advice, running)
 
 
 # --- what the daemon builds ----------------------------------------------------------------
@@ -390,20 +398,29 @@ def load_config(
     reg: Registry | None = None,
 ) -> Validation:
     """Validate for running: unset variables are errors; secrets get registered."""
-    result = validate(path, env=env, strict=True, reg=reg)
+    result = validate(path, env=env, strict=True, reg=reg, running=True)
     result.raise_for_errors()
     loader.register_secrets(result.loaded)  # type: ignore[arg-type]
     REDACTOR.add_from(result.config)
     return result
 
 
-def _finish(result: Validation, strict: bool, notes: Iterable[Problem] = ()) -> Validation:
+def _finish(
+    result: Validation,
+    strict: bool,
+    notes: Iterable[Problem] = (),
+    advice: Iterable[Problem] = (),
+    running: bool = False,
+) -> Validation:
+    problems = [*result.problems, *(advice if not running else ())]
     if strict:
-        for problem in result.problems:
+        for problem in problems:
             problem.level = "error"
     # notes are about a plugin, not the file: warnings even under --strict (and when the
-    # daemon loads), so that an old plugin keeps working
-    result.problems = _dedupe(sort_problems([*result.problems, *notes]))
+    # daemon loads), so that an old plugin keeps working; advice stays a warning when
+    # the file is run (see `validate`)
+    extra = [*notes, *(advice if running else ())]
+    result.problems = _dedupe(sort_problems([*problems, *extra]))
     return result
 
 

@@ -31,6 +31,10 @@ class _Checker:
         self.problems: list[Problem] = []
         # about a plugin rather than the file: `--strict` leaves them warnings
         self.notes: list[Problem] = []
+        # about the machine or the alert's behaviour rather than the file's meaning (a
+        # local path missing on this host, a burn alert on a seldom check): `validate
+        # --strict` refuses them, a daemon or command running the file does not
+        self.advice: list[Problem] = []
         self.unchecked: set[str] = set()
         self.severities = list(config.severities)
         self.checks = config.checks
@@ -112,7 +116,7 @@ class _Checker:
         for name, task in c.tasks.items():
             self.refs(task.notify, self.names["notifiers"], "notifier", ("tasks", name, "notify"))
         self.backups()
-        self.problems += local_path_problems(c, self.loaded)
+        self.advice += local_path_problems(c, self.loaded)
         for name, slo in c.slos.items():
             path = ("slos", name)
             self.check_ref(slo.check, (*path, "check"))
@@ -122,9 +126,7 @@ class _Checker:
         if c.slos:
             from watchkeeper.engine.slo import slo_warnings  # only files with SLOs pay for it
 
-            # advice about how an alert will behave, not a mistake in the file: shown by
-            # validate, never a reason for --strict or the daemon to refuse it
-            self.notes += slo_warnings(c, self.loaded)
+            self.advice += slo_warnings(c, self.loaded)
         for name, notifier in c.notifiers.items():
             self.notifier(name, notifier)
         return self.problems
@@ -510,16 +512,24 @@ def _walk_or_none(data: Any, path: tuple) -> Any:
 
 
 def cross_check(
-    config: Any, loaded: loader.Loaded, reg: Registry, notes: list[Problem] | None = None
+    config: Any,
+    loaded: loader.Loaded,
+    reg: Registry,
+    notes: list[Problem] | None = None,
+    advice: list[Problem] | None = None,
 ) -> list[Problem]:
     """Return every cross-reference problem of a schema-valid configuration.
 
     Warnings about a plugin rather than the file (a probe that declares no metrics) go to
-    `notes` when given, which `--strict` does not turn into errors; else with the rest.
+    `notes` when given, which `--strict` does not turn into errors; warnings about this
+    host or an alert's behaviour (a missing local path) go to `advice` when given, which
+    only `validate --strict` turns into errors; else either joins the rest.
     """
     checker = _Checker(config, loaded, reg)
     problems = checker.run()
-    if notes is None:
-        return problems + checker.notes
-    notes.extend(checker.notes)
+    for kept, found in ((notes, checker.notes), (advice, checker.advice)):
+        if kept is None:
+            problems += found
+        else:
+            kept.extend(found)
     return problems

@@ -233,7 +233,9 @@ slos:
     assert slo_warnings(load(tmp_path, fixed).config) == []
 
 
-def test_validate_shows_the_advice_as_warnings_even_under_strict(tmp_path, write_config, cli):
+def test_the_advice_is_refused_by_validate_strict_but_never_stops_the_file_running(
+    tmp_path, write_config, cli
+):
     write_config(
         """
         version: 1
@@ -247,10 +249,13 @@ def test_validate_shows_the_advice_as_warnings_even_under_strict(tmp_path, write
           uptime: {check: api, objective: 99.9%, alert: {}}
         """
     )
-    for args in (("validate",), ("validate", "--strict")):
-        result = cli(*args, "--format", "json")
-        assert result.code == 0, result.output
-        [advice] = result.json()["problems"]
-        assert advice["level"] == "warning"
-        assert advice["path"] == "slos.uptime.alert"
-        assert "run the check every 51s or more often" in advice["message"]
+    result = cli("validate", "--format", "json")
+    assert result.code == 0, result.output
+    [advice] = result.json()["problems"]
+    assert (advice["level"], advice["path"]) == ("warning", "slos.uptime.alert")
+    assert "run the check every 51s or more often" in advice["message"]
+    strict = cli("validate", "--strict", "--format", "json")
+    assert strict.code == 1, strict.output
+    assert [p["level"] for p in strict.json()["problems"]] == ["error"]
+    planned = cli("plan", "--format", "json")  # what runs the file takes it as it is
+    assert planned.code == 0, planned.output
