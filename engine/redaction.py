@@ -237,9 +237,7 @@ def _secret_fields(model: type[BaseModel]) -> tuple[str, ...]:
     _IN_PROGRESS.add(model)
     try:
         return tuple(
-            name
-            for name, field in model.model_fields.items()
-            if _may_hold_secret(field.annotation)
+            name for name, field in model.model_fields.items() if _may_hold_secret(field.annotation)
         )
     finally:
         _IN_PROGRESS.discard(model)
