@@ -298,8 +298,8 @@ class Alerting:
             member = group.members.get(alert.id)
             if member is None or group.key in keys or group.route >= len(self.config.routes):
                 continue  # (a group of a route a reload removed goes at its next flush)
-            if not self._left(group, alert, routes):
-                continue
+            if not self._left(group, alert, routes) and alert.status != "resolved":
+                continue  # (a group a reload re-keyed still owes the resolution it told)
             if self._told(group, member):
                 # it was told here: it hears the change (the alert's new severity, its
                 # resolution) though the alert now belongs to another route or group
@@ -327,6 +327,8 @@ class Alerting:
             )
             self._schedule(group, now)
         if kind == "severity" and not routes and alert.status == "firing":
+            # settled at this severity: a later change back finds its policy to resume
+            alert.escalation["severity"] = alert.severity
             self._stop_escalation(alert, f"severity {alert.severity}: no route matches it")
 
     def _said_elsewhere(self, alert: Alert, group: Group, name: str, moved: set[str]) -> bool:

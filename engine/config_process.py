@@ -92,7 +92,14 @@ def _answer(path: str) -> dict[str, Any]:
     try:
         validation = load_config(path)
     except ConfigError as exc:
-        return {"ok": False, "problems": [asdict(p) for p in exc.problems]}
+        # masked here, where the secrets the file names are known, and handed over too:
+        # the daemon has not registered a refused file's secrets, and its log, /health and
+        # the reload's answer all quote these problems
+        problems = [
+            {**asdict(p), "path": REDACTOR.redact(p.path), "message": REDACTOR.redact(p.message)}
+            for p in exc.problems
+        ]
+        return {"ok": False, "problems": problems, "secrets": REDACTOR.values()}
     except OSError as exc:
         return {"ok": False, "oserror": str(exc)}
     loaded = validation.loaded
@@ -145,6 +152,8 @@ def accept(
         ) from None
     if "oserror" in answer:
         raise OSError(answer["oserror"])
+    for secret in answer.get("secrets", ()):
+        REDACTOR.add(secret)
     problems = [Problem(**p) for p in answer["problems"]]
     if not answer["ok"]:
         raise ConfigError(problems)
@@ -214,7 +223,9 @@ async def aload_config_isolated(
     refused = _refusal(path, proc.returncode, bytes(err))
     if refused is not None:
         raise refused
-    return accept(path, bytes(out), reg, bytes(err))
+    # checking the accepted data into models takes a while for a large file: not on the
+    # event loop, which keeps probing and answering meanwhile
+    return await anyio.to_thread.run_sync(accept, path, bytes(out), reg, bytes(err))
 
 
 def _limit_memory(limit: int) -> None:

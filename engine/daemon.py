@@ -575,9 +575,10 @@ class Daemon:
         return False
 
     def reload_outcome(self, *, detailed: bool = False) -> dict[str, Any] | None:
-        """Return the last reload's outcome: `at`, `ok` and, when refused or rolled back,
-        the `error` (with `detailed`, also each problem; /health shows only their count,
-        as it shows no probe messages)."""
+        """Return the last reload's outcome: `at`, `ok`, how many problems and, with
+        `detailed` (the admin API), the `error` and each problem. /health, open to anyone,
+        says no more than that a reload failed: file names, values and exception text stay
+        behind the token, as probe messages do."""
         from dataclasses import asdict
 
         from watchkeeper.engine.redaction import REDACTOR
@@ -586,11 +587,14 @@ class Daemon:
         if outcome is None:
             return None
         shown = {k: v for k, v in outcome.items() if k != "problems"}
-        if "problems" not in outcome:
-            return shown
-        problems = outcome["problems"]
+        if "error" in shown:
+            shown["error"] = REDACTOR.redact(str(shown["error"]))
+        problems = outcome.get("problems")
         if not detailed:
-            return {**shown, "problems": len(problems)}
+            shown.pop("error", None)
+            return shown if problems is None else {**shown, "problems": len(problems)}
+        if problems is None:
+            return shown
         return {
             **shown,
             "problems": [

@@ -133,6 +133,10 @@ class Membership:
     async def _new_epoch(self) -> int | None:
         """Take a fresh fencing epoch; None when this replica no longer holds its name."""
         fence, holder = FENCE + self.name, self._holder()
+        # only the holder of the name may touch its fence: a process that stalled past its
+        # lease must not take the fence from the successor that has the name now
+        if await self.store.acquire(MEMBER + self.name, holder, self.ttl, self._data()) is None:
+            return None
         # a fresh grant always carries a greater epoch than any granted before it
         await self.store.release(fence, holder)
         lease = await self.store.acquire(fence, holder, FENCE_TTL)

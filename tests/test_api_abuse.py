@@ -243,3 +243,11 @@ def test_many_sources_fold_into_one_bucket(live):
     assert len(rows) <= 200  # at most 100 a window; the test may straddle two
     assert other
     assert sum(e["count"] for e in rows + other) >= 300
+
+
+def test_guessing_the_admin_token_on_the_public_status_page_is_refused_and_limited(live):
+    with from_address(live, "127.0.0.91") as client:
+        statuses = [client.get("/", params={"token": f"guess{n}"}).status_code for n in range(130)]
+        assert statuses[0] == 401
+        assert 429 in statuses  # the same limit as the admin API's
+        assert client.get("/").status_code == 200  # the public page itself is unchanged

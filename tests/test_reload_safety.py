@@ -93,8 +93,14 @@ def last_reload(base: str) -> dict | None:
     return httpx.get(base + "/health", timeout=5).json().get("last_reload")
 
 
+def reload_detail(base: str) -> dict | None:
+    """The last reload as the admin API tells it: with the error and each problem."""
+    return httpx.get(base + "/api/status", headers=AUTH, timeout=5).json().get("last_reload")
+
+
 def refused_after(base: str, at: str | None, timeout: float = 40.0) -> dict:
-    """Wait for a reload outcome newer than `at` that is a refusal."""
+    """Wait for a reload outcome newer than `at` that is a refusal (in /health); return
+    it as the admin API tells it, after checking /health says no more than that."""
 
     def newer() -> dict | None:
         outcome = last_reload(base)
@@ -102,7 +108,12 @@ def refused_after(base: str, at: str | None, timeout: float = 40.0) -> dict:
             return outcome
         return None
 
-    return wait_until(newer, timeout, 0.2, what="a refused reload in /health")
+    public = wait_until(newer, timeout, 0.2, what="a refused reload in /health")
+    assert set(public) <= {"at", "ok", "problems"}, public  # no error text for anyone
+    detail = reload_detail(base)
+    assert detail["at"] == public["at"], (public, detail)
+    detail["problems"] = public.get("problems", 0)
+    return detail
 
 
 @pytest.fixture
@@ -319,3 +330,32 @@ def test_start_up_past_the_time_limit_exits_1_with_one_line(tmp_path, target):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "reading the config took longer than 0.05 s; nothing was started" in lines[0]
+
+
+def test_a_refused_file_never_shows_a_secret_it_names(tmp_path, target):
+    # the secret first appears in the refused file: the daemon has never registered it
+    secret = "tok-sekrit5678-refused"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(good(port, target.url))
+    env = {**ENV, "OTHER_TOKEN": secret}
+    with Daemon(tmp_path, env=env) as daemon:
+        wait_until(lambda: target.hits >= 1, 15, what="a first probe")
+        config.write_text(good(port, target.url).replace("timeout: 2s", "timeout: ${OTHER_TOKEN}"))
+        response = httpx.post(base + "/api/reload", headers=AUTH, timeout=60)
+        assert response.status_code == 422
+        assert "timeout" in response.text
+        health = httpx.get(base + "/health", timeout=5).text
+        status = httpx.get(base + "/api/status", headers=AUTH, timeout=5).text
+        assert "checks.web.timeout" in status
+        for shown in (response.text, health, status, daemon.log):
+            assert secret not in shown
+        assert "reload rejected" in daemon.log
+    # and a start on that file says why without it
+    from tests.conftest import run_cli
+
+    started = run_cli("run", "--once", cwd=tmp_path, env=env)
+    assert started.code == 1, started.output
+    assert "checks.web.timeout" in started.output
+    assert secret not in started.output

@@ -130,7 +130,6 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "at": {"type": "string", "format": "date-time"},
                     "ok": {"type": "boolean"},
-                    "error": {"type": "string", "description": "Why it was refused."},
                     "problems": {"type": "integer", "description": "How many problems."},
                     "added": {"type": "integer"},
                     "removed": {"type": "integer"},

@@ -66,6 +66,10 @@ async def status_page(request: Request) -> Response:
     if refused is not None:
         return refused
     detailed = auth.is_admin(request, daemon, query=True)
+    if not detailed and auth.presented(request, query=True) is not None:
+        # a wrong token is refused like anywhere else (counted, then 429), so the page
+        # cannot be used to guess the admin token by whether incidents show
+        return deny(request)
     html = await request.app.state.page.render(detailed=detailed)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
