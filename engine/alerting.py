@@ -850,16 +850,26 @@ class Alerting:
             extra={"alert": alert.id, "check": alert.instance, "policy": policy, "reason": reason},
         )
 
-    def _told_by_routes(self, alert: Alert) -> dict[str, Group]:
-        """The route notifiers told of an alert, with the group that told them."""
-        told: dict[str, Group] = {}
+    def _told_by_routes(self, alert: Alert) -> dict[str, Group | None]:
+        """The route notifiers told of an alert, with the group that told them (None for
+        one another replica's group told: this one took the check over)."""
+        told: dict[str, Group | None] = {}
+        tracked = False
         for group in self.groups.values():
             member = group.members.get(alert.id)
-            if member is None or not self._told(group, member):
+            if member is None:
+                continue
+            tracked = True
+            if not self._told(group, member):
                 continue
             if group.route < len(self.config.routes):
                 for name in self.config.routes[group.route].notify:
                     told.setdefault(name, group)
+        if not tracked and self._notified(alert):
+            # another replica grouped and told it: the routes it meets stand for theirs
+            for index in self.routes_for(alert):
+                for name in self.config.routes[index].notify:
+                    told.setdefault(name, None)
         return told
 
     async def _resolve_escalation(self, alert: Alert, now: float) -> None:

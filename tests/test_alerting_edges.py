@@ -155,3 +155,32 @@ def test_values_below_zero_and_beyond_any_number_are_said_plainly():
     assert format_quantity(float("inf"), "duration") == "infinite"
     assert format_quantity(float("nan"), "bytes") == "not a number"
     assert format_quantity(-0.05, "ratio") == "-5%"
+
+
+@pytest.mark.anyio
+async def test_an_ack_reaches_pagerduty_for_an_incident_another_replica_paged(tmp_path):
+    with HttpRecorder() as receiver:
+        text = BASE.format(
+            thresholds="",
+            notifiers=(
+                "  pd: {type: pagerduty, routing_key: abcdefabcdefabcdefabcdefabcdef12,"
+                f" url: '{receiver.url('/pd/enqueue')}'}}"
+            ),
+            routes="  - {match: {}, notify: [pd], group_wait: 0s}",
+        )
+        harness = Harness(tmp_path, text)
+        await harness.start()
+        try:
+            await harness.run(ok=False)
+            [alert] = [a for a in harness.daemon.runtime.book.by_id.values() if a.open]
+            # what a survivor has after a takeover: the incident, and none of the groups
+            # the replica that paged kept
+            harness.daemon.alerting.groups.clear()
+            await harness.daemon.alerting.acknowledge(alert.id, "ops")
+            await harness.settle()
+        finally:
+            await harness.daemon.shutdown()
+        actions = [r.json()["event_action"] for r in receiver.requests]
+        assert actions == ["trigger", "acknowledge"]
+        keys = {r.json()["dedup_key"] for r in receiver.requests}
+        assert len(keys) == 1  # the same incident
