@@ -167,7 +167,6 @@ class HttpRecorder:
 # --- SMTP ----------------------------------------------------------------------------
 
 
-@dataclass
 class EchoRefusal:
     """An HTTP server refusing every POST with 500 and quoting its body back, as many APIs
     do in their errors (where a secret the request carried comes back in a response)."""
@@ -198,6 +197,7 @@ class EchoRefusal:
         self.server.server_close()
 
 
+@dataclass
 class Mail:
     """One message the SMTP recorder accepted."""
 
