@@ -293,7 +293,7 @@ class Alerting:
         keys = {self._group_key(index, alert): index for index in routes}
         # an alert this replica never grouped was told by another one (which died, or
         # handed the check over): the routes it meets now stand for those that heard it
-        tracked = any(alert.id in g.members for g in self.groups.values())
+        tracked = bool(self._groups_of(alert))
         for group in list(self.groups.values()):
             member = group.members.get(alert.id)
             if member is None or group.key in keys or group.route >= len(self.config.routes):
@@ -343,15 +343,18 @@ class Alerting:
         """True when a group the alert now belongs to speaks to notifier `name` about it:
         while it fires, that group's notice carries it; once resolved, only if that group
         told it (else it resolves there silently, and the old group must say it)."""
-        for other in self.groups.values():
-            member = other.members.get(alert.id)
-            if other is moved_from or member is None or other.route >= len(self.config.routes):
+        for other in self._groups_of(alert):
+            if other is moved_from or other.route >= len(self.config.routes):
                 continue
             if self._left(other, alert) or name not in self.config.routes[other.route].notify:
                 continue
-            if alert.status == "firing" or self._told(other, member):
+            if alert.status == "firing" or self._told(other, other.members[alert.id]):
                 return True
         return alert.status == "resolved" and name in self._resolution_said.get(alert.id, ())
+
+    def _groups_of(self, alert: Alert) -> list[Group]:
+        """Return the groups of this replica that hold an alert."""
+        return [g for g in self.groups.values() if alert.id in g.members]
 
     def _told(self, group: Group, member: dict[str, Any]) -> bool:
         """True when the group's notifiers may have heard of this member: its notice went
@@ -507,7 +510,7 @@ class Alerting:
             sent.update(_as_told(alert))
             if alert.status == "resolved":
                 group.members.pop(alert.id, None)
-                if not any(alert.id in g.members for g in self.groups.values()):
+                if not self._groups_of(alert):
                     self._resolution_said.pop(alert.id, None)  # every group has said it
         group.first_sent_at = group.first_sent_at or now
         group.last_sent_at, group.due_at = now, None
@@ -854,18 +857,14 @@ class Alerting:
         """The route notifiers told of an alert, with the group that told them (None for
         one another replica's group told: this one took the check over)."""
         told: dict[str, Group | None] = {}
-        tracked = False
-        for group in self.groups.values():
-            member = group.members.get(alert.id)
-            if member is None:
-                continue
-            tracked = True
-            if not self._told(group, member):
+        groups = self._groups_of(alert)
+        for group in groups:
+            if not self._told(group, group.members[alert.id]):
                 continue
             if group.route < len(self.config.routes):
                 for name in self.config.routes[group.route].notify:
                     told.setdefault(name, group)
-        if not tracked and self._notified(alert):
+        if not groups and self._notified(alert):
             # another replica grouped and told it: the routes it meets stand for theirs
             for index in self.routes_for(alert):
                 for name in self.config.routes[index].notify:

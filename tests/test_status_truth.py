@@ -133,23 +133,27 @@ def test_backup_jobs_are_listed_before_their_first_run(live):
     assert (following.hour, following.minute) == (2, 0)
 
 
+def sentry_check(options: dict) -> str:
+    """The `checks:` section of a config watching the fake Sentry for new issues."""
+    return (
+        "checks:\n"
+        "  sentry-new-errors:\n"
+        "    probe: sentry\n"
+        f"    organization: {options['organization']}\n"
+        f"    project: {options['project']}\n"
+        f"    auth_token: {options['auth_token']}\n"
+        f"    api_url: {options['api_url']}\n"
+        "    window: 1h\n"
+        "    thresholds: [{metric: new_issues, above: 0, severity: warning}]\n"
+    )
+
+
 def test_the_sentry_check_names_the_new_issues(tmp_path):
     titles = [f"Error{n}: something broke in handler {n}" for n in range(1, 8)]
     server = FakeSentry([[issue(n, title) for n, title in enumerate(titles, 1)]]).start()
     try:
         options = server.options(window="1h")
-        (tmp_path / "monitor.yaml").write_text(
-            "version: 1\n"
-            "checks:\n"
-            "  sentry-new-errors:\n"
-            "    probe: sentry\n"
-            f"    organization: {options['organization']}\n"
-            f"    project: {options['project']}\n"
-            f"    auth_token: {options['auth_token']}\n"
-            f"    api_url: {options['api_url']}\n"
-            "    window: 1h\n"
-            "    thresholds: [{metric: new_issues, above: 0, severity: warning}]\n"
-        )
+        (tmp_path / "monitor.yaml").write_text("version: 1\n" + sentry_check(options))
         result = run_cli("check", "sentry-new-errors", "--format", "json", cwd=tmp_path)
     finally:
         server.stop()
@@ -177,17 +181,7 @@ def test_the_sentry_alerts_notice_names_the_new_issues(tmp_path):
             options = server.options(window="1h")
             (tmp_path / "monitor.yaml").write_text(
                 "version: 1\n"
-                "state: {type: sqlite, path: state.db}\n"
-                "checks:\n"
-                "  sentry-new-errors:\n"
-                "    probe: sentry\n"
-                f"    organization: {options['organization']}\n"
-                f"    project: {options['project']}\n"
-                f"    auth_token: {options['auth_token']}\n"
-                f"    api_url: {options['api_url']}\n"
-                "    window: 1h\n"
-                "    thresholds: [{metric: new_issues, above: 0, severity: warning}]\n"
-                "notifiers:\n"
+                "state: {type: sqlite, path: state.db}\n" + sentry_check(options) + "notifiers:\n"
                 f"  hook: {{type: webhook, url: '{receiver.url('/hook')}'}}\n"
                 "routes:\n"
                 "  - {match: {}, notify: [hook]}\n"

@@ -187,10 +187,8 @@ def _print_results(rows: list[dict[str, Any]], fmt: OutputFormat) -> None:
         echo_json(rows)
         return
     from watchkeeper.engine.evaluate import render_value
-    from watchkeeper.engine.redaction import REDACTOR
 
-    # masked before the table expands tabs and wraps or splits a cell's lines
-    rows = REDACTOR.redact_obj(rows)
+    # (the console masks a table's cells before laying them out: engine/cli/root.py)
     table = Table("", "check", "time", "message", "metrics", box=None, pad_edge=False)
     for r in rows:
         name = r["check"] + (f"@{r['environment']}" if r.get("environment") else "")
