@@ -23,9 +23,9 @@ from pathlib import Path
 import anyio
 import yaml
 
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.heartbeats import Beat
+from watchkeeper.engine.run.heartbeats import Beat
 
 CONFIG = {
     "version": 1,

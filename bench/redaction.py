@@ -8,7 +8,7 @@ lines), so the pattern grows with them. The target: under 50 µs a line with 20 
 import os
 import time
 
-from watchkeeper.engine.redaction import Redactor
+from watchkeeper.engine.observe.redaction import Redactor
 
 TARGET = 50e-6
 LINE = (

@@ -31,8 +31,8 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine.store import Row, StateStore, StoreError
-from watchkeeper.engine.writer import StateWriter
+from watchkeeper.engine.run.writer import StateWriter
+from watchkeeper.engine.state.store import Row, StateStore, StoreError
 from watchkeeper.plugins.stores.postgres import PostgresStore
 from watchkeeper.plugins.stores.redis import RedisStore
 from watchkeeper.plugins.stores.sqlite import SqliteStore

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from watchkeeper.engine.store import Row
+from watchkeeper.engine.state.store import Row
 from watchkeeper.plugins.stores.sqlite import SqliteStore
 
 TASKS = 1000

@@ -1,10 +1,10 @@
-"""Time the hot paths of engine/timetable.py: python bench/timetable.py"""
+"""Time the hot paths of engine/schedule/timetable.py: python bench/timetable.py"""
 
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from watchkeeper.engine import timetable
+from watchkeeper.engine.schedule import timetable
 
 
 def timed(label: str, fn) -> None:

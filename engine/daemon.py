@@ -14,31 +14,33 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine import events, rollups, slo
-from watchkeeper.engine.actions import ActionRunner
-from watchkeeper.engine.alerting import Alerting
+from watchkeeper.engine.alerting import events
+from watchkeeper.engine.alerting.actions import ActionRunner
+from watchkeeper.engine.alerting.alerting import Alerting
+from watchkeeper.engine.alerting.maintenance import Maintenance
+from watchkeeper.engine.alerting.outbox import Outbox
 from watchkeeper.engine.backups import Backups
-from watchkeeper.engine.clock import Clock
-from watchkeeper.engine.config import Validation
-from watchkeeper.engine.config_process import (
+from watchkeeper.engine.config.instances import Instance, expand
+from watchkeeper.engine.config.problems import ConfigError, Problem
+from watchkeeper.engine.config.process import (
     KEEPS_RUNNING,
     ConfigLimitError,
     aload_config_isolated,
 )
-from watchkeeper.engine.executor import LocalExecutor, ProcessExecutor
-from watchkeeper.engine.heartbeats import Heartbeats
-from watchkeeper.engine.housekeeping import housekeeping
-from watchkeeper.engine.instances import Instance, expand
-from watchkeeper.engine.maintenance import Maintenance
-from watchkeeper.engine.outbox import Outbox
+from watchkeeper.engine.config.validation import Validation
 from watchkeeper.engine.plugins import Registry, registry
-from watchkeeper.engine.problems import ConfigError, Problem
-from watchkeeper.engine.replicas import Membership, default_name
-from watchkeeper.engine.report import task_report
-from watchkeeper.engine.runtime import Runtime
-from watchkeeper.engine.scheduler import Job, Scheduler
-from watchkeeper.engine.store import StateStore
-from watchkeeper.engine.writer import StateWriter
+from watchkeeper.engine.reports import slo
+from watchkeeper.engine.reports.report import task_report
+from watchkeeper.engine.run.executor import LocalExecutor, ProcessExecutor
+from watchkeeper.engine.run.heartbeats import Heartbeats
+from watchkeeper.engine.run.runtime import Runtime
+from watchkeeper.engine.run.writer import StateWriter
+from watchkeeper.engine.schedule.clock import Clock
+from watchkeeper.engine.schedule.scheduler import Job, Scheduler
+from watchkeeper.engine.state import rollups
+from watchkeeper.engine.state.housekeeping import housekeeping
+from watchkeeper.engine.state.replicas import Membership, default_name
+from watchkeeper.engine.state.store import StateStore
 
 log = logging.getLogger("watchkeeper.daemon")
 
@@ -84,7 +86,7 @@ def worker_count(setting: int | str, runs_per_second: float = 0.0, *, isolate: b
 
 def runs_per_second(instances: Any) -> float:
     """Estimate how many probe runs a second a set of instances asks for."""
-    from watchkeeper.engine.timetable import runs_per_week
+    from watchkeeper.engine.schedule.timetable import runs_per_week
 
     total = 0.0
     for instance in instances.values():
@@ -293,7 +295,7 @@ class Daemon:
         """Run once each cron task whose run was missed while no daemon ran."""
         from datetime import UTC, datetime
 
-        from watchkeeper.engine.timetable import previous_fire
+        from watchkeeper.engine.schedule.timetable import previous_fire
 
         now = self.clock.now()
         for name, task in self.config.tasks.items():
@@ -400,7 +402,7 @@ class Daemon:
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
         from watchkeeper.engine.api import bind_http
-        from watchkeeper.engine.sentry import init_sentry, sentry_checkins
+        from watchkeeper.engine.observe.sentry import init_sentry, sentry_checkins
 
         init_sentry(self.config)
         await self.start()
@@ -562,7 +564,7 @@ class Daemon:
         self.last_reload = {"at": when.replace("+00:00", "Z"), "ok": ok, **details}
 
     def _refused(self, at: float, problems: list[Problem]) -> bool:
-        from watchkeeper.engine.redaction import REDACTOR
+        from watchkeeper.engine.observe.redaction import REDACTOR
 
         log.error(
             "reload rejected; the previous configuration keeps running",
@@ -581,7 +583,7 @@ class Daemon:
         behind the token, as probe messages do."""
         from dataclasses import asdict
 
-        from watchkeeper.engine.redaction import REDACTOR
+        from watchkeeper.engine.observe.redaction import REDACTOR
 
         outcome = self.last_reload
         if outcome is None:
@@ -610,7 +612,7 @@ class Daemon:
     def _prepare(self, config: Any) -> dict[str, Any]:
         """Build, without changing anything, what a config's applying could fail on: its
         check instances, each schedule's first fire time, its maintenance windows."""
-        from watchkeeper.engine import timetable
+        from watchkeeper.engine.schedule import timetable
 
         instances = expand(config, self.reg, replica=self.runtime.replica)
         start = datetime.fromtimestamp(self.clock.now(), UTC)
@@ -775,6 +777,6 @@ class Daemon:
 def load_daemon(path: str | os.PathLike[str], **kwargs: Any) -> Daemon:
     """Read a config the way `watchkeeper run` does (in a child process) and build its
     daemon; raise ConfigError if it is invalid."""
-    from watchkeeper.engine.config_process import load_config_isolated
+    from watchkeeper.engine.config.process import load_config_isolated
 
     return Daemon(load_config_isolated(path), **kwargs)

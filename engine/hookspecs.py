@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from watchkeeper.engine.alerts import Alert
-    from watchkeeper.engine.probe import Result
+    from watchkeeper.engine.alerting.alerts import Alert
+    from watchkeeper.engine.run.probe import Result
 
 PROJECT = "watchkeeper"
 

@@ -12,7 +12,7 @@ import pluggy
 from pydantic import BaseModel
 
 from watchkeeper.engine import hookspecs
-from watchkeeper.engine.probe import Metric
+from watchkeeper.engine.run.probe import Metric
 
 ENTRY_POINT_GROUP = "watchkeeper"
 DISABLE_ENV = "WATCHKEEPER_DISABLE_PLUGINS"

@@ -38,9 +38,9 @@ import pytest
 from watchkeeper.engine import plugins
 
 if TYPE_CHECKING:
-    from watchkeeper.engine.config import Validation
-    from watchkeeper.engine.notice import Notice
-    from watchkeeper.engine.probe import Result
+    from watchkeeper.engine.alerting.notice import Notice
+    from watchkeeper.engine.config.validation import Validation
+    from watchkeeper.engine.run.probe import Result
 
 pytest_plugins = ["watchkeeper.engine.testing"]
 
@@ -62,8 +62,8 @@ async def acheck(
     `name` is the check's name (or `name@environment`); a check with environments needs
     `environment` unless it names the instance.
     """
-    from watchkeeper.engine.executor import LocalExecutor
-    from watchkeeper.engine.instances import expand
+    from watchkeeper.engine.config.instances import expand
+    from watchkeeper.engine.run.executor import LocalExecutor
 
     reg = reg or plugins.registry()
     instances = expand(config.config, reg)
@@ -98,7 +98,7 @@ async def asend(
     Returns the notice once the receiver accepted it; a refusal raises the notifier's
     `DeliveryError`, an overrun of the notifier's `timeout` raises `TimeoutError`.
     """
-    from watchkeeper.engine.notifier import NotifyContext
+    from watchkeeper.engine.alerting.notifier import NotifyContext
 
     options = config.config.notifiers.get(notifier)
     if options is None:
@@ -126,7 +126,7 @@ def make_notice(
     summary: str = "HTTP 503 from https://app.example.com/api/health",
 ) -> Notice:
     """Return a notice about one alert, `firing` or `resolved`, as the outbox hands it over."""
-    from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
+    from watchkeeper.engine.alerting.notice import Notice, NoticeAlert, new_notice_id
 
     now = time.time()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 300))
@@ -210,7 +210,7 @@ def _write(directory: Path, text: str, name: str) -> Path:
 
 
 def _validate(path: Path, env: dict[str, str] | None, reg: plugins.Registry) -> Validation:
-    from watchkeeper.engine.config import validate
+    from watchkeeper.engine.config.validation import validate
 
     return validate(path, env={**os.environ, **(env or {})}, strict=True, reg=reg)
 

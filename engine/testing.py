@@ -48,10 +48,10 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+from watchkeeper.engine.run.probe import OpenContext, Probe, ProbeContext, Result, run_probe
 
 if TYPE_CHECKING:
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
 
 def probe_class(probe_type: str) -> type[Probe]:
@@ -147,7 +147,7 @@ def contract_problems(probe: type[Probe]) -> list[str]:
     """
     import inspect
 
-    from watchkeeper.engine.redaction import is_secret_name
+    from watchkeeper.engine.observe.redaction import is_secret_name
     from watchkeeper.schema.checks import ProbeOptions
 
     problems = []
@@ -268,8 +268,8 @@ def fired_alerts(
     threshold rule it breaches, e.g. `[{"metric": "certificate_expiry", "below": "14d"}]`.
     Rules that need several runs (`for: 3`, windows) see this one run only.
     """
-    from watchkeeper.engine.evaluate import AlertBook, Evaluator
-    from watchkeeper.engine.instances import Instance
+    from watchkeeper.engine.config.instances import Instance
+    from watchkeeper.engine.run.evaluate import AlertBook, Evaluator
     from watchkeeper.schema.checks import Threshold
 
     instance = Instance(

@@ -61,7 +61,7 @@ below the clock's resolution (`0.0001ms`) comes due again at the instant it was 
 def check_span(value: float | None, *, repeat: bool = False) -> float | None:
     """Refuse a timer length the alerting loop cannot wait for: not finite, beyond the
     5-year horizon, or (for a `repeat`) shorter than a second."""
-    from watchkeeper.engine.timetable import jitter_error
+    from watchkeeper.engine.schedule.timetable import jitter_error
 
     if value is None:
         return value

@@ -12,8 +12,8 @@ from watchkeeper.schema.units import Duration
 
 def check_cron(expr: str) -> str:
     """Raise ValueError with a person's explanation when a cron expression is invalid."""
-    from watchkeeper.engine.problems import shown
-    from watchkeeper.engine.timetable import cron_error
+    from watchkeeper.engine.config.problems import shown
+    from watchkeeper.engine.schedule.timetable import cron_error
 
     problem = cron_error(expr)
     if problem and problem.startswith("never fires"):
@@ -26,7 +26,7 @@ def check_cron(expr: str) -> str:
 
 def check_timezone(name: str) -> str:
     """Raise ValueError when a timezone is not an IANA name."""
-    from watchkeeper.engine.timetable import zone_error
+    from watchkeeper.engine.schedule.timetable import zone_error
 
     problem = zone_error(name)
     if problem:
@@ -76,7 +76,7 @@ class Schedule(ConfigModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        from watchkeeper.engine.timetable import schedule_error
+        from watchkeeper.engine.schedule.timetable import schedule_error
 
         if (self.every is None) == (self.cron is None):
             raise ValueError("a schedule needs exactly one of `every` or `cron`")

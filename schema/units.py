@@ -210,7 +210,9 @@ def _digits(number: float, decimals: int) -> str:
 def _shown(value: float, kind: QuantityKind, extra: int = 0) -> tuple[str, float]:
     """Return the text of a value and the number that text stands for (base units)."""
     if not math.isfinite(value):  # an aggregate can overflow: say so, never raise
-        return ("-" if value < 0 else "") + ("infinite" if value == value else "not a number"), value
+        return ("-" if value < 0 else "") + (
+            "infinite" if value == value else "not a number"
+        ), value
     if value < 0:  # an expired certificate's expiry: -3d, not -259200000ms
         text, shown = _shown(-value, kind, extra)
         return "-" + text, -shown

@@ -96,7 +96,7 @@ class LiveDaemon:
         import os
 
         from watchkeeper.engine.api import serve_http
-        from watchkeeper.engine.config import load_config
+        from watchkeeper.engine.config.validation import load_config
         from watchkeeper.engine.daemon import Daemon
 
         # the daemon reads its environment again on every reload, as a real one does

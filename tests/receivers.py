@@ -393,7 +393,7 @@ class LogCapture(logging.Handler):
 
     def __init__(self, logger: str = "watchkeeper"):
         super().__init__(logging.DEBUG)
-        from watchkeeper.engine.logs import TextFormatter
+        from watchkeeper.engine.observe.logs import TextFormatter
 
         self.setFormatter(TextFormatter())
         self.records: list[logging.LogRecord] = []
@@ -421,7 +421,7 @@ class LogCapture(logging.Handler):
 
 def alert_of(**fields: Any) -> Any:
     """Return a NoticeAlert: a firing `slow` response-time alert unless fields say otherwise."""
-    from watchkeeper.engine.notice import NoticeAlert
+    from watchkeeper.engine.alerting.notice import NoticeAlert
 
     values: dict[str, Any] = {
         "id": "al-7f3a9c",
@@ -459,7 +459,7 @@ def resolved_of(**fields: Any) -> Any:
 
 def notice_of(*alerts: Any, **fields: Any) -> Any:
     """Return an alert Notice holding these alerts (default: one `alert_of()`)."""
-    from watchkeeper.engine.notice import Notice
+    from watchkeeper.engine.alerting.notice import Notice
 
     members = list(alerts) or [alert_of()]
     firing = [a for a in members if a.status == "firing"]
@@ -487,7 +487,7 @@ async def deliver(
     base_dir: Path | None = None,
 ) -> None:
     """Send one notice through a notifier (a class or an instance), as the outbox does."""
-    from watchkeeper.engine.notifier import NotifyContext
+    from watchkeeper.engine.alerting.notifier import NotifyContext
 
     plugin = notifier() if isinstance(notifier, type) else notifier
     model = type(plugin).Options.model_validate(options)

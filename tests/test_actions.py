@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from tests.receivers import HttpRecorder, Reply, alert_of
-from watchkeeper.engine.action import ActionContext
+from watchkeeper.engine.alerting.action import ActionContext
 from watchkeeper.plugins.actions.command import CommandAction
 from watchkeeper.plugins.actions.http import HttpAction
 
@@ -211,7 +211,7 @@ def alive(pid: int) -> bool:
 
 
 async def test_output_secrets_are_masked(tmp_path):
-    from watchkeeper.engine.redaction import REDACTOR
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     REDACTOR.add("cmd-secret-value-1")
     try:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.receivers import HttpRecorder
-from watchkeeper.engine.clock import FakeClock
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.probe import Result
+from watchkeeper.engine.run.probe import Result
+from watchkeeper.engine.schedule.clock import FakeClock
 from watchkeeper.schema.units import format_against, format_quantity
 
 START = 1_773_187_200.0

@@ -8,8 +8,8 @@ import time
 import anyio
 import pytest
 
-from watchkeeper.engine.alerts import Alert
-from watchkeeper.engine.config import validate
+from watchkeeper.engine.alerting.alerts import Alert
+from watchkeeper.engine.config.validation import validate
 from watchkeeper.engine.daemon import create_store
 from watchkeeper.engine.plugins import registry
 

@@ -491,7 +491,7 @@ def test_the_admin_token_is_never_logged(live):
 
 def test_an_address_in_use_is_a_clear_start_up_error(tmp_path, target, receiver):
     from watchkeeper.engine.api import ServerError, bind_http
-    from watchkeeper.engine.config import load_config
+    from watchkeeper.engine.config.validation import load_config
     from watchkeeper.engine.daemon import Daemon
 
     port = free_port()

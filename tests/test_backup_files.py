@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from tests.test_backup_service import open_backups
-from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.engine.backups.plugin import BackupError
 
 pytestmark = pytest.mark.anyio
 

@@ -128,7 +128,7 @@ async def test_pg_dump_round_trip_restores_every_table_exactly(tmp_path, seeded,
         assert result["rows"] == 8500
         assert digests(target) == digests(seeded)
         # a second restore into the now non-empty database is refused, --clean replaces
-        from watchkeeper.engine.backup_plugin import BackupError
+        from watchkeeper.engine.backups.plugin import BackupError
 
         with pytest.raises(BackupError, match="already holds tables"):
             await h.backups.restore(entry["id"], target)

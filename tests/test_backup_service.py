@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from watchkeeper.engine.alerting.maintenance import Maintenance
 from watchkeeper.engine.backups import Backups
-from watchkeeper.engine.clock import FakeClock
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import create_store
-from watchkeeper.engine.maintenance import Maintenance
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.runtime import Runtime
+from watchkeeper.engine.run.runtime import Runtime
+from watchkeeper.engine.schedule.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

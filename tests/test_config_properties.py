@@ -29,8 +29,8 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.engine import config as config_mod
-from watchkeeper.engine import timetable
+from watchkeeper.engine.config import validation as config_mod
+from watchkeeper.engine.schedule import timetable
 from watchkeeper.schema.schedule import Schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -363,8 +363,8 @@ async def _aload(path, reg=None, **kwargs):
 
 def _daemon(path: Path):
     from watchkeeper.engine.daemon import Daemon
-    from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
+    from watchkeeper.engine.run.executor import LocalExecutor
 
     validation = _in_process_loader(path)
     return Daemon(

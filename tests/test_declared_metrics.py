@@ -17,10 +17,10 @@ import pytest
 
 from tests.conftest import REPO
 from tests.plugin_site import install
-from watchkeeper.engine import declared_metrics
-from watchkeeper.engine.declared_metrics import metric_kind, undeclared
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.probe import METRIC_KINDS, Metric
+from watchkeeper.engine.run import declared_metrics
+from watchkeeper.engine.run.declared_metrics import metric_kind, undeclared
+from watchkeeper.engine.run.probe import METRIC_KINDS, Metric
 from watchkeeper.engine.testing import HttpTestServer, TcpTestServer, check_once, make_certificates
 
 PROBES = registry().types["probe"]
@@ -266,7 +266,7 @@ PLUGIN = '''
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, Result
+from watchkeeper.engine.run.probe import Metric, Probe, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 
@@ -569,7 +569,7 @@ def test_redis_reports_what_it_declares():
 
 
 def test_undeclared_names_what_strays():
-    from watchkeeper.engine.probe import Result
+    from watchkeeper.engine.run.probe import Result
 
     result = Result(ok=True, metrics={"connect_time": 0.1, "conect_time": 0.1})
     result.sample("connect_time", 0.2, port="5432")

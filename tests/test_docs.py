@@ -9,8 +9,8 @@ import click
 import pytest
 import typer
 
-from watchkeeper.engine import loader
 from watchkeeper.engine.cli import app
+from watchkeeper.engine.config import loader
 from watchkeeper.engine.plugins import registry
 from watchkeeper.schema.base import PluginOptions
 from watchkeeper.schema.config import build_config_model

@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 
-from watchkeeper.engine.config import validate
-from watchkeeper.engine.evaluate import AlertBook, Evaluator
-from watchkeeper.engine.instances import expand
+from watchkeeper.engine.config.instances import expand
+from watchkeeper.engine.config.validation import validate
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.probe import Result
+from watchkeeper.engine.run.evaluate import AlertBook, Evaluator
+from watchkeeper.engine.run.probe import Result
 
 SEVERITIES = ["critical", "high", "medium", "warning", "low", "info"]
 

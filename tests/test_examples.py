@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from watchkeeper.engine.config import validate
+from watchkeeper.engine.config.validation import validate
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watchkeeper.engine import config as config_mod
+from watchkeeper.engine.config import validation as config_mod
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 20  # seconds per CLI call: every refusal here takes about one

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchkeeper.engine import loader
+from watchkeeper.engine.config import loader
 
 ANCHORS = """
     version: 1

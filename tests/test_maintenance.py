@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from watchkeeper.engine.config import validate
-from watchkeeper.engine.maintenance import Maintenance
+from watchkeeper.engine.alerting.maintenance import Maintenance
+from watchkeeper.engine.config.validation import validate
 
 HEAD = """
 version: 1

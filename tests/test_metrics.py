@@ -78,7 +78,7 @@ def live(tmp_path, receiver):
 
 def feed(live, key: str, *results: tuple[bool, float]) -> None:
     """Take results through the daemon's runtime, as the scheduler would."""
-    from watchkeeper.engine.probe import Result
+    from watchkeeper.engine.run.probe import Result
 
     async def ingest() -> None:
         instance = live.daemon.runtime.instances[key]

@@ -26,14 +26,14 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.engine import evaluate
-from watchkeeper.engine.alerting import Alerting, notice_alert
-from watchkeeper.engine.config import validate
-from watchkeeper.engine.evaluate import AlertBook, Evaluator
-from watchkeeper.engine.instances import expand
-from watchkeeper.engine.notice import Notice
+from watchkeeper.engine.alerting.alerting import Alerting, notice_alert
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.config.instances import expand
+from watchkeeper.engine.config.validation import validate
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.probe import Result
+from watchkeeper.engine.run import evaluate
+from watchkeeper.engine.run.evaluate import AlertBook, Evaluator
+from watchkeeper.engine.run.probe import Result
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "notices"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"

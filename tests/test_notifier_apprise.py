@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from tests.receivers import HttpRecorder, LogCapture, deliver, notice_of, resolved_of
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.apprise import AppriseNotifier
 
 pytestmark = pytest.mark.anyio
@@ -81,7 +81,7 @@ def test_missing_library_is_a_final_error_naming_the_extra():
         import sys, anyio
         sys.modules["apprise"] = None  # as if the extra were not installed
         from tests.receivers import deliver, notice_of
-        from watchkeeper.engine.notifier import DeliveryError
+        from watchkeeper.engine.alerting.notifier import DeliveryError
         from watchkeeper.plugins.notifiers.apprise import AppriseNotifier
         try:
             anyio.run(deliver, AppriseNotifier, {"urls": ["json://x"]}, notice_of())

@@ -13,7 +13,7 @@ from tests.receivers import (
     notice_of,
     resolved_of,
 )
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.email import ASCII_PUNCTUATION as ASCII
 from watchkeeper.plugins.notifiers.email import EmailNotifier, EmailOptions
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from tests.receivers import LogCapture, alert_of, deliver, notice_of, resolved_of
-from watchkeeper.engine.notice import Notice
+from watchkeeper.engine.alerting.notice import Notice
 from watchkeeper.plugins.notifiers.log import LogNotifier
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +77,7 @@ async def test_multi_line_override_still_logs_one_line():
 
 
 async def test_secrets_in_a_notice_are_masked_in_the_line():
-    from watchkeeper.engine.redaction import REDACTOR
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     REDACTOR.add("tok-abcdef-secret")
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.receivers import alert_of, notice_of, resolved_of
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.cli.notify_cmd import sample_notice
-from watchkeeper.engine.notice import Notice
+from watchkeeper.engine.observe.redaction import REDACTOR
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.redaction import REDACTOR
-from watchkeeper.engine.templates import render
 from watchkeeper.plugins.notifiers import messages
 
 BUILTIN = ("log", "webhook", "slack", "email", "pagerduty", "sentry", "apprise")
@@ -121,7 +121,7 @@ def test_headlines_say_where_what_and_how_bad_once():
     ],
 )
 def test_reason_is_a_few_words_of_what_the_probe_said(said, reason):
-    from watchkeeper.engine.notice import reason_of
+    from watchkeeper.engine.alerting.notice import reason_of
 
     assert reason_of(said) == reason
 

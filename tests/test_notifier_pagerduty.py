@@ -15,9 +15,9 @@ from tests.receivers import (
     notice_of,
     resolved_of,
 )
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.engine.cli.notify_cmd import sample_notice
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.pagerduty import PagerDutyNotifier, change_url
 
 pytestmark = pytest.mark.anyio

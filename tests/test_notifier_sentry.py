@@ -15,8 +15,8 @@ from tests.receivers import (
     notice_of,
     resolved_of,
 )
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.sentry import SentryNotifier
 
 pytestmark = pytest.mark.anyio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.receivers import HttpRecorder, Reply, alert_of, deliver, notice_of, resolved_of
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.messages import RESOLVED_COLOR, SEVERITY_COLORS
 from watchkeeper.plugins.notifiers.slack import SlackNotifier
 

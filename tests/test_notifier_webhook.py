@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.receivers import HttpRecorder, LogCapture, Reply, alert_of, deliver, notice_of
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.plugins.notifiers.delivery import parse_retry_after
 from watchkeeper.plugins.notifiers.webhook import WebhookNotifier
 
@@ -192,7 +192,7 @@ async def test_secret_url_is_in_no_error_or_log_even_when_the_receiver_echoes_it
 
 
 async def test_notice_secrets_are_masked_in_the_body(receiver):
-    from watchkeeper.engine.redaction import REDACTOR
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     REDACTOR.add("hunter2-db-password")
     try:

@@ -17,8 +17,8 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.test_cli_help import parse, shell_words
-from watchkeeper.engine import logs
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe import logs
+from watchkeeper.engine.observe.redaction import REDACTOR
 
 UNIT = REPO / "docs" / "watchkeeper.service"
 DOC = REPO / "docs" / "operations.md"

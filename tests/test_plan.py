@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from watchkeeper.engine import timetable
+from watchkeeper.engine.schedule import timetable
 from watchkeeper.schema.schedule import Schedule
 
 HEAD = """

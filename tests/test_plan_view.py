@@ -288,7 +288,8 @@ def test_config_path_after_the_command(cli, write_config, tmp_path):
 
 def test_each_problem_is_located_without_scanning_its_mapping(write_config, monkeypatch):
     """A mapping's entries are scanned once, however many problems point into it."""
-    from watchkeeper.engine import config, loader
+    from watchkeeper.engine.config import loader
+    from watchkeeper.engine.config import validation as config
 
     n = 600
     checks = "".join(

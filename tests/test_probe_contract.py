@@ -20,7 +20,8 @@ import pytest
 from pydantic import ConfigDict, Field
 
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.probe import Probe, Result
+from watchkeeper.engine.run.probe import Probe, Result
+from watchkeeper.engine.run.worker import RunSpec, frame, read_frame
 from watchkeeper.engine.testing import (
     HttpTestServer,
     SilentUdpServer,
@@ -29,7 +30,6 @@ from watchkeeper.engine.testing import (
     check_once,
     contract_problems,
 )
-from watchkeeper.engine.worker import RunSpec, frame, read_frame
 from watchkeeper.schema.checks import ProbeOptions
 
 REPO = Path(__file__).resolve().parent.parent

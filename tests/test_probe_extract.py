@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchkeeper.plugins.probes.extract import (
+from watchkeeper.engine.run.extract import (
     ExtractError,
     extract_metrics,
     extract_one,
@@ -102,7 +102,7 @@ def test_units_convert_to_base_units(value, unit, base):
 def test_every_unit_the_schema_allows_is_known():
     from typing import get_args
 
-    from watchkeeper.plugins.probes.extract import UNIT_FACTORS
+    from watchkeeper.engine.run.extract import UNIT_FACTORS
     from watchkeeper.schema.checks import ExtractUnit
 
     assert set(get_args(ExtractUnit)) == set(UNIT_FACTORS)

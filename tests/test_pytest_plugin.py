@@ -13,8 +13,8 @@ PLUGIN = '''
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notifier import DeliveryError, Notifier
-from watchkeeper.engine.probe import Probe, Result
+from watchkeeper.engine.alerting.notifier import DeliveryError, Notifier
+from watchkeeper.engine.run.probe import Probe, Result
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.checks import ProbeOptions
 
@@ -80,7 +80,7 @@ TESTS = '''
 import pytest
 
 import my_plugin
-from watchkeeper.engine.notifier import DeliveryError
+from watchkeeper.engine.alerting.notifier import DeliveryError
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.pytest_plugin import make_notice
 

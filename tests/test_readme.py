@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import REPO
 from tests.test_cli_help import parse, shell_words
 from tests.test_examples import dummy_value
-from watchkeeper.engine.config import validate
+from watchkeeper.engine.config.validation import validate
 
 README = REPO / "README.md"
 LINKED_PAGES = [

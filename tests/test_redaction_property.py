@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tests.conftest import run_cli
 from tests.daemon_harness import Daemon, free_port
 from tests.receivers import EchoRefusal, HttpRecorder
-from watchkeeper.engine.redaction import MASK, MIN_LENGTH, Redactor
+from watchkeeper.engine.observe.redaction import MASK, MIN_LENGTH, Redactor
 
 HOSTILE = [
     "'",

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.daemon_harness import Daemon, Recorder, Target
-from watchkeeper.engine.replicas import owner
+from watchkeeper.engine.state.replicas import owner
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ import anyio
 import pytest
 
 from tests.test_rollups import DAY, T0, config_text, fabricate, iso, load, open_store
-from watchkeeper.engine.alerts import Alert
-from watchkeeper.engine.clock import FakeClock
+from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.report import build_report, render_text, task_report
-from watchkeeper.engine.rollups import roll_up
+from watchkeeper.engine.reports.report import build_report, render_text, task_report
+from watchkeeper.engine.schedule.clock import FakeClock
+from watchkeeper.engine.state.rollups import roll_up
 
 pytestmark = pytest.mark.anyio
 

@@ -228,7 +228,7 @@ def test_a_manifest_whose_job_is_a_path_is_refused(cli, workdir):
 def test_a_catalog_entry_written_by_hand_is_checked_too(cli, workdir):
     """Someone with write access to the state store, not only to the bucket."""
     from watchkeeper.engine.backups.catalog import Catalog
-    from watchkeeper.engine.config import load_config
+    from watchkeeper.engine.config.validation import load_config
     from watchkeeper.engine.daemon import create_store
     from watchkeeper.engine.plugins import registry
 

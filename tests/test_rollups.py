@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import create_store
 from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.rollups import (
+from watchkeeper.engine.state.rollups import (
     DAY,
     DONE,
     STREAM,
@@ -29,7 +29,7 @@ from watchkeeper.engine.rollups import (
     roll_up,
     roll_up_day,
 )
-from watchkeeper.engine.store import Row
+from watchkeeper.engine.state.store import Row
 
 pytestmark = pytest.mark.anyio
 
@@ -371,9 +371,9 @@ def test_aggregate_counts_muted_runs_apart_and_ignores_non_numbers():
 async def test_the_daemon_task_rolls_up_at_start_and_then_every_interval(tmp_path):
     import anyio
 
-    from watchkeeper.engine import rollups
-    from watchkeeper.engine.clock import FakeClock
-    from watchkeeper.engine.maintenance import Maintenance
+    from watchkeeper.engine.alerting.maintenance import Maintenance
+    from watchkeeper.engine.schedule.clock import FakeClock
+    from watchkeeper.engine.state import rollups
 
     validation = load(tmp_path, config_text())
     store = open_store(validation)

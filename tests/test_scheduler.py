@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from watchkeeper.engine.clock import FakeClock
-from watchkeeper.engine.scheduler import Scheduler
+from watchkeeper.engine.schedule.clock import FakeClock
+from watchkeeper.engine.schedule.scheduler import Scheduler
 from watchkeeper.schema.schedule import Schedule
 
 pytestmark = pytest.mark.anyio

@@ -28,8 +28,8 @@ EMAIL = "oncall@example.com"
 
 
 def test_scrub_removes_secrets_headers_dsns_and_emails():
-    from watchkeeper.engine.redaction import REDACTOR
-    from watchkeeper.engine.sentry import scrub, scrub_breadcrumb
+    from watchkeeper.engine.observe.redaction import REDACTOR
+    from watchkeeper.engine.observe.sentry import scrub, scrub_breadcrumb
 
     REDACTOR.add("registered-secret-value-1")
     event = {
@@ -74,7 +74,7 @@ def test_scrub_removes_secrets_headers_dsns_and_emails():
 
 
 def test_monitor_config_tells_sentry_the_schedule():
-    from watchkeeper.engine.sentry import monitor_config
+    from watchkeeper.engine.observe.sentry import monitor_config
 
     config = monitor_config(SimpleNamespace(checkin_interval=300.0))
     assert config["schedule"] == {"type": "interval", "value": 5, "unit": "minute"}
@@ -84,7 +84,7 @@ def test_monitor_config_tells_sentry_the_schedule():
 
 
 def test_no_dsn_means_no_sentry():
-    from watchkeeper.engine.sentry import init_sentry
+    from watchkeeper.engine.observe.sentry import init_sentry
 
     assert init_sentry(SimpleNamespace(sentry=SimpleNamespace(dsn=None))) is False
 
@@ -115,11 +115,11 @@ def raw_bodies(recorder: HttpRecorder) -> str:
 
 WIRING = """
 import anyio
-from watchkeeper.engine import logs
+from watchkeeper.engine.observe import logs
 from watchkeeper.engine.api import serve_http
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.sentry import init_sentry, sentry_checkins
+from watchkeeper.engine.observe.sentry import init_sentry, sentry_checkins
 
 # what engine/daemon.py does once it serves HTTP itself (see docs/api.md)
 logs.setup("debug", "text")

@@ -8,16 +8,16 @@ import time
 import anyio
 import pytest
 
-from watchkeeper.engine.config import validate
-from watchkeeper.engine.daemon import create_store
-from watchkeeper.engine.plugins import registry
-from watchkeeper.engine.silences import (
+from watchkeeper.engine.alerting.silences import (
     Matcher,
     Silence,
     load_silences,
     parse_matcher,
     silenced_by,
 )
+from watchkeeper.engine.config.validation import validate
+from watchkeeper.engine.daemon import create_store
+from watchkeeper.engine.plugins import registry
 
 CONFIG = """
 version: 1

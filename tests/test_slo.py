@@ -18,11 +18,9 @@ from tests.test_rollups import (
     load,
     open_store,
 )
-from watchkeeper.engine.clock import FakeClock
+from watchkeeper.engine.alerting.maintenance import Maintenance
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.maintenance import Maintenance
-from watchkeeper.engine.rollups import Aggregate, roll_up
-from watchkeeper.engine.slo import (
+from watchkeeper.engine.reports.slo import (
     SloParts,
     Target,
     burning,
@@ -31,6 +29,8 @@ from watchkeeper.engine.slo import (
     slo_status,
     targets,
 )
+from watchkeeper.engine.schedule.clock import FakeClock
+from watchkeeper.engine.state.rollups import Aggregate, roll_up
 from watchkeeper.schema.slos import SLO, BurnAlert
 
 pytestmark = pytest.mark.anyio
@@ -278,7 +278,7 @@ def test_slo_config_rejects_a_metric_slo_without_a_limit(tmp_path, cli):
 async def test_the_daemon_task_evaluates_every_minute(tmp_path):
     import anyio
 
-    from watchkeeper.engine import slo
+    from watchkeeper.engine.reports import slo
 
     validation = load(tmp_path, config_text(extra=SLOS))
     now = T0 + 10 * DAY

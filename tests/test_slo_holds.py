@@ -14,10 +14,10 @@ import pytest
 
 from tests.receivers import HttpRecorder
 from tests.test_rollups import DAY, T0, fabricate, load
-from watchkeeper.engine.clock import FakeClock
 from watchkeeper.engine.daemon import Daemon
-from watchkeeper.engine.probe import Result
-from watchkeeper.engine.slo import evaluate_slos
+from watchkeeper.engine.reports.slo import evaluate_slos
+from watchkeeper.engine.run.probe import Result
+from watchkeeper.engine.schedule.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -191,7 +191,7 @@ async def test_a_burn_that_outlives_the_checks_alert_is_notified(tmp_path, recei
 
 
 def test_validate_warns_about_burn_alerts_on_seldom_checks_and_healing_routes(tmp_path):
-    from watchkeeper.engine.slo import slo_warnings
+    from watchkeeper.engine.reports.slo import slo_warnings
 
     text = """\
 version: 1

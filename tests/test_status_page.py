@@ -129,7 +129,7 @@ def test_grouping_by_label(tmp_path, target):
 
 
 def test_uptime_bars_use_rollups_then_raw_results(live):
-    from watchkeeper.engine.store import Row
+    from watchkeeper.engine.state.store import Row
 
     today = datetime.now(UTC).date()
     rollups = [
@@ -197,7 +197,7 @@ def test_incidents_with_their_timeline_and_maintenance(live, target):
 
 
 def test_slo_status_comes_from_the_slo_module_when_there_is_one(live, monkeypatch):
-    fake = types.ModuleType("watchkeeper.engine.slo")
+    fake = types.ModuleType("watchkeeper.engine.reports.slo")
 
     async def slo_status(daemon):
         return [
@@ -223,7 +223,7 @@ def test_slo_status_comes_from_the_slo_module_when_there_is_one(live, monkeypatc
         ]
 
     fake.slo_status = slo_status
-    monkeypatch.setitem(sys.modules, "watchkeeper.engine.slo", fake)
+    monkeypatch.setitem(sys.modules, "watchkeeper.engine.reports.slo", fake)
     html = page(live)
     assert 'id="slos"' in html
     assert "api-availability" in html

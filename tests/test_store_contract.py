@@ -1,4 +1,4 @@
-"""One contract for every state store backend (engine/store.py), then SQLite's own rules.
+"""One contract for every state store backend (engine/state/store.py), then SQLite's own rules.
 
 Every test taking `store` or `storage` runs once per backend in BACKENDS. A backend is an
 async context manager factory: given the test's `request` and `tmp_path`, it prepares
@@ -30,7 +30,7 @@ import pytest
 
 from tests.pg_server import PgUnavailable, local_test_database
 from tests.redis_server import LOCAL_REDIS, RedisUnavailable, delete_prefix, local_redis
-from watchkeeper.engine.store import FencedWrite, Lease, Row, StateStore, StoreError
+from watchkeeper.engine.state.store import FencedWrite, Lease, Row, StateStore, StoreError
 from watchkeeper.plugins.stores.postgres import PostgresStore
 from watchkeeper.plugins.stores.redis import RedisStore
 from watchkeeper.plugins.stores.sqlite import SqliteStore

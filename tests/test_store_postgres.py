@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.pg_server import PgServer, PgUnavailable, free_port, local_test_database
-from watchkeeper.engine.store import FencedWrite, Row, StoreError
+from watchkeeper.engine.state.store import FencedWrite, Row, StoreError
 from watchkeeper.plugins.stores import postgres_store as postgres_module
 from watchkeeper.plugins.stores.postgres_store import PostgresStore
 

@@ -23,7 +23,7 @@ from tests.redis_server import (
     keys_with_prefix,
     local_redis,
 )
-from watchkeeper.engine.store import FencedWrite, Row, StoreError
+from watchkeeper.engine.state.store import FencedWrite, Row, StoreError
 from watchkeeper.plugins.stores import redis_store as redis_module
 from watchkeeper.plugins.stores.redis import RedisStore
 

@@ -1,4 +1,4 @@
-"""Tests for engine/timetable.py: when schedules fire, in UTC, across DST."""
+"""Tests for engine/schedule/timetable.py: when schedules fire, in UTC, across DST."""
 
 import itertools
 import time
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from watchkeeper.engine import timetable
+from watchkeeper.engine.schedule import timetable
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

@@ -796,7 +796,7 @@ def test_validate_imports_no_event_loop_and_no_client_library():
     code = textwrap.dedent(
         f"""
         import sys
-        from watchkeeper.engine.config import validate
+        from watchkeeper.engine.config.validation import validate
         result = validate({str(REPO / "examples" / "infinite-idea.yaml")!r}, env={{}})
         assert result.config is not None and not result.errors, result.problems
         print(" ".join(m for m in {runtime!r} if m in sys.modules))

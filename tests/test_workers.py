@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from tests.daemon_harness import Daemon, Target
-from watchkeeper.engine.config import load_config
+from watchkeeper.engine.config.instances import expand
+from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.daemon import worker_count
-from watchkeeper.engine.executor import ProcessExecutor
-from watchkeeper.engine.instances import expand
 from watchkeeper.engine.plugins import registry
+from watchkeeper.engine.run.executor import ProcessExecutor
 from watchkeeper.engine.testing import HttpTestServer
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +137,7 @@ def test_a_probe_that_blocks_its_worker_costs_that_worker_not_other_checks(tmp_p
             workers = [
                 child
                 for child in psutil.Process(daemon.proc.pid).children()
-                if "watchkeeper.engine.worker" in " ".join(child.cmdline())
+                if "watchkeeper.engine.run.worker" in " ".join(child.cmdline())
             ]
             assert len(workers) == 2
             daemon.wait_log("probe worker stopped answering; replacing it", timeout=30)

@@ -14,10 +14,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watchkeeper.engine import audit
 from watchkeeper.engine.api import auth, views
 from watchkeeper.engine.api.responses import BodyError, error, json_body, json_response
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
+from watchkeeper.engine.state import audit
 
 log = logging.getLogger("watchkeeper.api")
 
@@ -117,7 +117,7 @@ async def status(request: Request) -> Response:
 
 @admin
 async def alerts(request: Request) -> Response:
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
     daemon = daemon_of(request)
     which = request.query_params.get("status", "open")
@@ -156,7 +156,7 @@ async def audit_log(request: Request) -> Response:
 
 @admin
 async def ack(request: Request) -> Response:
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
     daemon = daemon_of(request)
     alert_id = request.path_params["alert_id"]
@@ -195,7 +195,7 @@ async def ack(request: Request) -> Response:
 
 @admin
 async def silences(request: Request) -> Response:
-    from watchkeeper.engine.silences import load_silences
+    from watchkeeper.engine.alerting.silences import load_silences
 
     daemon = daemon_of(request)
     which = request.query_params.get("status", "active")
@@ -214,7 +214,7 @@ async def silences(request: Request) -> Response:
 
 @admin
 async def silence(request: Request) -> Response:
-    from watchkeeper.engine.silences import Silence, add_silence, new_silence_id
+    from watchkeeper.engine.alerting.silences import Silence, add_silence, new_silence_id
 
     daemon = daemon_of(request)
     body = await json_body(request)
@@ -265,7 +265,7 @@ async def silence(request: Request) -> Response:
 
 @admin
 async def expire(request: Request) -> Response:
-    from watchkeeper.engine.silences import expire_silence
+    from watchkeeper.engine.alerting.silences import expire_silence
 
     daemon = daemon_of(request)
     sid = request.path_params["silence_id"]
@@ -432,7 +432,7 @@ def _silence_end(body: dict[str, Any], starts: float) -> float:
 
 
 def _one_of(field: str, values: list[str]) -> Any:
-    from watchkeeper.engine.silences import Matcher
+    from watchkeeper.engine.alerting.silences import Matcher
 
     if len(values) == 1:
         return Matcher(field, values[0])
@@ -450,7 +450,7 @@ def _strings(value: Any, name: str) -> list[str]:
 def silence_matchers(body: dict[str, Any], severities: list[str]) -> list[Any]:
     """Build a silence's matchers from `matchers` and/or check, environment, rule,
     severity and labels (every one given must match)."""
-    from watchkeeper.engine.silences import Matcher, parse_matcher
+    from watchkeeper.engine.alerting.silences import Matcher, parse_matcher
 
     matchers = []
     for text in _strings(body["matchers"], "matchers") if body.get("matchers") else []:

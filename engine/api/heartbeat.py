@@ -23,7 +23,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watchkeeper.engine import audit
 from watchkeeper.engine.api import auth
 from watchkeeper.engine.api.admin import deny
 from watchkeeper.engine.api.responses import (
@@ -33,6 +32,7 @@ from watchkeeper.engine.api.responses import (
     parse_json,
     read_body,
 )
+from watchkeeper.engine.state import audit
 
 LOG_TAIL = 10 * 1024
 MAX_BODY = 100 * 1024
@@ -135,8 +135,8 @@ def _holders(daemon: Any, token: str | None) -> set[str]:
 
 async def heartbeat(request: Request) -> Response:
     """Record one beat for a heartbeat check."""
-    from watchkeeper.engine.heartbeats import MAX_OPEN_RUNS, Beat
-    from watchkeeper.engine.store import Row
+    from watchkeeper.engine.run.heartbeats import MAX_OPEN_RUNS, Beat
+    from watchkeeper.engine.state.store import Row
 
     daemon = request.app.state.daemon
     instance, why = find_instance(daemon, request.path_params["check"])
@@ -163,7 +163,7 @@ async def heartbeat(request: Request) -> Response:
     extract = getattr(instance.options, "extract", None)
     problems: dict[str, str] = {}
     if extract and raw.strip():
-        from watchkeeper.plugins.probes.extract import extract_metrics
+        from watchkeeper.engine.run.extract import extract_metrics
 
         found, problems = extract_metrics(
             extract, text=raw.decode("utf-8", "replace"), document=document

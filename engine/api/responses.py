@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 
 MAX_BODY = 1024 * 1024
 MAX_DEPTH = 64

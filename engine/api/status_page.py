@@ -20,9 +20,9 @@ from xml.sax.saxutils import escape as xml_escape
 import jinja2
 
 from watchkeeper.engine.api import views
-from watchkeeper.engine.instances import split_key
-from watchkeeper.engine.redaction import REDACTOR
-from watchkeeper.engine.slo import budget_left
+from watchkeeper.engine.config.instances import split_key
+from watchkeeper.engine.observe.redaction import REDACTOR
+from watchkeeper.engine.reports.slo import budget_left
 
 DAYS = 90
 FALLBACK_DAYS = 31
@@ -185,7 +185,7 @@ def _clock(at: float) -> str:
 
 async def incidents(daemon: Any, now: float) -> list[dict[str, Any]]:
     """Return firing incidents and those resolved in the last days, newest first."""
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
     seen = {a.id: a for a in daemon.runtime.book.open.values() if a.status == "firing"}
     try:

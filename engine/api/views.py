@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from watchkeeper.engine.instances import split_key
+from watchkeeper.engine.config.instances import split_key
 
 log = logging.getLogger("watchkeeper.api")
 
@@ -173,7 +173,7 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
                 }
             )
         rows.sort(key=lambda r: (r["check"], r["environment"] or ""))
-    from watchkeeper.engine.status import judge_composites
+    from watchkeeper.engine.observe.status import judge_composites
 
     judge_composites(rows, everything or daemon.runtime.instances)
     return rows
@@ -254,7 +254,7 @@ def _next_run(daemon: Any, name: str, job: Any, now: float) -> float | None:
     if found is not None and found.next_at:
         return float(found.next_at)
     try:
-        from watchkeeper.engine.timetable import series_for
+        from watchkeeper.engine.schedule.timetable import series_for
 
         tz = getattr(daemon.config.defaults, "timezone", None) or "UTC"
         start = datetime.fromtimestamp(now, UTC)
@@ -277,7 +277,7 @@ def _number(value: Any) -> float | None:
 
 async def replicas(daemon: Any) -> list[dict[str, Any]]:
     """Return the live members of a shared store (empty for a single daemon)."""
-    from watchkeeper.engine.replicas import replica_status
+    from watchkeeper.engine.state.replicas import replica_status
 
     try:
         return await replica_status(daemon.store)
@@ -296,7 +296,7 @@ def maintenance(daemon: Any, now: float, days: int = UPCOMING_DAYS) -> dict[str,
 async def slos(daemon: Any) -> list[dict[str, Any]] | None:
     """Return SLO status from `engine.slo` when it is installed, else None."""
     try:
-        from watchkeeper.engine.slo import slo_status  # type: ignore[import-not-found]
+        from watchkeeper.engine.reports.slo import slo_status  # type: ignore[import-not-found]
     except ImportError:
         return None
     try:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from watchkeeper.engine.backup_plugin import BackupError
 from watchkeeper.engine.backups.encryption import ThreadPipe
 from watchkeeper.engine.backups.manifest import Refused, quote
+from watchkeeper.engine.backups.plugin import BackupError
 
 WORK_PREFIX = ".watchkeeper-restore-"
 MAX_HOPS = 40  # symbolic links followed while resolving one path, as Linux does

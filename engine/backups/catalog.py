@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from watchkeeper.engine.store import StateStore
+from watchkeeper.engine.state.store import StateStore
 
 BACKUPS = "backups"
 DRILLS = "drills"

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import SecretStr
 
-from watchkeeper.engine.backup_plugin import BackupError
 from watchkeeper.engine.backups import encryption
 from watchkeeper.engine.backups import postgres as pg
 from watchkeeper.engine.backups.pipeline import describe_error
+from watchkeeper.engine.backups.plugin import BackupError
 from watchkeeper.engine.backups.restore import manifest_of, restore
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ def _secret(value: Any) -> str | None:
 async def _run_checks(
     backups: Backups, names: list[str], source_dsn: str | None, copy_dsn: str | None
 ) -> list[dict[str, Any]]:
-    from watchkeeper.engine.executor import LocalExecutor
-    from watchkeeper.engine.instances import expand
+    from watchkeeper.engine.config.instances import expand
+    from watchkeeper.engine.run.executor import LocalExecutor
 
     instances = expand(backups.config, backups.reg)
     chosen = [i for i in instances.values() if i.key in names or i.check in names]

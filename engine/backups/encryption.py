@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.engine.backups.plugin import BackupError
 
 SUFFIX = ".age"
 WRITE_BUFFER = 1 << 20  # bytes the thread gathers before handing them back to the loop

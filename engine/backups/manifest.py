@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.engine.backups.plugin import BackupError
 from watchkeeper.schema.base import NAME_PATTERN
 
 MANIFEST = "manifest.json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from watchkeeper.engine import timetable
+from watchkeeper.engine.schedule import timetable
 
 JOBS = "jobs"
 SLACK = 60.0

@@ -21,10 +21,10 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from watchkeeper.engine.backup_plugin import BackupDestination, BackupError
 from watchkeeper.engine.backups import encryption
 from watchkeeper.engine.backups.manifest import FileRecord
-from watchkeeper.engine.redaction import redact
+from watchkeeper.engine.backups.plugin import BackupDestination, BackupError
+from watchkeeper.engine.observe.redaction import redact
 
 log = logging.getLogger("watchkeeper.backups")
 

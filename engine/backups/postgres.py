@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.engine.backups.plugin import BackupError
 
 MAINTENANCE_DBS = ("postgres", "template1")
 
@@ -35,7 +35,7 @@ def with_dbname(dsn: str, name: str) -> str:
     """Return the DSN pointed at another database of the same server."""
     from psycopg.conninfo import make_conninfo
 
-    from watchkeeper.engine.redaction import REDACTOR
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     params = _parse(dsn)
     # the rewritten DSN is a new string: make sure its password is masked wherever it goes
@@ -81,7 +81,7 @@ async def connect(dsn: str, **kwargs: Any) -> Any:
 
 
 def _pg_message(exc: BaseException) -> str:
-    from watchkeeper.engine.redaction import redact
+    from watchkeeper.engine.observe.redaction import redact
 
     return redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
 

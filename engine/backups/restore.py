@@ -23,15 +23,15 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine.backup_plugin import (
+from watchkeeper.engine.backups import encryption
+from watchkeeper.engine.backups import manifest as mf
+from watchkeeper.engine.backups.pipeline import describe_error
+from watchkeeper.engine.backups.plugin import (
     BackupDestination,
     BackupError,
     BackupSource,
     RestoreContext,
 )
-from watchkeeper.engine.backups import encryption
-from watchkeeper.engine.backups import manifest as mf
-from watchkeeper.engine.backups.pipeline import describe_error
 
 log = logging.getLogger("watchkeeper.backups")
 

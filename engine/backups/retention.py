@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from watchkeeper.engine import timetable
 from watchkeeper.engine.backups.catalog import is_good
+from watchkeeper.engine.schedule import timetable
 
 DAY = 86400.0
 

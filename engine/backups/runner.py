@@ -15,15 +15,15 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine.backup_plugin import (
+from watchkeeper.engine.backups import manifest as mf
+from watchkeeper.engine.backups.catalog import Catalog, new_id
+from watchkeeper.engine.backups.pipeline import Pipeline, Progress, describe_error
+from watchkeeper.engine.backups.plugin import (
     BackupDestination,
     BackupError,
     BackupSource,
     DumpContext,
 )
-from watchkeeper.engine.backups import manifest as mf
-from watchkeeper.engine.backups.catalog import Catalog, new_id
-from watchkeeper.engine.backups.pipeline import Pipeline, Progress, describe_error
 from watchkeeper.schema.units import format_duration
 
 log = logging.getLogger("watchkeeper.backups")

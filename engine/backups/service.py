@@ -17,8 +17,7 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine import events
-from watchkeeper.engine.backup_plugin import BackupDestination, BackupError, BackupSource
+from watchkeeper.engine.alerting import events
 from watchkeeper.engine.backups import crons, monitor, retention
 from watchkeeper.engine.backups import encryption as enc
 from watchkeeper.engine.backups import manifest as mf
@@ -26,10 +25,11 @@ from watchkeeper.engine.backups import restore as rs
 from watchkeeper.engine.backups import verify as vf
 from watchkeeper.engine.backups.catalog import Catalog, is_good, iso
 from watchkeeper.engine.backups.pipeline import Progress, describe_error
+from watchkeeper.engine.backups.plugin import BackupDestination, BackupError, BackupSource
 from watchkeeper.engine.backups.runner import run_backup
-from watchkeeper.engine.clock import Clock
 from watchkeeper.engine.plugins import Registry, registry
-from watchkeeper.engine.store import StateStore
+from watchkeeper.engine.schedule.clock import Clock
+from watchkeeper.engine.state.store import StateStore
 
 log = logging.getLogger("watchkeeper.backups")
 

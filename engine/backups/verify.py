@@ -17,11 +17,11 @@ from typing import Any
 
 import anyio
 
-from watchkeeper.engine.backup_plugin import BackupDestination, BackupError
 from watchkeeper.engine.backups import encryption
 from watchkeeper.engine.backups import manifest as mf
 from watchkeeper.engine.backups.archive import StreamCheck
 from watchkeeper.engine.backups.pipeline import describe_error
+from watchkeeper.engine.backups.plugin import BackupDestination, BackupError
 from watchkeeper.engine.backups.restore import read_small
 
 

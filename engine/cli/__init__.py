@@ -52,7 +52,7 @@ def options(
     ),
 ) -> None:
     """Declarative monitoring and maintenance runner."""
-    from watchkeeper.engine import logs
+    from watchkeeper.engine.observe import logs
 
     ctx.obj = CliState(
         config=config or Path("monitor.yaml"), log_format=log_format, log_level=log_level

@@ -78,7 +78,7 @@ def _in_store(validation: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     """Open the configured store as a client, run `work(store)`, close it."""
     from watchkeeper.engine.daemon import create_store
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.state.store import StoreError
 
     store = create_store(validation.config, registry(), validation.base_dir)
 
@@ -96,7 +96,7 @@ def _in_store(validation: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 async def _audit(store: Any, action: str, data: dict[str, Any]) -> None:
-    from watchkeeper.engine.store import Row
+    from watchkeeper.engine.state.store import Row
 
     await store.append("audit", [Row(key=action, at=time.time(), data={**data, "source": "cli"})])
 
@@ -160,7 +160,7 @@ def list_alerts(
 
 
 def _list(ctx: typer.Context, *, show_all: bool, fmt: OutputFormat) -> None:
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
     validation = load_or_exit(ctx)
 
@@ -225,7 +225,7 @@ def ack(
         watchkeeper alerts ack 3f9c0a12b7de
         watchkeeper alerts ack 3f9c --comment "rolling back"
     """
-    from watchkeeper.engine.alerts import Alert
+    from watchkeeper.engine.alerting.alerts import Alert
 
     validation = load_or_exit(ctx)
     by = author or default_author()
@@ -275,7 +275,7 @@ def _glob_regex(pattern: str) -> str:
 
 def _one_of(name: str, values: list[str]) -> Any:
     """Return a matcher for `name` equal to one of `values` (shell patterns allowed)."""
-    from watchkeeper.engine.silences import Matcher
+    from watchkeeper.engine.alerting.silences import Matcher
 
     if len(values) == 1 and not any(c in values[0] for c in "*?"):
         return Matcher(name, values[0])
@@ -283,8 +283,8 @@ def _one_of(name: str, values: list[str]) -> Any:
 
 
 def _severity_matcher(text: str, order: list[str]) -> Any:
-    from watchkeeper.engine.routing import severity_matches
-    from watchkeeper.engine.silences import Matcher
+    from watchkeeper.engine.alerting.routing import severity_matches
+    from watchkeeper.engine.alerting.silences import Matcher
 
     wanted = [s.strip() for s in text.split(",") if s.strip()]
     chosen = [s for s in order if severity_matches(wanted, s, order)]
@@ -304,7 +304,7 @@ def build_matchers(
     exprs: list[str], order: list[str],
 ) -> list[Any]:  # fmt: skip
     """Turn the `alerts silence` options into matchers (exit 2 on a bad one)."""
-    from watchkeeper.engine.silences import Matcher, parse_matcher
+    from watchkeeper.engine.alerting.silences import Matcher, parse_matcher
 
     matchers = []
     if checks:
@@ -362,7 +362,7 @@ def silence(
         watchkeeper alerts silence --env staging --severity "<=medium" --until 2026-12-10T18:00Z --reason "load test"
         watchkeeper alerts silence --match "check=~api-.*" --label team=web --for 30m --reason "deploy"
     """  # noqa: E501
-    from watchkeeper.engine.silences import Silence, add_silence, new_silence_id
+    from watchkeeper.engine.alerting.silences import Silence, add_silence, new_silence_id
     from watchkeeper.schema.units import format_duration, parse_duration
 
     if (duration is None) == (until is None):
@@ -412,7 +412,7 @@ def silence(
         fail(str(exc), EXIT_USAGE)
 
     async def write(store: Any) -> int:
-        from watchkeeper.engine.alerts import Alert
+        from watchkeeper.engine.alerting.alerts import Alert
 
         await add_silence(store, item)
         await _audit(
@@ -462,7 +462,7 @@ def silences(
         watchkeeper alerts silences
         watchkeeper alerts silences --all --format json
     """
-    from watchkeeper.engine.silences import load_silences
+    from watchkeeper.engine.alerting.silences import load_silences
 
     validation = load_or_exit(ctx)
     found = _in_store(validation, load_silences)
@@ -505,7 +505,7 @@ def expire(
 
         watchkeeper alerts expire 7be1c2d09a44
     """
-    from watchkeeper.engine.silences import expire_silence, load_silences
+    from watchkeeper.engine.alerting.silences import expire_silence, load_silences
 
     validation = load_or_exit(ctx)
     by = author or default_author()

@@ -39,10 +39,10 @@ def audit_log(
         watchkeeper audit
         watchkeeper audit --since 30d --format json
     """
-    from watchkeeper.engine import audit
     from watchkeeper.engine.daemon import create_store
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.state import audit
+    from watchkeeper.engine.state.store import StoreError
     from watchkeeper.schema.units import parse_duration
 
     try:

@@ -54,7 +54,7 @@ def _with_backups(ctx: typer.Context, work: Callable[[Any], Awaitable[T]]) -> T:
     from watchkeeper.engine.backups import Backups
     from watchkeeper.engine.daemon import create_store
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.state.store import StoreError
 
     validation = load_or_exit(ctx)
     reg = registry()
@@ -253,8 +253,8 @@ def list_backups(
         watchkeeper backup list database --format json
         watchkeeper backup list --from-destination cloud
     """
-    from watchkeeper.engine.backup_plugin import BackupError
     from watchkeeper.engine.backups.catalog import public
+    from watchkeeper.engine.backups.plugin import BackupError
 
     wanted = set((jobs or []) + (job_option or []))
     if from_destination is not None:
@@ -304,8 +304,8 @@ def list_backups(
 
 def _from_destination(validation: Any, name: str) -> list[dict[str, Any]]:
     """List a destination's backups without opening the state store."""
-    from watchkeeper.engine.backup_plugin import BackupError
     from watchkeeper.engine.backups import Backups
+    from watchkeeper.engine.backups.plugin import BackupError
     from watchkeeper.engine.plugins import registry
 
     backups = Backups(
@@ -383,7 +383,7 @@ def verify(
         watchkeeper backup verify database-20261205T020000Z
         watchkeeper backup verify database-20261205T020000Z --identity ~/backup-key.txt
     """
-    from watchkeeper.engine.backup_plugin import BackupError
+    from watchkeeper.engine.backups.plugin import BackupError
 
     async def work(backups: Any) -> Any:
         return await backups.verify(backup_id, identity=identity, only=only)
@@ -452,9 +452,9 @@ def restore(
         watchkeeper backup restore database-20261205T020000Z --to postgresql://localhost/app_restored
         watchkeeper backup restore config-20261205T020000Z --to ./restored
     """
-    from watchkeeper.engine.backup_plugin import BackupError
-    from watchkeeper.engine.redaction import REDACTOR
-    from watchkeeper.engine.store import Row
+    from watchkeeper.engine.backups.plugin import BackupError
+    from watchkeeper.engine.observe.redaction import REDACTOR
+    from watchkeeper.engine.state.store import Row
 
     _register_password(to)
 
@@ -501,7 +501,7 @@ def restore(
 
 def _register_password(target: str) -> None:
     """Mask the password of a DSN given on the command line wherever it is shown."""
-    from watchkeeper.engine.redaction import REDACTOR
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     if "://" not in target and "=" not in target:
         return  # a directory

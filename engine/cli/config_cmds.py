@@ -59,9 +59,9 @@ def validate(
         watchkeeper validate --format github --strict
         watchkeeper -c examples/infinite-idea.yaml validate --format json
     """
-    from watchkeeper.engine.config import validate as run_validation
+    from watchkeeper.engine.config.problems import render
+    from watchkeeper.engine.config.validation import validate as run_validation
     from watchkeeper.engine.plugins import PluginError
-    from watchkeeper.engine.problems import render
 
     paths = files or [state(ctx).config]
     problems = []
@@ -107,9 +107,9 @@ def committed_schema_path() -> Path:
 
 def schema_text() -> str:
     """Return monitor.schema.json for the installed plugins, byte-for-byte stable."""
-    from watchkeeper.engine.config import config_model
-    from watchkeeper.engine.declared_metrics import offer_metric_names
+    from watchkeeper.engine.config.validation import config_model
     from watchkeeper.engine.plugins import registry
+    from watchkeeper.engine.run.declared_metrics import offer_metric_names
 
     schema = config_model().model_json_schema(by_alias=True)
     offer_metric_names(schema, registry().types["probe"])

@@ -46,12 +46,12 @@ def event(
         watchkeeper event deploy --version 1.4.2 --env production
         watchkeeper event rollback --version 1.4.1 --env production -m "error rate after 1.4.2"
     """
-    from watchkeeper.engine.alerting import event_notice
-    from watchkeeper.engine.clock import Clock
+    from watchkeeper.engine.alerting.alerting import event_notice
+    from watchkeeper.engine.alerting.outbox import Outbox
     from watchkeeper.engine.daemon import create_store
-    from watchkeeper.engine.outbox import Outbox
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.store import Row, StoreError
+    from watchkeeper.engine.schedule.clock import Clock
+    from watchkeeper.engine.state.store import Row, StoreError
 
     validation = load_or_exit(ctx)
     config = validation.config

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from watchkeeper.engine.alerting.notice import Notice, NoticeAlert, new_notice_id
 from watchkeeper.engine.cli.root import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -20,8 +21,7 @@ from watchkeeper.engine.cli.root import (
     fail,
     load_or_exit,
 )
-from watchkeeper.engine.notice import Notice, NoticeAlert, new_notice_id
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 
 notify_app = typer.Typer(
     help="""Commands about notifiers.
@@ -107,7 +107,7 @@ def notify_test(
     """
     import anyio
 
-    from watchkeeper.engine.notifier import DeliveryError, NotifyContext
+    from watchkeeper.engine.alerting.notifier import DeliveryError, NotifyContext
     from watchkeeper.engine.plugins import registry
 
     validation = load_or_exit(ctx)

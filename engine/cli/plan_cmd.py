@@ -25,7 +25,7 @@ from watchkeeper.engine.cli.root import (
     err_console,
     fail,
 )
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 
 TEXT_LIMIT = 1000
 """Rows a person sees by default; JSON output is complete unless --limit says otherwise."""
@@ -62,7 +62,7 @@ def _parse_next(value: str) -> float:
 
 
 def _parse_kinds(values: list[str] | None) -> list[str] | None:
-    from watchkeeper.engine.plan import KINDS
+    from watchkeeper.engine.schedule.plan import KINDS
 
     if not values:
         return None
@@ -160,10 +160,10 @@ def plan(
         watchkeeper plan --from 2026-10-25T00:00:00Z --next 2h --format json
         watchkeeper plan --next 30d --limit 0
     """
-    from watchkeeper.engine.config import validate
-    from watchkeeper.engine.plan import plan as build_plan
+    from watchkeeper.engine.config.validation import validate
     from watchkeeper.engine.plugins import PluginError
-    from watchkeeper.engine.timetable import zone
+    from watchkeeper.engine.schedule.plan import plan as build_plan
+    from watchkeeper.engine.schedule.timetable import zone
 
     path = config_path(ctx, file, config)
     try:
@@ -253,7 +253,7 @@ def _then(dt: datetime, day: str, zone: bool) -> str:
 def _rate(item) -> tuple[str, ...]:
     """Return how often a summarised item runs, longest first: `every 5m · 288 runs a
     day`, then `every 5m` for a narrow terminal."""
-    from watchkeeper.engine.problems import about
+    from watchkeeper.engine.config.problems import about
     from watchkeeper.schema.units import format_duration
 
     how = f"every {format_duration(item.every)}" if item.every else f"cron {item.cron}"

@@ -59,12 +59,12 @@ def report(
         watchkeeper report --since 7d --check api-health@production
         watchkeeper report --format json
     """
+    from watchkeeper.engine.alerting.maintenance import Maintenance
     from watchkeeper.engine.cli.run_cmds import _open_client_store
-    from watchkeeper.engine.instances import expand
-    from watchkeeper.engine.maintenance import Maintenance
+    from watchkeeper.engine.config.instances import expand
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.report import build_report, select_instances
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.reports.report import build_report, select_instances
+    from watchkeeper.engine.state.store import StoreError
 
     validation = load_or_exit(ctx)
     config = validation.config
@@ -101,8 +101,8 @@ def report(
 
 
 def _print_report(data: dict[str, Any]) -> None:
-    from watchkeeper.engine.report import burn, metric_text, name_of, percent, seconds
-    from watchkeeper.engine.slo import budget_left
+    from watchkeeper.engine.reports.report import burn, metric_text, name_of, percent, seconds
+    from watchkeeper.engine.reports.slo import budget_left
 
     totals = data["totals"]
     console.print(
@@ -184,7 +184,7 @@ def _print_report(data: dict[str, Any]) -> None:
 
 
 def _uptime(value: float | None) -> str:
-    from watchkeeper.engine.report import percent
+    from watchkeeper.engine.reports.report import percent
 
     if value is None:
         return "[dim]n/a[/]"

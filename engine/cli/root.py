@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # something checked is wrong: invalid config, failing check, failed backup
@@ -61,7 +61,7 @@ def state(ctx: typer.Context) -> CliState:
     """Return the global options of this invocation."""
     root = ctx.find_root()
     if not isinstance(root.obj, CliState):
-        from watchkeeper.engine.config import default_path
+        from watchkeeper.engine.config.validation import default_path
 
         root.obj = CliState(config=Path(default_path()))
     return root.obj
@@ -146,16 +146,16 @@ def load_or_exit(
 ):
     """Validate the configuration for use; on problems print them and exit 1 (2 if unreadable).
 
-    `isolated` reads it in a child process (the daemon: see engine/config_process.py).
+    `isolated` reads it in a child process (the daemon: see engine/config/process.py).
     """
-    from watchkeeper.engine.config import load_config
+    from watchkeeper.engine.config.problems import ConfigError
+    from watchkeeper.engine.config.validation import load_config
     from watchkeeper.engine.plugins import PluginError
-    from watchkeeper.engine.problems import ConfigError
 
     config_path = path or state(ctx).config
     try:
         if isolated:
-            from watchkeeper.engine.config_process import load_config_isolated
+            from watchkeeper.engine.config.process import load_config_isolated
 
             return load_config_isolated(config_path)
         return load_config(config_path)

@@ -25,7 +25,7 @@ from watchkeeper.engine.cli.root import (
 
 def parse_instant(value: str, option: str, default_tz: str = "UTC") -> float:
     """Read an ISO-8601 time for an option; without an offset it is in `default_tz`."""
-    from watchkeeper.engine.timetable import zone
+    from watchkeeper.engine.schedule.timetable import zone
 
     text = value.strip()
     try:
@@ -54,7 +54,7 @@ def parse_labels(items: list[str] | None, option: str = "--label") -> dict[str, 
 
 def load_offline(ctx: typer.Context) -> Any:
     """Validate monitor.yaml as `validate` does (unset variables only warn); exit on errors."""
-    from watchkeeper.engine.config import validate
+    from watchkeeper.engine.config.validation import validate
     from watchkeeper.engine.plugins import PluginError
 
     path = state(ctx).config
@@ -114,9 +114,9 @@ def route(
         watchkeeper route --severity medium --label team=data --format json
         watchkeeper route --event deploy --env production
     """
-    from watchkeeper.engine.instances import split_key
-    from watchkeeper.engine.maintenance import Maintenance
-    from watchkeeper.engine.routing import Subject, matching_routes
+    from watchkeeper.engine.alerting.maintenance import Maintenance
+    from watchkeeper.engine.alerting.routing import Subject, matching_routes
+    from watchkeeper.engine.config.instances import split_key
 
     if severity is None and event is None:
         fail("give --severity (an alert) or --event (an event)", EXIT_USAGE)
@@ -218,7 +218,7 @@ def _route_json(index: int, r: Any) -> dict[str, Any]:
 def _iso(at: float) -> str:
     from datetime import UTC
 
-    from watchkeeper.engine.timetable import format_instant
+    from watchkeeper.engine.schedule.timetable import format_instant
 
     return format_instant(datetime.fromtimestamp(at, UTC)).replace("+00:00", "Z")
 

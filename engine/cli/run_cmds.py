@@ -58,12 +58,12 @@ def run(
         watchkeeper run --once --format json
     """
     from watchkeeper.engine.api import ServerError
-    from watchkeeper.engine.config_process import ConfigLimitError
+    from watchkeeper.engine.config.process import ConfigLimitError
     from watchkeeper.engine.daemon import Daemon
-    from watchkeeper.engine.executor import LocalExecutor
     from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.replicas import ReplicaError
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.run.executor import LocalExecutor
+    from watchkeeper.engine.state.replicas import ReplicaError
+    from watchkeeper.engine.state.store import StoreError
 
     # the config is read in a child process under a time and a memory limit: a hostile
     # file costs the child, and the daemon keeps nothing of the parse but the result
@@ -116,9 +116,9 @@ def check(
         watchkeeper check api-health --env production
         watchkeeper check database cache --format json
     """
-    from watchkeeper.engine.executor import LocalExecutor
-    from watchkeeper.engine.instances import expand
+    from watchkeeper.engine.config.instances import expand
     from watchkeeper.engine.plugins import registry
+    from watchkeeper.engine.run.executor import LocalExecutor
 
     validation = load_or_exit(ctx)
     reg = registry()
@@ -186,7 +186,7 @@ def _print_results(rows: list[dict[str, Any]], fmt: OutputFormat) -> None:
     if fmt is OutputFormat.json:
         echo_json(rows)
         return
-    from watchkeeper.engine.evaluate import render_value
+    from watchkeeper.engine.run.evaluate import render_value
 
     # (the console masks a table's cells before laying them out: engine/cli/root.py)
     table = Table("", "check", "time", "message", "metrics", box=None, pad_edge=False)
@@ -216,7 +216,7 @@ def _open_client_store(validation: Any):
 
 
 def _heartbeat_key(validation: Any, name: str) -> str:
-    from watchkeeper.engine.instances import expand
+    from watchkeeper.engine.config.instances import expand
     from watchkeeper.engine.plugins import registry
 
     instances = expand(validation.config, registry())
@@ -237,7 +237,7 @@ def _heartbeat_key(validation: Any, name: str) -> str:
 
 
 def _write_beat(validation: Any, key: str, data: dict[str, Any]) -> None:
-    from watchkeeper.engine.store import Row, StoreError
+    from watchkeeper.engine.state.store import Row, StoreError
 
     store = _open_client_store(validation)
 
@@ -384,8 +384,8 @@ def status(
         watchkeeper status
         watchkeeper status --format json
     """
-    from watchkeeper.engine.status import read_status
-    from watchkeeper.engine.store import StoreError
+    from watchkeeper.engine.observe.status import read_status
+    from watchkeeper.engine.state.store import StoreError
 
     validation = load_or_exit(ctx)
     try:

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import Field
 
-from watchkeeper.engine.action import Action, ActionContext, ActionResult
+from watchkeeper.engine.alerting.action import Action, ActionContext, ActionResult
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 from watchkeeper.plugins.notifiers.delivery import budget
 from watchkeeper.schema.alerting import ActionOptions
 from watchkeeper.schema.units import format_duration

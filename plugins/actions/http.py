@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from watchkeeper.engine.action import Action, ActionContext, ActionResult
+from watchkeeper.engine.alerting.action import Action, ActionContext, ActionResult
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.plugins.notifiers.delivery import ReceiverError, secret_parts, send_http, snippet
 from watchkeeper.schema.alerting import ActionOptions

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import anyio
 from pydantic import Field
 
-from watchkeeper.engine.backup_plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.backups.archive import restore_archive
+from watchkeeper.engine.backups.plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import SourceOptions
 

@@ -28,8 +28,8 @@ from typing import Any, Literal
 import anyio
 from pydantic import Field
 
-from watchkeeper.engine.backup_plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.backups import postgres as pg
+from watchkeeper.engine.backups.plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import SourceOptions
 from watchkeeper.schema.base import Secret

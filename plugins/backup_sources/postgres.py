@@ -14,10 +14,10 @@ from typing import Any
 import anyio
 from pydantic import Field
 
-from watchkeeper.engine.backup_plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.backups import postgres as pg
+from watchkeeper.engine.backups.plugin import BackupError, BackupSource, DumpContext, RestoreContext
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.redaction import redact
+from watchkeeper.engine.observe.redaction import redact
 from watchkeeper.schema.backups import SourceOptions
 from watchkeeper.schema.base import Secret
 

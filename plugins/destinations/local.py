@@ -16,8 +16,8 @@ from pathlib import Path
 import anyio
 from pydantic import Field
 
-from watchkeeper.engine.backup_plugin import BackupDestination
 from watchkeeper.engine.backups.manifest import check_key
+from watchkeeper.engine.backups.plugin import BackupDestination
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import DestinationOptions
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from watchkeeper.engine.backup_plugin import BackupError
+from watchkeeper.engine.backups.plugin import BackupError
 
 INSTALL_HINT = "the s3 destination needs obstore: pip install 'watchkeeper[s3]'"
 

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from watchkeeper.engine.backup_plugin import BackupDestination
 from watchkeeper.engine.backups.manifest import check_key
+from watchkeeper.engine.backups.plugin import BackupDestination
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.schema.backups import DestinationOptions
 from watchkeeper.schema.base import Secret

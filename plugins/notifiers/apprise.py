@@ -7,11 +7,11 @@ from collections import OrderedDict
 
 from pydantic import Field
 
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import DeliveryError, Notifier, NotifyContext
+from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import DeliveryError, Notifier, NotifyContext
-from watchkeeper.engine.redaction import RedactingFilter
-from watchkeeper.engine.templates import render
+from watchkeeper.engine.observe.redaction import RedactingFilter
 from watchkeeper.plugins.notifiers import messages
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.base import Secret

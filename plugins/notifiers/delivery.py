@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from watchkeeper.engine.notifier import DeliveryError
-from watchkeeper.engine.redaction import MASK, REDACTOR
+from watchkeeper.engine.alerting.notifier import DeliveryError
+from watchkeeper.engine.observe.redaction import MASK, REDACTOR
 
 if TYPE_CHECKING:
     import httpx

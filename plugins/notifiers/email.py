@@ -14,10 +14,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import DeliveryError, Notifier, NotifyContext
+from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import DeliveryError, Notifier, NotifyContext
-from watchkeeper.engine.templates import render
 from watchkeeper.plugins.notifiers import messages
 from watchkeeper.plugins.notifiers.delivery import ReceiverError, budget, secret_parts, snippet
 from watchkeeper.schema.alerting import NotifierOptions

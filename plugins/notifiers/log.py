@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import Notifier, NotifyContext
+from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import Notifier, NotifyContext
-from watchkeeper.engine.templates import render
 from watchkeeper.plugins.notifiers import messages
 from watchkeeper.schema.alerting import NotifierOptions
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchkeeper.engine.notice import cut, one_line
+from watchkeeper.engine.alerting.notice import cut, one_line
 
 SEVERITY_COLORS = {
     "critical": "#D00000",

@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import Field
 
+from watchkeeper.engine.alerting.notice import Notice, NoticeAlert
+from watchkeeper.engine.alerting.notifier import DeliveryError, Notifier, NotifyContext
+from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notice import Notice, NoticeAlert
-from watchkeeper.engine.notifier import DeliveryError, Notifier, NotifyContext
-from watchkeeper.engine.redaction import REDACTOR
-from watchkeeper.engine.templates import render
+from watchkeeper.engine.observe.redaction import REDACTOR
 from watchkeeper.plugins.notifiers import messages
 from watchkeeper.plugins.notifiers.delivery import secret_parts, send_http
 from watchkeeper.schema.alerting import NotifierOptions

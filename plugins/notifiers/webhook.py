@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from watchkeeper.engine.alerting.notice import Notice
+from watchkeeper.engine.alerting.notifier import Notifier, NotifyContext
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notice import Notice
-from watchkeeper.engine.notifier import Notifier, NotifyContext
-from watchkeeper.engine.redaction import REDACTOR
+from watchkeeper.engine.observe.redaction import REDACTOR
 from watchkeeper.plugins.notifiers.delivery import json_bytes, send_http
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.base import Secret

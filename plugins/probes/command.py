@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
-from watchkeeper.plugins.probes.extract import describe_problems, extract_metrics
+from watchkeeper.engine.run.extract import describe_problems, extract_metrics
+from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import time_budget, took
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.units import format_duration

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, field_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
+from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 from watchkeeper.schema.base import ConfigModel
 from watchkeeper.schema.checks import ProbeOptions

@@ -7,7 +7,7 @@ import os
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
+from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 

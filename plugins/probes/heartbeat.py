@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe
+from watchkeeper.engine.run.probe import Metric, Probe
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.schedule import CronExpr, TimezoneName

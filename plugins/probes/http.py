@@ -16,14 +16,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
-from watchkeeper.engine.redaction import MASK, REDACTOR, is_secret_name
-from watchkeeper.plugins.probes.extract import (
+from watchkeeper.engine.observe.redaction import MASK, REDACTOR, is_secret_name
+from watchkeeper.engine.run.extract import (
     describe_problems,
     extract_metrics,
     kind_of,
     short_json,
 )
+from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.units import Size, format_duration

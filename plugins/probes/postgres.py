@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
-from watchkeeper.engine.redaction import MASK
+from watchkeeper.engine.observe.redaction import MASK
+from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import time_budget, took
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions

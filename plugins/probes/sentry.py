@@ -20,8 +20,8 @@ from urllib.parse import quote, urlsplit
 from pydantic import Field, field_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
-from watchkeeper.engine.redaction import MASK
+from watchkeeper.engine.observe.redaction import MASK
+from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import USER_AGENT, masked_url, network_reason, time_budget
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 MIN_CPU_INTERVAL = 0.1

@@ -9,7 +9,7 @@ import time
 from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, Probe, ProbeContext, Result
+from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import (
     TlsContexts,
     certificate_expiry,

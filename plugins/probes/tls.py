@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Metric, OpenContext, Probe, ProbeContext, Result
+from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import format_duration

@@ -25,8 +25,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from watchkeeper.engine.redaction import MASK
-from watchkeeper.engine.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
+from watchkeeper.engine.observe.redaction import MASK
+from watchkeeper.engine.state.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
 from watchkeeper.plugins.stores.postgres import PostgresStoreOptions
 
 log = logging.getLogger("watchkeeper.store.postgres")

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.store import StateStore
+from watchkeeper.engine.state.store import StateStore
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.daemon import StoreOptions
 

@@ -36,8 +36,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from watchkeeper.engine.redaction import MASK
-from watchkeeper.engine.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
+from watchkeeper.engine.observe.redaction import MASK
+from watchkeeper.engine.state.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
 from watchkeeper.plugins.stores.redis import RedisStoreOptions
 
 log = logging.getLogger("watchkeeper.store.redis")

@@ -34,7 +34,7 @@ import sniffio
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
+from watchkeeper.engine.state.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
 from watchkeeper.schema.daemon import StoreOptions
 
 if TYPE_CHECKING:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from watchkeeper.engine.alerting.notifier import Notifier
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.notifier import Notifier
-from watchkeeper.engine.probe import Metric, Probe, Result
+from watchkeeper.engine.run.probe import Metric, Probe, Result
 from watchkeeper.schema.alerting import NotifierOptions
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, Result
+from watchkeeper.engine.run.probe import Probe, Result
 from watchkeeper.schema.checks import ProbeOptions
 
 

@@ -7,7 +7,7 @@ import time
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.engine.probe import Probe, Result
+from watchkeeper.engine.run.probe import Probe, Result
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import Duration
 

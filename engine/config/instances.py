@@ -1,0 +1,235 @@
+"""Check instances: each check expanded per environment, with every inherited setting resolved.
+
+A check listing `environments: [production, staging]` becomes `name@production` and
+`name@staging`, its string fields reading `${env.key}` from that environment. Settings a
+check leaves out come from `defaults`, then from the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from watchkeeper.engine.plugins import Registry
+from watchkeeper.engine.run.probe import Probe
+from watchkeeper.schema.checks import DEFAULTS, Threshold
+from watchkeeper.schema.schedule import Schedule
+
+DEFAULT_SCHEDULE = Schedule(every=300.0)
+ENV_REF = re.compile(r"\$\{\s*env\.([A-Za-z0-9_.-]+)\s*\}")
+
+
+def instance_key(check: str, environment: str | None) -> str:
+    """Return `check@environment`, or the check's name."""
+    return f"{check}@{environment}" if environment else check
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """Return (check, environment) of an instance key (a `~replica` suffix is dropped)."""
+    check, _, environment = key.split("~", 1)[0].partition("@")
+    return check, environment or None
+
+
+@dataclass(eq=False)
+class Instance:
+    """One runnable check: a check in one environment with its settings resolved."""
+
+    key: str
+    check: str
+    environment: str | None
+    probe_type: str
+    probe_class: type[Probe]
+    options: Any  # the check's model, ${env.*} resolved; the probe reads its keys from it
+    schedule: Schedule | None  # None for passive checks (heartbeat, composite)
+    timezone: str
+    timeout: float
+    severity: str
+    failure_threshold: int
+    success_threshold: int
+    min_samples: int
+    flap_threshold: int
+    flap_window: float
+    labels: dict[str, str]
+    thresholds: list[Threshold]
+    runbook: str | None
+    description: str | None
+    depends_on: list[str] = field(default_factory=list)  # parent instance keys
+    fingerprint: str = ""
+    replica: str | None = None  # host-scoped checks under replicas: one instance each
+
+    @property
+    def passive(self) -> bool:
+        return bool(getattr(self.probe_class, "passive", False))
+
+    @property
+    def host_scoped(self) -> bool:
+        return getattr(self.probe_class, "scope", "global") == "host"
+
+    def window_needed(self) -> float:
+        """Return the longest window any rule of this check looks back over (seconds)."""
+        windows = [r.window or 0.0 for r in self.thresholds]
+        windows += [r.for_ for r in self.thresholds if isinstance(r.for_, float)]
+        return max([0.0, *windows])
+
+
+def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[str, Instance]:
+    """Return every enabled check instance of a validated config, by key.
+
+    With `replica` (daemons sharing a store), host-scoped checks (system, command, env)
+    watch each replica's own host: their instance is `key~replica`, one per replica.
+    """
+    defaults = config.defaults
+    out: dict[str, Instance] = {}
+    env_lists = {name: check.environments for name, check in config.checks.items()}
+    for name, check in config.checks.items():
+        if not check.enabled:
+            continue
+        probe_class = reg.get("probe", check.probe)
+        for environment in check.environments or [None]:
+            options = check
+            if environment is not None:
+                options = _with_environment(check, config.environments.get(environment, {}))
+            key = instance_key(name, environment)
+            host = replica is not None and getattr(probe_class, "scope", "global") == "host"
+            if host:
+                key = f"{key}~{replica}"
+            out[key] = _instance(
+                key,
+                name,
+                environment,
+                probe_class,
+                options,
+                defaults,
+                _parents(check.depends_on, environment, env_lists),
+            )
+            if host:
+                out[key].replica = replica
+    return out
+
+
+def _setting(check: Any, defaults: Any, name: str) -> Any:
+    value = getattr(check, name, None)
+    if value is None:
+        value = getattr(defaults, name, None)
+    return DEFAULTS[name] if value is None else value
+
+
+def check_schedule(check: Any, defaults: Any) -> tuple[Schedule, str]:
+    """Return the schedule a (non-passive) check runs on, and its timezone.
+
+    The schedule is the check's, else `defaults.schedule`, else every 5m; the zone is the
+    schedule's `timezone`, else the check's, else `defaults.timezone`, else UTC.
+    """
+    schedule = check.schedule or defaults.schedule or DEFAULT_SCHEDULE
+    zone = schedule.timezone or check.timezone or defaults.timezone or DEFAULTS["timezone"]
+    return schedule, zone
+
+
+def _instance(
+    key: str,
+    name: str,
+    environment: str | None,
+    probe_class: type[Probe],
+    options: Any,
+    defaults: Any,
+    parents: list[str],
+) -> Instance:
+    passive = bool(getattr(probe_class, "passive", False))
+    schedule, timezone = check_schedule(options, defaults)
+    if passive:
+        schedule = None
+    labels = {**defaults.labels, **options.labels}
+    instance = Instance(
+        key=key,
+        check=name,
+        environment=environment,
+        probe_type=options.probe,
+        probe_class=probe_class,
+        options=options,
+        schedule=schedule,
+        timezone=timezone,
+        timeout=_setting(options, defaults, "timeout"),
+        severity=_setting(options, defaults, "severity"),
+        failure_threshold=_setting(options, defaults, "failure_threshold"),
+        success_threshold=_setting(options, defaults, "success_threshold"),
+        min_samples=_setting(options, defaults, "min_samples"),
+        flap_threshold=_setting(options, defaults, "flap_threshold"),
+        flap_window=_setting(options, defaults, "flap_window"),
+        labels=labels,
+        thresholds=list(options.thresholds),
+        runbook=options.runbook,
+        description=options.description,
+        depends_on=parents,
+    )
+    instance.fingerprint = _fingerprint(instance)
+    return instance
+
+
+def _parents(
+    depends_on: list[str], environment: str | None, env_lists: dict[str, list[str] | None]
+) -> list[str]:
+    """Pair a dependency with the same environment when the parent has environments."""
+    parents = []
+    for dep in depends_on:
+        if "@" in dep:
+            parents.append(dep)
+            continue
+        parent_envs = env_lists.get(dep)
+        if not parent_envs:
+            parents.append(dep)
+        elif environment in parent_envs:
+            parents.append(instance_key(dep, environment))
+        elif environment is None:
+            parents.extend(instance_key(dep, e) for e in parent_envs)
+        # a parent with environments but not this one: nothing to pair with, no hold
+    return parents
+
+
+def _with_environment(check: BaseModel, values: dict[str, str]) -> BaseModel:
+    from watchkeeper.engine.observe.redaction import REDACTOR
+
+    data = check.model_dump(by_alias=True, exclude_unset=True)
+    model = type(check).model_validate(_substitute(data, values))
+    REDACTOR.add_from(model)  # a secret field may have read its value from the environment
+    return model
+
+
+def _substitute(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return (
+            ENV_REF.sub(lambda m: values.get(m.group(1), m.group(0)), value)
+            if "${" in value
+            else value
+        )
+    if isinstance(value, SecretStr):
+        return SecretStr(_substitute(value.get_secret_value(), values))
+    if isinstance(value, dict):
+        return {k: _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    return value
+
+
+def _fingerprint(instance: Instance) -> str:
+    """Return a digest of everything that defines how an instance runs and is judged."""
+    payload = "|".join(
+        [
+            instance.options.model_dump_json(by_alias=True),
+            repr(instance.schedule),
+            instance.timezone,
+            str(instance.timeout),
+            instance.severity,
+            str(instance.failure_threshold),
+            str(instance.success_threshold),
+            str(instance.min_samples),
+            str(instance.flap_threshold),
+            str(instance.flap_window),
+            repr(sorted(instance.labels.items())),
+            ",".join(instance.depends_on),
+        ]
+    )
+    return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()

@@ -1,0 +1,253 @@
+"""Read and check monitor.yaml in a short-lived child process, for the daemon.
+
+Checking a large config needs libyaml's node tree (kept for line numbers), the parsed data
+and the models at once: some 90 MB at 10,000 checks, which a long-running process keeps as
+its high-water mark after freeing them. The daemon instead has a child process read and
+check the file and hand back the accepted configuration as plain data, which it validates
+again (quickly: no YAML, no line numbers) into its own models. Problems come back as they
+are, so a rejected file reads exactly as `watchkeeper validate` prints it.
+
+The child is also the daemon's shield against a hostile or broken file (an alias bomb, a
+`${file:}` that never ends, a huge include set): it runs under a time limit and a memory
+limit, and a child past either is killed and the file refused with one problem, while the
+daemon's event loop never reads a byte of YAML.
+
+    python -m watchkeeper.engine.config.process PATH [MEMORY_BYTES]   # one pickled answer
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from watchkeeper.engine.config import loader
+from watchkeeper.engine.config.problems import ConfigError, Problem
+from watchkeeper.engine.config.validation import Validation, config_model, load_config
+from watchkeeper.engine.observe.redaction import REDACTOR
+from watchkeeper.engine.plugins import Registry
+
+TIME_LIMIT = 30.0
+"""Seconds the child may take (`WATCHKEEPER_CONFIG_TIMEOUT` overrides)."""
+MEMORY_LIMIT = 2 * 1024**3
+"""Bytes of address space the child may use (`WATCHKEEPER_CONFIG_MEMORY` overrides)."""
+EXIT_MEMORY = 3
+"""The child's exit status when it ran out of memory."""
+KEEPS_RUNNING = "the previous configuration keeps running"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long, and with how much memory, the child may read a config."""
+
+    seconds: float = TIME_LIMIT
+    memory: int = MEMORY_LIMIT  # 0 = no limit
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Read `WATCHKEEPER_CONFIG_TIMEOUT` (seconds) and `WATCHKEEPER_CONFIG_MEMORY`."""
+        from watchkeeper.schema.units import parse_duration, parse_size
+
+        seconds, memory = TIME_LIMIT, MEMORY_LIMIT
+        text = os.environ.get("WATCHKEEPER_CONFIG_TIMEOUT", "").strip()
+        if text:
+            seconds = parse_duration(float(text) if _number(text) else text)
+        text = os.environ.get("WATCHKEEPER_CONFIG_MEMORY", "").strip()
+        if text:
+            memory = parse_size(int(text) if text.isdigit() else text)
+        return cls(seconds=seconds, memory=memory)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ConfigLimitError(Exception):
+    """The child reading the config went past a limit (or died); the file is refused."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        self.message = f"{reason}; {KEEPS_RUNNING}"  # what a refused reload says
+        super().__init__(self.message)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Return the refusal as the one problem an API answer lists."""
+        return [Problem.at(None, "", self.message)]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _answer(path: str) -> dict[str, Any]:
+    try:
+        validation = load_config(path)
+    except ConfigError as exc:
+        # masked here, where the secrets the file names are known, and handed over too:
+        # the daemon has not registered a refused file's secrets, and its log, /health and
+        # the reload's answer all quote these problems
+        problems = [
+            {**asdict(p), "path": REDACTOR.redact(p.path), "message": REDACTOR.redact(p.message)}
+            for p in exc.problems
+        ]
+        return {"ok": False, "problems": problems, "secrets": REDACTOR.values()}
+    except OSError as exc:
+        return {"ok": False, "oserror": str(exc)}
+    loaded = validation.loaded
+    return {
+        "ok": True,
+        "data": validation.config.model_dump(by_alias=True, exclude_unset=True),
+        "problems": [asdict(p) for p in validation.problems],
+        "files": list(loaded.files) if loaded else [path],
+        "secrets": sorted(loaded.secrets) if loaded else [],
+    }
+
+
+def command(path: str | os.PathLike[str], limits: Limits | None = None) -> list[str]:
+    """Return the argv of the child that checks a config."""
+    memory = (limits or Limits()).memory
+    return [
+        sys.executable,
+        "-m",
+        "watchkeeper.engine.config.process",
+        os.fspath(path),
+        str(memory),
+    ]
+
+
+def _refusal(
+    path: str | os.PathLike[str], returncode: int | None, stderr: bytes
+) -> ConfigLimitError | None:
+    """Return the refusal for a child that died or ran out of memory, else None."""
+    if returncode == EXIT_MEMORY or b"MemoryError" in stderr:
+        return ConfigLimitError(path, "reading the config ran out of memory")
+    if returncode is not None and returncode < 0:
+        return ConfigLimitError(path, f"reading the config was stopped by signal {-returncode}")
+    return None
+
+
+def _timeout(path: str | os.PathLike[str], limits: Limits) -> ConfigLimitError:
+    return ConfigLimitError(path, f"reading the config took longer than {_seconds(limits.seconds)}")
+
+
+def accept(
+    path: str | os.PathLike[str], output: bytes, reg: Registry | None = None, stderr: bytes = b""
+) -> Validation:
+    """Turn the child's answer into a Validation (raise ConfigError or OSError if refused)."""
+    try:
+        answer = pickle.loads(output)
+    except Exception:
+        detail = stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(
+            f"{path}: the config could not be checked" + (f": {detail[-1]}" if detail else "")
+        ) from None
+    if "oserror" in answer:
+        raise OSError(answer["oserror"])
+    for secret in answer.get("secrets", ()):
+        REDACTOR.add(secret)
+    problems = [Problem(**p) for p in answer["problems"]]
+    if not answer["ok"]:
+        raise ConfigError(problems)
+    config = config_model(reg).model_validate(answer["data"])
+    accepted = loader.Loaded(
+        data={},
+        files=answer["files"],
+        secrets=set(answer["secrets"]),
+    )
+    loader.register_secrets(accepted)
+    REDACTOR.add_from(config)
+    return Validation(path=str(path), config=config, loaded=accepted, problems=problems)
+
+
+def load_config_isolated(
+    path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
+) -> Validation:
+    """`load_config` done in a child process under the limits (starting the daemon).
+
+    Raise ConfigError or OSError as `load_config` does, ConfigLimitError past a limit.
+    """
+    limits = limits or Limits.from_env()
+    try:
+        proc = subprocess.run(
+            command(path, limits),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+            timeout=limits.seconds,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise _timeout(path, limits) from None
+    refused = _refusal(path, proc.returncode, proc.stderr)
+    if refused is not None:
+        raise refused
+    return accept(path, proc.stdout, reg, proc.stderr)
+
+
+async def aload_config_isolated(
+    path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
+) -> Validation:
+    """`load_config` done in a child process under the limits, without blocking the event
+    loop (reloads); a child past its time is killed, as is one whose caller is cancelled."""
+    import anyio
+
+    limits = limits or Limits.from_env()
+    out, err = bytearray(), bytearray()
+    async with await anyio.open_process(command(path, limits), stdin=subprocess.DEVNULL) as proc:
+
+        async def drain(stream: Any, into: bytearray) -> None:
+            async for chunk in stream:
+                into += chunk
+
+        try:
+            with anyio.move_on_after(limits.seconds) as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(drain, proc.stdout, out)
+                    tg.start_soon(drain, proc.stderr, err)
+                await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                with anyio.CancelScope(shield=True):
+                    await proc.wait()
+        if scope.cancelled_caught:
+            raise _timeout(path, limits)
+    refused = _refusal(path, proc.returncode, bytes(err))
+    if refused is not None:
+        raise refused
+    # checking the accepted data into models takes a while for a large file: not on the
+    # event loop, which keeps probing and answering meanwhile
+    return await anyio.to_thread.run_sync(accept, path, bytes(out), reg, bytes(err))
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def main() -> None:
+    memory = int(sys.argv[2]) if len(sys.argv) > 2 else MEMORY_LIMIT
+    if memory > 0:
+        _limit_memory(memory)
+    try:
+        answer = pickle.dumps(_answer(sys.argv[1]), protocol=pickle.HIGHEST_PROTOCOL)
+    except MemoryError:
+        os._exit(EXIT_MEMORY)  # the parent says so; nothing more is sure to fit
+    sys.stdout.buffer.write(answer)
+    sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main()

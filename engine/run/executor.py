@@ -1,0 +1,389 @@
+"""Where probes run: in this process, or in worker processes that a blocked probe cannot stall.
+
+Both executors take a check instance and return its Result with the timeout enforced from
+outside the probe. The process executor adds a second, outer guard: a worker that does not
+answer within the timeout plus a grace period is killed and replaced, so a probe that
+blocks its event loop costs one worker for a moment, never the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from watchkeeper.engine.config.instances import Instance
+from watchkeeper.engine.plugins import Registry
+from watchkeeper.engine.run.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+
+log = logging.getLogger("watchkeeper.executor")
+
+
+class LocalExecutor:
+    """Run probes on this process's event loop; one probe object per type, opened once."""
+
+    def __init__(self, reg: Registry, base_dir: Path):
+        self.reg = reg
+        self.base_dir = base_dir
+        self.probes: dict[str, Probe] = {}
+        self._opening: dict[str, anyio.Event] = {}
+        self._logs: dict[str, logging.Logger] = {}
+
+    async def probe(self, probe_type: str) -> Probe:
+        """Return the opened probe for a type, opening it on first use."""
+        probe = self.probes.get(probe_type)
+        if probe is not None:
+            return probe
+        event = self._opening.get(probe_type)
+        if event is not None:
+            await event.wait()
+            return self.probes[probe_type]
+        self._opening[probe_type] = event = anyio.Event()
+        try:
+            probe = self.reg.get("probe", probe_type)()
+            await probe.open(
+                OpenContext(
+                    base_dir=self.base_dir, log=logging.getLogger(f"watchkeeper.probe.{probe_type}")
+                )
+            )
+            self.probes[probe_type] = probe
+        finally:
+            event.set()
+            del self._opening[probe_type]
+        return probe
+
+    async def run(self, instance: Instance) -> Result:
+        """Run one check of an instance now."""
+        try:
+            probe = await self.probe(instance.probe_type)
+        except Exception as exc:  # a probe that cannot open fails its checks, not the daemon
+            return Result(
+                ok=False,
+                message=f"probe {instance.probe_type!r} failed to start: "
+                f"{type(exc).__name__}: {exc}",
+            )
+        log = self._logs.get(instance.probe_type)
+        if log is None:
+            log = self._logs[instance.probe_type] = logging.getLogger(
+                f"watchkeeper.probe.{instance.probe_type}"
+            )
+        ctx = ProbeContext(
+            instance.check,
+            instance.environment,
+            instance.timeout,
+            self.base_dir,
+            log,
+            instance.labels,
+        )
+        return await run_probe(probe, instance.options, ctx)
+
+    async def load(self, instances: dict[str, Instance]) -> None:
+        """Take a new set of instances (nothing to prepare in-process)."""
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for probe_type, probe in list(self.probes.items()):
+                try:
+                    with anyio.move_on_after(5):
+                        await probe.close()
+                except Exception:
+                    log.warning("probe close failed", exc_info=True, extra={"probe": probe_type})
+            self.probes.clear()
+
+
+def _worker_environment() -> dict[str, str]:
+    """Pass this process's log level and format on to a worker."""
+    root = logging.getLogger("watchkeeper")
+    formatter = root.handlers[0].formatter if root.handlers else None
+    fmt = "json" if type(formatter).__name__ == "JsonFormatter" else "text"
+    if type(formatter).__name__ == "JournalFormatter":
+        fmt = "journal"
+    return {
+        **os.environ,
+        "WATCHKEEPER_LOG_LEVEL": logging.getLevelName(root.level).lower(),
+        "WATCHKEEPER_LOG_FORMAT": fmt,
+    }
+
+
+class _Worker:
+    """One worker process, the runs queued for it and the runs it has in flight."""
+
+    def __init__(self, index: int, process: Any):
+        self.index = index
+        self.process = process
+        self.inflight: dict[int, list[Any]] = {}  # job id -> [event, result]
+        self.queued: list[tuple[int, str]] = []  # runs not yet sent
+        self.wake = anyio.Event()  # set when `queued` gets its first run
+        self.send_lock = anyio.Lock()
+        self.alive = True
+        # checks sent to this worker one by one since its last full load: key -> the
+        # options object it was sent
+        self.added: dict[str, Any] = {}
+
+    async def send(self, message: Any) -> None:
+        from watchkeeper.engine.run.worker import frame
+
+        await self.send_frame(frame(message))
+
+    async def send_frame(self, data: bytes) -> None:
+        async with self.send_lock:
+            await self.process.stdin.send(data)
+
+    def queue(self, job_id: int, key: str) -> None:
+        self.queued.append((job_id, key))
+        if len(self.queued) == 1:
+            self.wake.set()
+
+
+class ProcessExecutor:
+    """Run probes in worker processes; replace a worker that stops answering."""
+
+    def __init__(
+        self, reg: Registry, base_dir: Path, count: int | Callable[[], int], *, grace: float = 5.0
+    ):
+        self.reg = reg
+        self.base_dir = base_dir
+        # a callable is asked when the workers start (the daemon's checks are known by then)
+        self.count = count
+        self.grace = grace
+        self.workers: list[_Worker] = []
+        self._load_frame: bytes | None = None
+        # what the last full load held: key -> the instance's options object (the daemon
+        # keeps those alive anyway), so a run can tell whether its worker knows its check
+        self.loaded: dict[str, Any] = {}
+        self.replaced = 0
+        self._ids = 0
+        self._tg: Any = None
+        self._closing = False
+
+    async def serve(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the workers and keep them running until cancelled."""
+        try:
+            if callable(self.count):
+                self.count = self.count()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for index in range(self.count):
+                    await self._spawn(index)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            await self.close()
+
+    async def _spawn(self, index: int) -> _Worker:
+        import subprocess
+        import sys
+
+        process = await anyio.open_process(
+            [sys.executable, "-m", "watchkeeper.engine.run.worker", str(self.base_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env=_worker_environment(),
+        )
+        worker = _Worker(index, process)
+        if index < len(self.workers):
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
+        ready = anyio.Event()
+        self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
+        await ready.wait()
+        if self._load_frame is not None:
+            await worker.send_frame(self._load_frame)
+        worker.added.clear()
+        self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
+        return worker
+
+    async def _send_runs(self, worker: _Worker) -> None:
+        """Send queued runs, all that were queued since the last send in one frame."""
+        while worker.alive:
+            await worker.wake.wait()
+            worker.wake = anyio.Event()
+            batch, worker.queued = worker.queued, []
+            if not batch:
+                continue
+            try:
+                await worker.send(("runs", batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                gone = Result(
+                    ok=False,
+                    message="probe worker is gone; the check runs again on its next schedule",
+                )
+                for job_id, _ in batch:
+                    slot = worker.inflight.pop(job_id, None)
+                    if slot is not None:
+                        slot[1] = gone
+                        slot[0].set()
+
+    async def _read(self, worker: _Worker, ready: anyio.Event) -> None:
+        from watchkeeper.engine.run.worker import split_frames, unpack_result
+
+        stream = worker.process.stdout
+        buffer = bytearray()
+        inflight = worker.inflight
+        try:
+            while True:
+                buffer += await stream.receive(1 << 16)
+                for message in split_frames(buffer):
+                    kind = message[0]
+                    if kind == "results":
+                        for job_id, packed in message[1]:
+                            slot = inflight.pop(job_id, None)
+                            if slot is not None:
+                                slot[1] = unpack_result(packed)
+                                slot[0].set()
+                    elif kind == "result":
+                        slot = inflight.pop(message[1], None)
+                        if slot is not None:
+                            slot[1] = message[2]
+                            slot[0].set()
+                    elif kind == "ready":
+                        ready.set()
+        except (
+            anyio.EndOfStream,
+            anyio.IncompleteRead,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ):
+            if not self._closing:
+                log.error(
+                    "probe worker exited; starting a new one",
+                    extra={"worker": worker.index, "returncode": worker.process.returncode},
+                )
+                self._tg.start_soon(self._respawn, worker, name=f"respawn worker {worker.index}")
+        finally:
+            ready.set()
+            worker.alive = False
+            worker.wake.set()  # its sender stops
+            for event, _ in worker.inflight.values():
+                event.set()  # their runs report the worker's exit
+
+    async def _respawn(self, worker: _Worker) -> None:
+        if self.workers[worker.index] is worker and not self._closing:
+            self.replaced += 1
+            await self._spawn(worker.index)
+
+    async def load(self, instances: dict[str, Instance]) -> None:
+        """Send every worker the checks it may be asked to run."""
+        from watchkeeper.engine.observe.redaction import REDACTOR
+        from watchkeeper.engine.run.worker import frame
+
+        specs = {key: _spec(i) for key, i in instances.items() if not i.passive}
+        self.loaded = {key: instances[key].options for key in specs}
+        # encoded once, for every worker and for those started later; the specs themselves
+        # are not kept (ten thousand option models cost the daemon tens of MB)
+        self._load_frame = frame(("load", specs, REDACTOR.values()))
+        del specs
+        for worker in self.workers:
+            if worker.alive:
+                await worker.send_frame(self._load_frame)
+                worker.added.clear()
+
+    async def _introduce(self, worker: _Worker, instance: Instance) -> None:
+        """Send a worker a check it does not know yet (or knows with other options).
+
+        Checks normally reach workers in a full `load`; this covers a run that comes first
+        (a check taken over from a departed replica, or added by a reload, that is due at
+        once). Frames reach a worker in order, so the run sent next finds its check.
+        """
+        from watchkeeper.engine.observe.redaction import REDACTOR
+
+        worker.added[instance.key] = instance.options
+        await worker.send(("add", {instance.key: _spec(instance)}, REDACTOR.values()))
+
+    def _pick(self) -> _Worker | None:
+        workers = self.workers
+        if len(workers) == 1:
+            return workers[0] if workers[0].alive else None
+        alive = [w for w in workers if w.alive]
+        return min(alive, key=lambda w: len(w.inflight)) if alive else None
+
+    async def run(self, instance: Instance) -> Result:
+        """Run one check in the least busy worker; a silent worker is replaced."""
+        worker = self._pick()
+        if worker is None:
+            return Result(ok=False, message="no probe worker is running")
+        key = instance.key
+        known = worker.added.get(key)
+        if known is None:
+            known = self.loaded.get(key)
+        if known is not instance.options:
+            try:
+                await self._introduce(worker, instance)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return Result(
+                    ok=False,
+                    message="probe worker is gone; the check runs again on its next schedule",
+                )
+        self._ids += 1
+        job_id = self._ids
+        slot: list[Any] = [anyio.Event(), None]
+        worker.inflight[job_id] = slot
+        worker.queue(job_id, key)
+        with anyio.move_on_after(instance.timeout + self.grace):
+            await slot[0].wait()
+        if slot[1] is not None:
+            return slot[1]
+        worker.inflight.pop(job_id, None)
+        if not slot[0].is_set():
+            # the worker did not even report a timeout: its event loop is blocked
+            log.error(
+                "probe worker stopped answering; replacing it",
+                extra={"worker": worker.index, "check": instance.key},
+            )
+            self._kill(worker)
+            return Result(
+                ok=False,
+                message=f"timed out after {instance.timeout:g}s (the probe "
+                "blocked its worker, which was replaced)",
+                details={"timeout": True},
+            )
+        return Result(ok=False, message="probe worker exited during the check")
+
+    def _kill(self, worker: _Worker) -> None:
+        if worker.alive:
+            worker.alive = False
+            try:
+                worker.process.kill()
+            except ProcessLookupError:
+                pass
+
+    async def close(self) -> None:
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            for worker in self.workers:
+                # not `alive`: its reader has been cancelled by now, which clears that
+                if worker.process.returncode is None:
+                    try:
+                        with anyio.move_on_after(2):
+                            await worker.send(("stop",))
+                    except Exception:
+                        pass
+            with anyio.move_on_after(5):
+                for worker in self.workers:
+                    await worker.process.wait()
+            for worker in self.workers:
+                if worker.process.returncode is None:
+                    worker.process.kill()
+
+
+def _spec(instance: Instance) -> Any:
+    """The picklable part of an instance, as a worker receives it."""
+    from watchkeeper.engine.run.worker import RunSpec
+
+    options_class = instance.probe_class.Options
+    fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
+    return RunSpec(
+        key=instance.key,
+        probe_type=instance.probe_type,
+        check=instance.check,
+        environment=instance.environment,
+        timeout=instance.timeout,
+        labels=instance.labels,
+        options=options_class.model_construct(**fields),
+    )
