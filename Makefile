@@ -29,6 +29,7 @@ services:
 	@sh tests/services.sh
 
 test: $(VENV)/.installed-dev services
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.installed-dev services
@@ -40,6 +41,7 @@ fuzz: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 schema: $(VENV)/.installed
 	$(BIN)/watchkeeper schema > schema/monitor.schema.json

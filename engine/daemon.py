@@ -38,20 +38,14 @@ from watchkeeper.engine.run.writer import StateWriter
 from watchkeeper.engine.schedule.clock import Clock
 from watchkeeper.engine.schedule.scheduler import Job, Scheduler
 from watchkeeper.engine.state import rollups
+from watchkeeper.engine.state.configured import create_store
 from watchkeeper.engine.state.housekeeping import housekeeping
 from watchkeeper.engine.state.replicas import Membership, default_name
-from watchkeeper.engine.state.store import StateStore
 
 log = logging.getLogger("watchkeeper.daemon")
 
 WATCH_INTERVAL = 2.0
 GRACEFUL_HTTP = 6.0
-
-
-def create_store(config: Any, reg: Registry, base_dir: Path) -> StateStore:
-    """Instantiate the configured state store (not yet opened)."""
-    options = config.state
-    return reg.get("state store", options.type)(options, base_dir=base_dir)
 
 
 def _accepted(validation: Validation) -> list[str]:

@@ -14,6 +14,9 @@ from pydantic import BaseModel
 from watchkeeper.engine import hookspecs
 from watchkeeper.engine.run.probe import Metric
 
+# raised here and while the config model is assembled from the plugins' options
+from watchkeeper.schema.config import PluginError
+
 ENTRY_POINT_GROUP = "watchkeeper"
 DISABLE_ENV = "WATCHKEEPER_DISABLE_PLUGINS"
 BUILTIN_PREFIX = "watchkeeper.plugins."
@@ -31,6 +34,7 @@ DEFAULT_PLUGINS = (
     "watchkeeper.plugins.probes.heartbeat",
     "watchkeeper.plugins.probes.composite",
     "watchkeeper.plugins.probes.sentry",
+    "watchkeeper.plugins.probes.mysql",
     "watchkeeper.plugins.notifiers.log",
     "watchkeeper.plugins.notifiers.webhook",
     "watchkeeper.plugins.notifiers.slack",
@@ -59,10 +63,6 @@ KINDS: dict[str, str] = {
     "state store": "watchkeeper_state_stores",
     "action": "watchkeeper_actions",
 }
-
-
-class PluginError(Exception):
-    """A plugin is broken or conflicts with another: the daemon cannot start with it."""
 
 
 @dataclass

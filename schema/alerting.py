@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from watchkeeper.schema.base import ConfigModel, Name, PluginOptions
+from watchkeeper.schema.cron import jitter_error
 from watchkeeper.schema.schedule import CronSpec, Schedule
 from watchkeeper.schema.units import Duration
 
@@ -61,8 +62,6 @@ below the clock's resolution (`0.0001ms`) comes due again at the instant it was 
 def check_span(value: float | None, *, repeat: bool = False) -> float | None:
     """Refuse a timer length the alerting loop cannot wait for: not finite, beyond the
     5-year horizon, or (for a `repeat`) shorter than a second."""
-    from watchkeeper.engine.schedule.timetable import jitter_error
-
     if value is None:
         return value
     if problem := jitter_error(value):

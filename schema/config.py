@@ -23,6 +23,10 @@ DEFAULT_SEVERITIES = ["critical", "high", "medium", "warning", "low", "info"]
 DEFAULT_STORE = {"type": "sqlite"}
 
 
+class PluginError(Exception):
+    """A plugin is broken or conflicts with another: the daemon cannot start with it."""
+
+
 class ConfigBase(ConfigModel):
     """The sections of monitor.yaml that no plugin shapes."""
 
@@ -78,8 +82,6 @@ def _tagged(
     if extra_base is not None:
         clash = set(options.model_fields) & set(extra_base.model_fields)
         if clash:
-            from watchkeeper.engine.plugins import PluginError
-
             raise PluginError(
                 f"probe type {type_name!r} defines keys every check already "
                 f"has: {', '.join(sorted(clash))}"
@@ -204,8 +206,6 @@ _UNBUILDABLE = (PydanticUserError, PydanticUndefinedAnnotation)
 
 
 def _unusable_options(types: dict[str, dict[str, type]], exc: Exception) -> Exception:
-    from watchkeeper.engine.plugins import PluginError
-
     for kind, classes in types.items():
         for name, cls in sorted(classes.items()):
             try:

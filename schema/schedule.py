@@ -7,14 +7,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, model_validator
 
 from watchkeeper.schema.base import ConfigModel
+from watchkeeper.schema.cron import cron_error, schedule_error, zone_error
+from watchkeeper.schema.text import shown
 from watchkeeper.schema.units import Duration
 
 
 def check_cron(expr: str) -> str:
     """Raise ValueError with a person's explanation when a cron expression is invalid."""
-    from watchkeeper.engine.config.problems import shown
-    from watchkeeper.engine.schedule.timetable import cron_error
-
     problem = cron_error(expr)
     if problem and problem.startswith("never fires"):
         # valid syntax, but no run to schedule: the daemon would have nothing to wait for
@@ -26,8 +25,6 @@ def check_cron(expr: str) -> str:
 
 def check_timezone(name: str) -> str:
     """Raise ValueError when a timezone is not an IANA name."""
-    from watchkeeper.engine.schedule.timetable import zone_error
-
     problem = zone_error(name)
     if problem:
         raise ValueError(problem)
@@ -76,8 +73,6 @@ class Schedule(ConfigModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Schedule:
-        from watchkeeper.engine.schedule.timetable import schedule_error
-
         if (self.every is None) == (self.cron is None):
             raise ValueError("a schedule needs exactly one of `every` or `cron`")
         if self.every is not None and self.every <= 0:

@@ -10,15 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import SecretStr
 from starlette.requests import Request
 
-
-def secret_value(value: Any) -> str:
-    """Return the plain text of a secret setting ('' when unset)."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    return (value or "").strip() if isinstance(value, str) else ""
+# the plain text of a secret setting; auth compares tokens with it
+from watchkeeper.engine.observe.redaction import secret_value
 
 
 def same(given: str | None, expected: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from watchkeeper.engine.config.instances import split_key
+from watchkeeper.engine.observe.version import version
 
 log = logging.getLogger("watchkeeper.api")
 
@@ -28,17 +29,6 @@ UPCOMING_DAYS = 14
 
 
 @cache
-def version() -> str:
-    """Return the installed watchkeeper version."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("watchkeeper")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "0+unknown"
-
-
 def iso(at: float | None) -> str | None:
     """Return UNIX seconds as ISO-8601 UTC with a Z, or None."""
     if at is None:

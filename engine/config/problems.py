@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from watchkeeper.engine.observe.redaction import REDACTOR
+from watchkeeper.schema.text import shown  # noqa: F401 (quoted in problems everywhere)
 
 Level = Literal["error", "warning"]
 
@@ -52,16 +53,6 @@ class Problem:
         if not self.file:
             return f"::{command}::{message}"
         return f"::{command} file={self.file},line={self.line},col={self.column}::{message}"
-
-
-def shown(text: object, limit: int = 40) -> str:
-    """Return a value as it may be quoted in a message: control and invisible characters
-    escaped, and cut to about `limit` characters (a 300-character or binary value written
-    where a name belongs would otherwise swamp, or garble, the line that reports it)."""
-    text = str(text)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def about(number: float) -> str:

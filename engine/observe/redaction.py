@@ -23,6 +23,13 @@ MASK = "**********"
 MIN_LENGTH = 4  # shorter values would blank out ordinary words
 
 
+def secret_value(value: Any) -> str:
+    """Return the plain text of a secret setting ('' when unset)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return (value or "").strip() if isinstance(value, str) else ""
+
+
 def is_secret_name(name: str) -> bool:
     """Return True when an environment variable's name says it holds a credential."""
     return bool(SECRET_NAME.search(name))

@@ -107,14 +107,14 @@ def release(options: Any) -> str:
     """Return the release tag: `sentry.release`, else `watchkeeper@<package version>`."""
     if options.release:
         return options.release
-    from watchkeeper.engine.api.views import version
+    from watchkeeper.engine.observe.version import version
 
     return f"watchkeeper@{version()}"
 
 
 def init_sentry(config: Any) -> bool:
     """Start the Sentry SDK from `sentry:`; return False (doing nothing) without a DSN."""
-    from watchkeeper.engine.api.auth import secret_value
+    from watchkeeper.engine.observe.redaction import secret_value
 
     options = config.sentry
     dsn = secret_value(options.dsn)

@@ -7,12 +7,11 @@ from typing import Any
 from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.config.instances import expand, split_key
 from watchkeeper.engine.plugins import registry
+from watchkeeper.engine.state.configured import create_store
 
 
 async def read_status(validation: Any) -> dict[str, Any]:
     """Open the store as a client and summarise checks and open alerts."""
-    from watchkeeper.engine.daemon import create_store
-
     reg = registry()
     config = validation.config
     store = create_store(config, reg, validation.base_dir)
