@@ -34,7 +34,10 @@ class ValidateFormat(StrEnum):
 def validate(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(
-        None, help="Config files (default: the --config file).", show_default=False
+        None,
+        help="Config files (default: the --config file).",
+        show_default=False,
+        metavar="FILE",
     ),
     fmt: ValidateFormat = typer.Option(
         ValidateFormat.text,

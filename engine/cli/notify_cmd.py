@@ -24,7 +24,7 @@ from watchkeeper.engine.cli.root import (
 from watchkeeper.engine.observe.redaction import REDACTOR
 
 notify_app = typer.Typer(
-    help="""Commands about notifiers.
+    help="""Send a test message through a notifier, to see that it reaches people.
 
     Examples:
 

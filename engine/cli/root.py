@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
+from watchkeeper.engine.cli.grammar import OrderedGroup
 from watchkeeper.engine.observe.redaction import REDACTOR
 
 EXIT_OK = 0
@@ -38,6 +39,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    cls=OrderedGroup,
 )
 
 

@@ -92,7 +92,7 @@ def run(
         fail(str(exc), EXIT_FAILED)
     rows = [_result_row(instance, result) for instance, result in results]
     rows.sort(key=lambda r: (r["check"], r.get("environment") or ""))
-    _print_results(rows, fmt)
+    _print_results(rows, fmt, {instance.key: instance for instance, _ in results})
     raise typer.Exit(0 if all(r["ok"] for r in rows) else EXIT_FAILED)
 
 
@@ -107,7 +107,7 @@ def check(
 ) -> None:
     """Run checks now and print their results; exit 1 if any fails.
 
-    Nothing is stored and nobody is notified: this is the seed's `health:check`.
+    Nothing is stored and nobody is notified: a one-off health check, for a terminal or CI.
     Heartbeat and composite checks are passive and are not run here.
 
     Examples:
@@ -144,7 +144,7 @@ def check(
         (_result_row(i, r) for i, r in results),
         key=lambda r: (r["check"], r.get("environment") or ""),
     )
-    _print_results(rows, fmt)
+    _print_results(rows, fmt, {i.key: i for i, _ in results})
     raise typer.Exit(0 if all(r["ok"] for r in rows) else EXIT_FAILED)
 
 
@@ -182,17 +182,20 @@ def _result_row(instance: Any, result: Any) -> dict[str, Any]:
     return row
 
 
-def _print_results(rows: list[dict[str, Any]], fmt: OutputFormat) -> None:
+def _print_results(
+    rows: list[dict[str, Any]], fmt: OutputFormat, instances: dict[str, Any] | None = None
+) -> None:
     if fmt is OutputFormat.json:
         echo_json(rows)
         return
-    from watchkeeper.engine.run.evaluate import render_value
-
     # (the console masks a table's cells before laying them out: engine/cli/root.py)
     table = Table("", "check", "time", "message", "metrics", box=None, pad_edge=False)
     for r in rows:
         name = r["check"] + (f"@{r['environment']}" if r.get("environment") else "")
-        metrics = ", ".join(f"{k}={render_value(k, v)}" for k, v in list(r["metrics"].items())[:6])
+        instance = (instances or {}).get(name)
+        metrics = ", ".join(
+            f"{k}={_metric_text(instance, k, v)}" for k, v in list(r["metrics"].items())[:6]
+        )
         table.add_row(
             "[green]✓[/]" if r["ok"] else f"[red]✗ {r.get('severity', '')}[/]",
             name,
@@ -203,6 +206,19 @@ def _print_results(rows: list[dict[str, Any]], fmt: OutputFormat) -> None:
     console.print(table)
     failed = sum(not r["ok"] for r in rows)
     console.print(f"{len(rows) - failed} ok, {failed} failing" if rows else "no checks ran")
+
+
+def _metric_text(instance: Any, name: str, value: float) -> str:
+    """Show a metric in the unit its probe declares (24.3GB, 812ms), else as a number."""
+    from watchkeeper.engine.run.declared_metrics import metric_kind
+    from watchkeeper.engine.run.evaluate import render_value
+    from watchkeeper.schema.units import format_quantity
+
+    kind = metric_kind(instance.probe_type, name, instance.options) if instance else None
+    if kind is None or kind == "any":  # undeclared: the name's suffix is the best guess
+        return render_value(name, value)
+    # declared kinds as the unit formatter calls them; counts and numbers stay plain
+    return format_quantity(value, {"bytes": "size"}.get(kind, kind))
 
 
 # -- heartbeats from the command line ---------------------------------------------------------
