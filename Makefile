@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= monitor.yaml
 
-.PHONY: run test test-fast fuzz lint schema bench clean services
+.PHONY: run test test-fast fuzz lint schema bench clean services tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml setup.py
 run: $(VENV)/.installed
 	$(BIN)/watchkeeper --config $(CONFIG) run
 
-services:
+services: tools
 	@sh tests/services.sh
+
+tools:
+	@sh tests/tools.sh
 
 test: $(VENV)/.installed-dev services
 	$(BIN)/lint-imports --no-cache

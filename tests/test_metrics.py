@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 
 import httpx
@@ -128,7 +130,9 @@ def test_metrics_after_a_known_sequence(live, receiver):
     for quantile in ("0.5", "0.99"):
         assert value(samples, "watchkeeper_scheduler_lateness_seconds", quantile=quantile) >= 0
     assert value(samples, "watchkeeper_scheduler_lateness_max_seconds") >= 0
+    assert value(samples, "watchkeeper_scheduler_lateness_seconds_count") >= 0
     assert value(samples, "process_resident_memory_bytes") > 0
+    assert not [name for name, _ in samples if name.endswith("_created")]
 
     feed(live, "api@prod", (True, 0.1))
     samples = scrape(live)
@@ -190,3 +194,14 @@ def _version() -> str:
     from watchkeeper.engine.api.views import version
 
     return version()
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed")
+def test_promtool_accepts_the_exposition(live, receiver):
+    """Prometheus's own linter finds nothing wrong with what a scrape returns."""
+    feed(live, "api@prod", (False, 0.2), (True, 0.1))
+    text = httpx.get(live.url + "/metrics").text
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -12,7 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
@@ -21,6 +27,10 @@ from watchkeeper.engine.api import views
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 ALERT_STATUSES = ("pending", "firing")
+
+# `*_created` series (when each counter and histogram came to be) double the series a
+# scrape carries and tell nothing `watchkeeper_start_time_seconds` does not
+disable_created_metrics()
 
 
 class Metrics:
@@ -179,13 +189,13 @@ class _StateCollector:
         yield depth
 
         lateness = daemon.scheduler.lateness
-        late = GaugeMetricFamily(
-            "watchkeeper_scheduler_lateness_seconds",
-            "How late runs started after their scheduled time (recent runs).",
-            labels=["quantile"],
-        )
-        late.add_metric(["0.5"], lateness.quantile(0.5))
-        late.add_metric(["0.99"], lateness.quantile(0.99))
+        # a summary: quantiles over recent runs, count and sum over all of them
+        name = "watchkeeper_scheduler_lateness_seconds"
+        late = Metric(name, "How late runs started after their scheduled time.", "summary")
+        late.add_sample(name, {"quantile": "0.5"}, lateness.quantile(0.5))
+        late.add_sample(name, {"quantile": "0.99"}, lateness.quantile(0.99))
+        late.add_sample(name + "_count", {}, lateness.count)
+        late.add_sample(name + "_sum", {}, lateness.total)
         yield late
         worst = GaugeMetricFamily(
             "watchkeeper_scheduler_lateness_max_seconds", "The latest any run started."

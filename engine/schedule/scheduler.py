@@ -52,10 +52,12 @@ class Lateness:
     samples: list[float] = field(default_factory=list)
     worst: float = 0.0
     count: int = 0
+    total: float = 0.0  # of every run since start, for a Prometheus summary's _sum
     limit: int = 20000
 
     def add(self, seconds: float) -> None:
         self.count += 1
+        self.total += seconds
         self.worst = max(self.worst, seconds)
         if len(self.samples) >= self.limit:
             self.samples[self.count % self.limit] = seconds
