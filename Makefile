@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= monitor.yaml
 
-.PHONY: run test test-fast fuzz lint schema bench clean services tools
+.PHONY: run shell test test-fast fuzz lint schema bench clean services tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml setup.py
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@echo "watchkeeper: the CLI is $(BIN)/watchkeeper; in another terminal, '. $(BIN)/activate' (or 'make shell') puts it on PATH"
 	$(BIN)/watchkeeper --config $(CONFIG) run
+
+shell: $(VENV)/.installed
+	@echo "watchkeeper: a shell with $(BIN) on PATH; 'exit' leaves it"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $${SHELL:-/bin/sh}
 
 services: tools
 	@sh tests/services.sh
@@ -53,4 +58,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/validate_10k.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .import_linter_cache .watchkeeper

@@ -126,3 +126,40 @@ def test_the_slugs_are_githubs():
     assert slug("Sentry and the dead-man's switch") == "sentry-and-the-dead-mans-switch"
     assert slug("One pass for CI: `run --once`") == "one-pass-for-ci-run---once"
     assert Path(REPO / "docs" / "cli.md").is_file()
+
+
+@pytest.mark.slow
+def test_the_tour_commands_run_as_written_on_the_starter_config(tmp_path):
+    """What the README tells a newcomer to type works on the monitor.yaml it ships."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(REPO / "monitor.yaml", tmp_path / "monitor.yaml")
+    shutil.copytree(REPO / "schema", tmp_path / "schema")
+    lines = [
+        line
+        for language, code in FENCE.findall(text())
+        if language == "sh"
+        for line in code.splitlines()
+        if line.startswith("watchkeeper ") and " run" not in line
+    ]
+    assert len(lines) >= 4
+    env = {k: v for k, v in os.environ.items() if k != "WATCHKEEPER_CONFIG"}
+    for line in lines:
+        words = shell_words(line.split("#")[0])
+        done = subprocess.run(
+            [sys.executable, "-m", "watchkeeper.engine", *words[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+
+
+def test_the_licence_pyproject_names_is_there():
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    assert 'license = "MIT"' in (REPO / "pyproject.toml").read_text()
