@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from watchkeeper.engine.alerting.alerting import Alerting, notice_alert
+from watchkeeper.engine.alerting.alert_notices import AlertNotices, notice_alert
 from watchkeeper.engine.alerting.notice import Notice
 from watchkeeper.engine.config.instances import expand
 from watchkeeper.engine.config.validation import validate
@@ -134,7 +134,7 @@ def check_snapshot(name: str, text: str) -> None:
 class Incident:
     """One check instance fed results at fixed times, and the notices it makes."""
 
-    def __init__(self, config: Any, instance: Any, alerting: Alerting, name: str):
+    def __init__(self, config: Any, instance: Any, alerting: AlertNotices, name: str):
         self.ev = Evaluator(instance, SEVERITIES, alerting.runtime.book)
         self.alerting = alerting
         self.name = name
@@ -147,7 +147,7 @@ class Incident:
 
     def notice(self, change: Any, word: str, escalation: str | None = None) -> Notice:
         item = notice_alert(change.alert, word, escalation)
-        notice = self.alerting._notice([item], None, self.at, escalation=escalation)
+        notice = self.alerting.make([item], None, self.at, escalation=escalation)
         notice.id = f"wk-{self.name}-{next(self.count)}"
         notice.created_at = self.at
         return notice
@@ -168,7 +168,7 @@ def notices(tmp_path, monkeypatch) -> list[tuple[str, Notice]]:
     checked = validate(path)
     assert checked.valid, [p.text() for p in checked.problems]
     instances = expand(checked.config, registry())
-    alerting = Alerting.__new__(Alerting)  # only its notice building is used
+    alerting = AlertNotices.__new__(AlertNotices)  # only its notice building is used
     alerting.runtime = SimpleNamespace(config=checked.config, book=AlertBook())
     alerting.outbox = SimpleNamespace(dry_run=False)
     out: list[tuple[str, Notice]] = []

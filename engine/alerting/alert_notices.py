@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.alerting.groups import Group
 from watchkeeper.engine.alerting.notice import (
@@ -12,6 +14,7 @@ from watchkeeper.engine.alerting.notice import (
     new_notice_id,
     one_line,
 )
+from watchkeeper.engine.alerting.outbox import Outbox
 from watchkeeper.engine.run.evaluate import render_value
 
 
@@ -56,13 +59,22 @@ def notice_alert(
 class AlertNotices:
     """Build alert notices, worded as the checks' config knows them."""
 
-    def _notice(
+    def __init__(self, runtime: Any, outbox: Outbox):
+        self.runtime = runtime
+        self.outbox = outbox
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
+
+    def make(
         self,
         items: list[NoticeAlert],
         group: Group | None,
         now: float,
         escalation: str | None = None,
     ) -> Notice:
+        """Return the notice of these alerts: from a group, or from an escalation level."""
         firing = [a for a in items if a.status == "firing"]
         rank = {s: i for i, s in enumerate(self.config.severities)}
         severity = min(

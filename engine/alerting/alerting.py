@@ -44,7 +44,7 @@ from watchkeeper.engine.alerting.holds import INTERNAL_CHECK, RELEASE_INTERVAL, 
 from watchkeeper.engine.alerting.inbox import Inbox
 from watchkeeper.engine.alerting.outbox import Outbox
 from watchkeeper.engine.alerting.sending import GroupSender
-from watchkeeper.engine.alerting.timeline import Timeline
+from watchkeeper.engine.alerting.timeline import alert_event
 from watchkeeper.engine.run.evaluate import UP
 
 __all__ = [
@@ -64,91 +64,93 @@ NOTIFIED_KINDS = {"firing", "severity", "resolved", "flapping", "stable"}
 POLL_INTERVAL = 2.0
 
 
-class Alerting(
-    Holds,
-    Grouping,
-    GroupSender,
-    AlertNotices,
-    Escalation,
-    Deliveries,
-    Announcements,
-    Inbox,
-    Timeline,
-):
-    """Decide who hears about which alert, when; feed the outbox; run escalation levels."""
+class Alerting:
+    """Decide who hears about which alert, when; feed the outbox; run escalation levels.
+
+    The parts each do one job (the module docstring lists them); this puts them together,
+    hands them alert changes, and runs the timers they set. The daemon sets `replica`,
+    `maintenance` and `started_at` after construction; the properties below pass them on
+    to the parts that use them.
+    """
 
     def __init__(
         self, runtime: Any, outbox: Outbox, *, maintenance: Any = None, actions: Any = None
     ):
         self.runtime = runtime
         self.outbox = outbox
-        self.maintenance = maintenance
-        self.actions = actions
         self.clock = runtime.clock
-        self.groups: dict[str, Group] = {}
-        # groups read from the store that have not flushed since: key -> their stored
-        # last_sent_at (see `_queued_before_restart`)
-        self._restored: dict[str, float | None] = {}
-        self.held: set[str] = set()
-        # alert id -> notifiers a group has told of its resolution, while another group
-        # that told it before still holds it (so a shared notifier hears it once)
-        self._resolution_said: dict[str, set[str]] = {}
-        # check instance -> when its last alert resolved (or was discarded): SLO burn-rate
-        # alerts about it stay covered a while after (`_slo_cover`)
-        self._check_resolved: dict[str, float] = {}
-        self.silences: dict[str, Any] = {}
         self.timers: list[tuple[float, int, str, str]] = []
         self.counter = itertools.count()
         self._wake = anyio.Event()
-        self._acks_seen: set[str] = set()
+        self.holds = Holds(runtime, maintenance)
+        self.notices = AlertNotices(runtime, outbox)
+        self.grouping = Grouping(runtime, outbox, self._timer)
+        self.sender = GroupSender(
+            runtime, outbox, self.grouping, self.holds, self.notices, self._timer
+        )
+        self.escalation = Escalation(
+            runtime, outbox, self.grouping, self.holds, self.notices, self._timer, actions=actions
+        )
+        self.deliveries = Deliveries(runtime, self.escalation)
+        self.inbox = Inbox(runtime, self.holds, self.escalation)
         self.last_boundary = self.clock.now()
-        self.started_at = self.clock.now()
+        self.announcements = Announcements(runtime, outbox, maintenance)
         self.last_announce = self.started_at - 3600  # catch an announcement just missed
         self.boundary_handlers: list[Any] = []  # async (at) -> None, when a window starts/ends
-        self.replica: str | None = None  # set when daemons share the store
-        outbox.on_sent.append(self._delivered)
-        outbox.on_gave_up.append(self._gave_up)
+        outbox.on_sent.append(self.deliveries.delivered)
+        outbox.on_gave_up.append(self.deliveries.gave_up)
         runtime.change_handlers.append(self.on_changes)
 
     @property
     def config(self) -> Any:
         return self.runtime.config
 
+    @property
+    def replica(self) -> str | None:
+        """This daemon's name when daemons share the store, else None."""
+        return self.grouping.replica
+
+    @replica.setter
+    def replica(self, name: str | None) -> None:
+        self.grouping.replica = self.deliveries.replica = self.inbox.replica = name
+
+    @property
+    def maintenance(self) -> Any:
+        return self.holds.maintenance
+
+    @maintenance.setter
+    def maintenance(self, maintenance: Any) -> None:
+        self.holds.maintenance = self.announcements.maintenance = maintenance
+
+    @property
+    def started_at(self) -> float:
+        return self.announcements.started_at
+
+    @started_at.setter
+    def started_at(self, at: float) -> None:
+        self.announcements.started_at = at
+
+    @property
+    def groups(self) -> dict[str, Group]:
+        return self.grouping.groups
+
+    @property
+    def silences(self) -> dict[str, Any]:
+        return self.holds.silences
+
     # -- start-up ---------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Restore groups, silences and escalation timers from the store."""
-        store = self.runtime.store
-        prefix = f"{self.replica}|" if self.replica else ""
-        for key, doc in (await store.get_all("groups")).items():
-            # with replicas, each keeps its own groups (keyed by its name)
-            if key.startswith(prefix) and key not in self.groups:
-                group = self.groups[key] = Group.from_doc(doc)
-                if group.due_at is not None:
-                    # it was about to send: until it next flushes, notices queued after its
-                    # last stored send may be ones it sent without storing that it did
-                    self._restored[key] = group.last_sent_at
-        if not self._restored:
-            self.outbox.forget_found_at_start()  # nothing to check them against
-        for group in self.groups.values():
-            for alert_id in group.members:
-                if alert_id not in self.runtime.book.by_id:
-                    # e.g. a resolution still waiting for its group when the daemon stopped
-                    doc = await store.get("alerts", alert_id)
-                    if doc is not None:
-                        self.runtime.book.by_id[alert_id] = Alert.from_doc(doc)
-            if group.due_at is not None:
-                self._timer(group.due_at, "group", group.key)
-            if group.repeat_at is not None:
-                self._timer(group.repeat_at, "repeat", group.key)
-        await self.poll_requests()
+        await self.grouping.restore()
+        await self.inbox.poll()
         now = self.clock.now()
         for alert in list(self.runtime.book.open.values()):
             esc = alert.escalation
             if esc.get("next_at") is not None and not esc.get("stopped"):
                 self._timer(esc["next_at"], "escalate", alert.id)
             if alert.status == "firing" and alert.held:
-                self.held.add(alert.id)
+                self.holds.held.add(alert.id)
         self._timer(now + RELEASE_INTERVAL, "release", "")
 
     def _timer(self, at: float, kind: str, key: str) -> None:
@@ -163,15 +165,16 @@ class Alerting(
         for change in changes:
             alert = change.alert
             if change.kind in ("resolved", "discarded") and alert.source == "check":
-                self._check_resolved[alert.instance] = now
+                self.holds.check_resolved(alert.instance, now)
             if change.kind == "discarded":
-                self._drop_unsent(alert)
+                self.grouping.drop_unsent(alert)
+                self.holds.held.discard(alert.id)
                 continue
             if change.kind not in NOTIFIED_KINDS:
                 continue
             await self.consider(alert, change.kind, now)
             if change.kind == "resolved":
-                await self._resolve_escalation(alert, now)
+                await self.escalation.resolve(alert, now)
                 if alert.rule == UP:
                     release = True  # its children and its threshold alerts may be released
         if release:
@@ -180,70 +183,35 @@ class Alerting(
 
     async def consider(self, alert: Alert, kind: str, now: float) -> None:
         """Route one alert change into its groups, unless it is held."""
-        reason = self.hold_reason(alert, now) if alert.status == "firing" else None
+        reason = self.holds.hold_reason(alert, now) if alert.status == "firing" else None
         if reason != alert.held:
             alert.held = reason
             self.runtime.save_alert(alert)
         if alert.status == "firing" and reason is not None:
-            if alert.id not in self.held:
-                self.held.add(alert.id)
-                self._event(alert, "held", reason)
+            if alert.id not in self.holds.held:
+                self.holds.held.add(alert.id)
+                alert_event(self.runtime, alert, "held", reason)
             return
-        self.held.discard(alert.id)
-        if alert.status == "resolved" and not self._notified(alert):
-            self._drop_unsent(alert)
+        self.holds.held.discard(alert.id)
+        if alert.status == "resolved" and not self.grouping.notified(alert):
+            self.grouping.drop_unsent(alert)
             return
-        routes = self.routes_for(alert)
-        keys = {self._group_key(index, alert): index for index in routes}
-        # an alert this replica never grouped was told by another one (which died, or
-        # handed the check over): the routes it meets now stand for those that heard it
-        tracked = bool(self._groups_of(alert))
-        for group in list(self.groups.values()):
-            member = group.members.get(alert.id)
-            if member is None or group.key in keys or group.route >= len(self.config.routes):
-                continue  # (a group of a route a reload removed goes at its next flush)
-            if not self._left(group, alert, routes) and alert.status != "resolved":
-                continue  # (a group a reload re-keyed still owes the resolution it told)
-            if self._told(group, member):
-                # it was told here: it hears the change (the alert's new severity, its
-                # resolution) though the alert now belongs to another route or group
-                self._schedule(group, now)
-            else:
-                del group.members[alert.id]  # never told here: it leaves quietly
-                self._save_group(group)
-        for key, index in keys.items():
-            group = self.groups.get(key)
-            member = group.members.get(alert.id) if group is not None else None
-            if (
-                alert.status == "resolved"
-                and tracked
-                and (group is None or member is None or not self._told(group, member))
-            ):
-                # a route it reached only now, or whose group had not spoken yet: nobody
-                # there heard it fire, so nobody there hears it resolve
-                if group is not None and member is not None:
-                    del group.members[alert.id]
-                    self._save_group(group)
-                continue
-            group = self._group_for(index, alert, now)
-            group.members.setdefault(
-                alert.id, {"status": None, "severity": None, "flapping": False}
-            )
-            self._schedule(group, now)
+        routes = self.grouping.routes_for(alert)
+        self.grouping.enter(alert, routes, now)
         if kind == "severity" and not routes and alert.status == "firing":
             # settled at this severity: a later change back finds its policy to resume
             alert.escalation["severity"] = alert.severity
-            self._stop_escalation(alert, f"severity {alert.severity}: no route matches it")
+            self.escalation.stop(alert, f"severity {alert.severity}: no route matches it")
 
     async def release(self, now: float) -> None:
         """Notify held alerts whose hold has ended and that still fire."""
-        for alert_id in list(self.held):
+        for alert_id in list(self.holds.held):
             alert = self.runtime.book.by_id.get(alert_id)
             if alert is None or alert.status != "firing":
-                self.held.discard(alert_id)
+                self.holds.held.discard(alert_id)
                 continue
-            if self.hold_reason(alert, now) is None:
-                self._event(alert, "released", alert.held or "")
+            if self.holds.hold_reason(alert, now) is None:
+                alert_event(self.runtime, alert, "released", alert.held or "")
                 await self.consider(alert, "firing", now)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -256,7 +224,7 @@ class Alerting(
         while True:
             now = self.clock.now()
             if now >= next_poll:
-                await self.poll_requests()
+                await self.inbox.poll()
                 next_poll = now + POLL_INTERVAL
             await self.fire_due(now)
             if self.maintenance is not None:
@@ -264,10 +232,10 @@ class Alerting(
                 if boundary is not None and boundary <= now:
                     self.last_boundary = now
                     await self.release(now)
-                    await self.rehold(now)
+                    await self.holds.rehold(now)
                     for handler in self.boundary_handlers:
                         await handler(now)
-                await self.announce(self.last_announce, now)
+                await self.announcements.announce(self.last_announce, now)
                 self.last_announce = now
             upcoming = [self.timers[0][0]] if self.timers else []
             if self.maintenance is not None:
@@ -286,15 +254,55 @@ class Alerting(
                 if kind == "group":
                     group = self.groups.get(key)
                     if group is not None and group.due_at is not None and group.due_at <= now:
-                        await self.flush(group, now)
+                        await self.sender.flush(group, now)
                 elif kind == "repeat":
                     group = self.groups.get(key)
                     if group is not None and group.repeat_at is not None and group.repeat_at <= now:
-                        await self.flush(group, now, repeat=True)
+                        await self.sender.flush(group, now, repeat=True)
                 elif kind == "escalate":
-                    await self.escalate(key, now)
+                    await self.escalation.escalate(key, now)
                 elif kind == "release":
                     await self.release(now)
                     self._timer(now + RELEASE_INTERVAL, "release", "")
             except Exception:
                 log.exception("alerting timer failed", extra={"timer": kind, "key": key})
+
+    # -- the parts' methods others call -----------------------------------------------------
+
+    def alert_fields(self, alert: Alert) -> dict[str, Any]:
+        return self.holds.alert_fields(alert)
+
+    def hold_reason(self, alert: Alert, at: float) -> str | None:
+        return self.holds.hold_reason(alert, at)
+
+    async def rehold(self, now: float) -> None:
+        await self.holds.rehold(now)
+
+    def routes_for(self, alert: Alert) -> list[int]:
+        return self.grouping.routes_for(alert)
+
+    async def flush(self, group: Group, now: float, *, repeat: bool = False) -> None:
+        await self.sender.flush(group, now, repeat=repeat)
+
+    async def escalate(self, alert_id: str, now: float) -> None:
+        await self.escalation.escalate(alert_id, now)
+
+    async def run_action(self, name: str, alert: Alert, now: float) -> dict[str, Any]:
+        return await self.escalation.run_action(name, alert, now)
+
+    async def acknowledge(
+        self, alert_id: str, by: str, comment: str | None = None, at: float | None = None
+    ) -> Alert | None:
+        return await self.escalation.acknowledge(alert_id, by, comment, at)
+
+    async def poll_requests(self) -> None:
+        await self.inbox.poll()
+
+    async def post_event(self, event: dict[str, Any]) -> list[str]:
+        return await self.announcements.post_event(event)
+
+    async def post_task(self, name: str, report: dict[str, Any] | None = None) -> None:
+        await self.announcements.post_task(name, report)
+
+    async def announce(self, since: float, until: float) -> None:
+        await self.announcements.announce(since, until)

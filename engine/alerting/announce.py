@@ -6,12 +6,28 @@ from typing import Any
 
 from watchkeeper.engine.alerting import events
 from watchkeeper.engine.alerting.notice import Notice, new_notice_id
+from watchkeeper.engine.alerting.outbox import Outbox
 from watchkeeper.engine.alerting.routing import Subject, matching_routes
 from watchkeeper.engine.state.store import Row
 
 
 class Announcements:
-    """Post events, tasks' checklists and maintenance windows' announcements."""
+    """Post events, tasks' checklists and maintenance windows' announcements.
+
+    `started_at` is when this daemon started (or reloaded its maintenance windows):
+    announcements that fell due before it still go out, once.
+    """
+
+    def __init__(self, runtime: Any, outbox: Outbox, maintenance: Any = None):
+        self.runtime = runtime
+        self.outbox = outbox
+        self.maintenance = maintenance
+        self.clock = runtime.clock
+        self.started_at = self.clock.now()
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
 
     async def post_event(self, event: dict[str, Any]) -> list[str]:
         """Route an event (deploy, rollback...) like an alert; return the notifiers told."""

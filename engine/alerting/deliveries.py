@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from watchkeeper.engine.alerting.escalation import Escalation
 from watchkeeper.engine.alerting.holds import INTERNAL_CHECK
 from watchkeeper.engine.alerting.notice import Notice
 from watchkeeper.engine.alerting.outbox import Delivery
+from watchkeeper.engine.alerting.timeline import alert_event
 
 
 class Deliveries:
-    """A delivered notice starts escalation clocks; a receiver that keeps failing alerts."""
+    """A delivered notice starts escalation clocks; a receiver that keeps failing alerts.
 
-    async def _delivered(self, delivery: Delivery, notice: Notice) -> None:
+    `delivered` and `gave_up` are the outbox's `on_sent` and `on_gave_up` callbacks.
+    """
+
+    def __init__(self, runtime: Any, escalation: Escalation):
+        self.runtime = runtime
+        self.escalation = escalation
+        self.clock = runtime.clock
+        self.replica: str | None = None  # set when daemons share the store
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
+
+    async def delivered(self, delivery: Delivery, notice: Notice) -> None:
         """Start escalation clocks when an alert's first notice is actually delivered, and
         move them to another policy when its first notice at a new severity is."""
         if notice.kind != "alert" or notice.escalation is not None:
@@ -25,9 +42,9 @@ class Deliveries:
             changed = False
             if alert.notified_at is None:
                 alert.notified_at = now
-                self._event(alert, "notified", delivery.notifier)
+                alert_event(self.runtime, alert, "notified", delivery.notifier)
                 changed = True
-            if self._follow_route(alert, notice.route, item.severity, now):
+            if self.escalation.follow_route(alert, notice.route, item.severity, now):
                 changed = True
             if changed:
                 self.runtime.save_alert(alert)
@@ -42,7 +59,7 @@ class Deliveries:
                 replica=self.replica,
             )
 
-    async def _gave_up(self, delivery: Delivery) -> None:
+    async def gave_up(self, delivery: Delivery) -> None:
         """A receiver kept failing: alert through the other routes."""
         await self.runtime.condition(
             f"notifier:{delivery.notifier}",

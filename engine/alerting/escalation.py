@@ -11,20 +11,52 @@ an escalation level told hears the resolution; those tracking incidents themselv
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from watchkeeper.engine.alerting.alert_notices import notice_alert
+from watchkeeper.engine.alerting.alert_notices import AlertNotices, notice_alert
 from watchkeeper.engine.alerting.alerts import Alert
-from watchkeeper.engine.alerting.groups import Group
-from watchkeeper.engine.alerting.holds import RELEASE_INTERVAL
+from watchkeeper.engine.alerting.groups import Group, Grouping
+from watchkeeper.engine.alerting.holds import RELEASE_INTERVAL, Holds
+from watchkeeper.engine.alerting.outbox import Outbox
+from watchkeeper.engine.alerting.timeline import alert_event
 
 log = logging.getLogger("watchkeeper.alerting")
 
 
 class Escalation:
-    """Run escalation levels, follow the routes' policies, and take acknowledgements."""
+    """Run escalation levels, follow the routes' policies, and take acknowledgements.
+
+    An alert's escalation state lives on the alert (`alert.escalation`); `timer(at,
+    "escalate", alert_id)` asks the alerting loop to call `escalate` then.
+    """
+
+    def __init__(
+        self,
+        runtime: Any,
+        outbox: Outbox,
+        grouping: Grouping,
+        holds: Holds,
+        notices: AlertNotices,
+        timer: Callable[[float, str, str], None],
+        *,
+        actions: Any = None,
+    ):
+        self.runtime = runtime
+        self.outbox = outbox
+        self.grouping = grouping
+        self.holds = holds
+        self.notices = notices
+        self.timer = timer
+        self.actions = actions
+        self.clock = runtime.clock
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
 
     async def escalate(self, alert_id: str, now: float) -> None:
+        """Run an alert's next escalation level if it is due and the alert still fires."""
         alert = self.runtime.book.by_id.get(alert_id)
         if alert is None or alert.status != "firing":
             return
@@ -39,12 +71,12 @@ class Escalation:
         index = esc.get("next", 0)
         if index >= len(levels):
             return
-        if self.hold_reason(alert, now):
-            self._timer(now + RELEASE_INTERVAL, "escalate", alert.id)  # wait for the release
+        if self.holds.hold_reason(alert, now):
+            self.timer(now + RELEASE_INTERVAL, "escalate", alert.id)  # wait for the release
             return
         level = levels[index]
         name = level.name or f"level {index + 1}"
-        self._event(alert, "escalated", name)
+        alert_event(self.runtime, alert, "escalated", name)
         log.warning(
             "alert escalated",
             extra={
@@ -58,7 +90,7 @@ class Escalation:
             outcome = await self.run_action(action_name, alert, now)
             alert.actions.append(outcome)
         if level.notify:
-            notice = self._notice(
+            notice = self.notices.make(
                 [notice_alert(alert, "escalation", name)], None, now, escalation=name
             )
             for notifier in level.notify:
@@ -74,10 +106,10 @@ class Escalation:
         else:
             esc["next"], esc["next_at"] = index + 1, None
         if esc.get("next_at") is not None:
-            self._timer(esc["next_at"], "escalate", alert.id)
+            self.timer(esc["next_at"], "escalate", alert.id)
         self.runtime.save_alert(alert)
 
-    def _follow_route(self, alert: Alert, route: int | None, severity: str, now: float) -> bool:
+    def follow_route(self, alert: Alert, route: int | None, severity: str, now: float) -> bool:
         """Give the alert the escalation policy of the routes it meets now, when a notice
         at its current severity has reached one of them for the first time: start it
         (the first notice), switch to it (a severity change to a route with another
@@ -90,7 +122,7 @@ class Escalation:
         esc = alert.escalation
         if severity != alert.severity or esc.get("severity") == alert.severity:
             return False  # a notice of a former severity, or this severity is settled
-        routes = self.routes_for(alert)
+        routes = self.grouping.routes_for(alert)
         if route not in routes:
             return False  # a route it left, hearing the change: not its route now
         esc["severity"] = alert.severity
@@ -106,9 +138,7 @@ class Escalation:
         )
         current = esc.get("policy")
         if policy is None:
-            self._stop_escalation(
-                alert, f"severity {alert.severity}: its route has no escalation policy"
-            )
+            self.stop(alert, f"severity {alert.severity}: its route has no escalation policy")
             return True
         if policy == current and not esc.get("stopped"):
             return True  # the same policy goes on, on its clock
@@ -121,9 +151,11 @@ class Escalation:
         esc.update(policy=policy, started_at=now, next=index)
         esc["next_at"] = now + levels[index].after if index < len(levels) else None
         if esc["next_at"] is not None:
-            self._timer(esc["next_at"], "escalate", alert.id)
+            self.timer(esc["next_at"], "escalate", alert.id)
         if current is not None:
-            self._event(alert, "escalation policy", f"{policy} (severity {alert.severity})")
+            alert_event(
+                self.runtime, alert, "escalation policy", f"{policy} (severity {alert.severity})"
+            )
             log.warning(
                 "escalation policy changed",
                 extra={
@@ -137,7 +169,7 @@ class Escalation:
             )
         return True
 
-    def _stop_escalation(self, alert: Alert, reason: str) -> None:
+    def stop(self, alert: Alert, reason: str) -> None:
         """Stop a running escalation for a reason other than acknowledgement; say so."""
         esc = alert.escalation
         policy = esc.get("policy")
@@ -147,21 +179,21 @@ class Escalation:
         done[policy] = max(done.get(policy, 0), esc.get("next", 0))
         esc["stopped"], esc["next_at"] = reason, None
         self.runtime.save_alert(alert)
-        self._event(alert, "escalation stopped", reason)
+        alert_event(self.runtime, alert, "escalation stopped", reason)
         log.warning(
             "escalation stopped",
             extra={"alert": alert.id, "check": alert.instance, "policy": policy, "reason": reason},
         )
 
-    async def _resolve_escalation(self, alert: Alert, now: float) -> None:
+    async def resolve(self, alert: Alert, now: float) -> None:
         """Tell the notifiers an escalation level paged that the incident is over (a
         PagerDuty incident opened at level 3 must close too)."""
-        routed = self._told_by_routes(alert)  # they hear it through their group
+        routed = self.grouping.told_by_routes(alert)  # they hear it through their group
         for name in (alert.escalation or {}).get("told", []):
             options = self.config.notifiers.get(name)
             if name in routed or options is None or not options.send_resolved:
                 continue
-            notice = self._notice(
+            notice = self.notices.make(
                 [notice_alert(alert, "resolved")],
                 None,
                 now,
@@ -176,7 +208,7 @@ class Escalation:
         if self.actions is None:
             return {"name": name, "ok": False, "message": "actions are not available", "at": now}
         outcome = await self.actions.run(name, alert, now)
-        self._event(alert, "action", f"{name}: {'ok' if outcome['ok'] else 'failed'}")
+        alert_event(self.runtime, alert, "action", f"{name}: {'ok' if outcome['ok'] else 'failed'}")
         return outcome
 
     async def acknowledge(
@@ -191,11 +223,11 @@ class Escalation:
         if alert.escalation:
             alert.escalation["stopped"] = "acknowledged"
         self.runtime.save_alert(alert)
-        self._event(alert, "acknowledged", by)
+        alert_event(self.runtime, alert, "acknowledged", by)
         log.info("alert acknowledged", extra={"alert": alert.id, "check": alert.instance, "by": by})
         # whoever was paged about it and tracks incidents itself (PagerDuty, Sentry) hears
         # of the acknowledgement: route notifiers and escalation levels' alike
-        told: dict[str, Group | None] = dict(self._told_by_routes(alert))
+        told: dict[str, Group | None] = dict(self.grouping.told_by_routes(alert))
         for name in (alert.escalation or {}).get("told", []):
             told.setdefault(name, None)
         for name, group in told.items():
@@ -207,10 +239,10 @@ class Escalation:
                 continue
             item = notice_alert(alert, "acknowledged")
             if group is not None:
-                notice = self._notice([item], group, alert.acked_at)
+                notice = self.notices.make([item], group, alert.acked_at)
                 await self.outbox.enqueue(name, notice, group=group.key)
             else:
                 policy = alert.escalation.get("policy")
-                notice = self._notice([item], None, alert.acked_at, escalation=policy)
+                notice = self.notices.make([item], None, alert.acked_at, escalation=policy)
                 await self.outbox.enqueue(name, notice, group=f"escalation|{alert.id}")
         return alert

@@ -14,11 +14,32 @@ from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.run.evaluate import UP
 
 RELEASE_INTERVAL = 30.0
-INTERNAL_CHECK = "watchkeeper"
+INTERNAL_CHECK = "watchkeeper"  # the check of the daemon's own alerts (`Runtime.condition`)
 
 
 class Holds:
-    """Why an alert is held: dependencies, its check down, SLO cover, windows, silences."""
+    """Why an alert is held: dependencies, its check down, SLO cover, windows, silences.
+
+    `held` names the firing alerts that wait for their hold to end; `silences` are those
+    in force (the inbox reloads them from the store).
+    """
+
+    def __init__(self, runtime: Any, maintenance: Any = None):
+        self.runtime = runtime
+        self.maintenance = maintenance
+        self.held: set[str] = set()
+        self.silences: dict[str, Any] = {}
+        # check instance -> when its last alert resolved (or was discarded): SLO burn-rate
+        # alerts about it stay covered a while after (`_slo_cover`)
+        self._check_resolved: dict[str, float] = {}
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
+
+    def check_resolved(self, instance: str, at: float) -> None:
+        """A check instance's last alert resolved (or was discarded) at `at`."""
+        self._check_resolved[instance] = at
 
     def alert_fields(self, alert: Alert) -> dict[str, Any]:
         return {

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from watchkeeper.engine.alerting.escalation import Escalation
+from watchkeeper.engine.alerting.holds import Holds
+
 
 class Inbox:
     """Apply the requests written to the store."""
 
-    async def poll_requests(self) -> None:
+    def __init__(self, runtime: Any, holds: Holds, escalation: Escalation):
+        self.runtime = runtime
+        self.holds = holds
+        self.escalation = escalation
+        self._acks_seen: set[str] = set()
+        self.replica: str | None = None  # set when daemons share the store
+
+    async def poll(self) -> None:
         """Apply acks and silences written to the store by the CLI (or another replica)."""
         store = self.runtime.store
         try:
             acks = await store.get_all("acks")
             from watchkeeper.engine.alerting.silences import load_silences
 
-            self.silences = await load_silences(store)
+            self.holds.silences = await load_silences(store)
         except Exception:
             return
         for alert_id, doc in acks.items():
@@ -25,7 +35,7 @@ class Inbox:
             self._acks_seen.add(alert_id)
             alert = self.runtime.book.by_id.get(alert_id)
             if alert is not None and alert.acked_at is None and alert.open:
-                await self.acknowledge(
+                await self.escalation.acknowledge(
                     alert_id, doc.get("by", "unknown"), doc.get("comment"), doc.get("at")
                 )
         if self.replica is not None:

@@ -9,20 +9,47 @@ the change once. After a crash, a notice the previous run queued is not said twi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from watchkeeper.engine.alerting.alert_notices import notice_alert
+from watchkeeper.engine.alerting.alert_notices import AlertNotices, notice_alert
 from watchkeeper.engine.alerting.alerts import Alert
-from watchkeeper.engine.alerting.groups import Group
+from watchkeeper.engine.alerting.groups import Group, Grouping
+from watchkeeper.engine.alerting.holds import Holds
+from watchkeeper.engine.alerting.outbox import Outbox
+from watchkeeper.engine.alerting.timeline import alert_event
 
 
 class GroupSender:
     """Flush groups: decide what each says, to whom, and hand it to the outbox."""
 
+    def __init__(
+        self,
+        runtime: Any,
+        outbox: Outbox,
+        grouping: Grouping,
+        holds: Holds,
+        notices: AlertNotices,
+        timer: Callable[[float, str, str], None],
+    ):
+        self.runtime = runtime
+        self.outbox = outbox
+        self.grouping = grouping
+        self.holds = holds
+        self.notices = notices
+        self.timer = timer
+        # alert id -> notifiers a group has told of its resolution, while another group
+        # that told it before still holds it (so a shared notifier hears it once)
+        self._resolution_said: dict[str, set[str]] = {}
+
+    @property
+    def config(self) -> Any:
+        return self.runtime.config
+
     async def flush(self, group: Group, now: float, *, repeat: bool = False) -> None:
         """Send what changed in a group (or, for a repeat, what still fires unacknowledged)."""
         if group.route >= len(self.config.routes):
-            self.groups.pop(group.key, None)
+            self.grouping.groups.pop(group.key, None)
             self.runtime.writer.delete("groups", group.key)
             return
         route = self.config.routes[group.route]
@@ -34,19 +61,19 @@ class GroupSender:
             if alert is None:
                 del group.members[alert_id]
                 continue
-            if alert.status == "firing" and self._left(group, alert):
-                if not self._told(group, sent):
+            if alert.status == "firing" and self.grouping.left(group, alert):
+                if not self.grouping.told(group, sent):
                     del group.members[alert_id]  # it belongs elsewhere and was never said here
                     continue
                 moved.add(alert_id)
-            reason = self.hold_reason(alert, now) if alert.status == "firing" else None
+            reason = self.holds.hold_reason(alert, now) if alert.status == "firing" else None
             if reason is not None:
                 # held since it joined (a parent went down meanwhile): it waits for release
-                if alert.id not in self.held:
+                if alert.id not in self.holds.held:
                     alert.held = reason
-                    self.held.add(alert.id)
+                    self.holds.held.add(alert.id)
                     self.runtime.save_alert(alert)
-                    self._event(alert, "held", reason)
+                    alert_event(self.runtime, alert, "held", reason)
                 continue
             changed = (
                 sent.get("status") != _public_status(alert)
@@ -68,8 +95,8 @@ class GroupSender:
             ]
         if not chosen or not any(c for _, _, c in chosen):
             group.due_at = None
-            self._save_group(group)
-            self._flushed_since_start(group)
+            self.grouping.save(group)
+            self.grouping.flushed_since_start(group)
             return
         # the alerts' state reaches the store before anyone hears about them: a replica
         # that takes over after a crash then knows what was announced
@@ -91,7 +118,7 @@ class GroupSender:
             sent.update(_as_told(alert))
             if alert.status == "resolved":
                 group.members.pop(alert.id, None)
-                if not self._groups_of(alert):
+                if not self.grouping.groups_of(alert):
                     self._resolution_said.pop(alert.id, None)  # every group has said it
         group.first_sent_at = group.first_sent_at or now
         group.last_sent_at, group.due_at = now, None
@@ -102,11 +129,11 @@ class GroupSender:
         ]
         if route.repeat and unacked:
             group.repeat_at = now + route.repeat
-            self._timer(group.repeat_at, "repeat", group.key)
+            self.timer(group.repeat_at, "repeat", group.key)
         else:
             group.repeat_at = None
-        self._save_group(group)
-        self._flushed_since_start(group)
+        self.grouping.save(group)
+        self.grouping.flushed_since_start(group)
         if self.runtime.writer.degraded is None:
             # the group's record of what it said is stored now, not with the next batch, so
             # that a crash seldom finds notices sent and the record of them lost (a crash
@@ -117,7 +144,7 @@ class GroupSender:
         """True when notifier `name` hears of this alert's change through another group."""
         if alert.status == "resolved" and name in self._resolution_said.get(alert.id, ()):
             return True  # another group has told it the resolution already
-        if alert.id in moved or (alert.status == "resolved" and self._left(group, alert)):
+        if alert.id in moved or (alert.status == "resolved" and self.grouping.left(group, alert)):
             return self._said_by(alert, group, name)
         return False
 
@@ -125,12 +152,15 @@ class GroupSender:
         """True when a group the alert now belongs to speaks to notifier `name` about it:
         while it fires, that group's notice carries it; once resolved, only if that group
         told it (else it resolves there silently, and the old group must say it)."""
-        for other in self._groups_of(alert):
+        for other in self.grouping.groups_of(alert):
             if other is moved_from or other.route >= len(self.config.routes):
                 continue
-            if self._left(other, alert) or name not in self.config.routes[other.route].notify:
+            if (
+                self.grouping.left(other, alert)
+                or name not in self.config.routes[other.route].notify
+            ):
                 continue
-            if alert.status == "firing" or self._told(other, other.members[alert.id]):
+            if alert.status == "firing" or self.grouping.told(other, other.members[alert.id]):
                 return True
         return alert.status == "resolved" and name in self._resolution_said.get(alert.id, ())
 
@@ -144,7 +174,7 @@ class GroupSender:
         most, Semantics ► Outbox); another notice about the same change, under a new key,
         would announce it twice.
         """
-        queued = self.outbox.queued(group.key, name, since=self._restored[group.key])
+        queued = self.outbox.queued(group.key, name, since=self.grouping.restored[group.key])
         out = []
         for alert, sent, changed in wanted:
             if changed and queued.get(alert.id) == _as_told(alert):
@@ -179,7 +209,7 @@ class GroupSender:
             return
         plugin = self.runtime.reg.types["notifier"].get(options.type)
         wanted = [(a, s, c) for a, s, c in chosen if self._tells(name, a)]
-        if not repeat and group.key in self._restored:
+        if not repeat and group.key in self.grouping.restored:
             wanted = self._queued_before_restart(name, group, wanted)
         if not wanted or not any(c for _, _, c in wanted):
             return
@@ -188,14 +218,14 @@ class GroupSender:
             for alert, sent, changed in wanted:
                 if changed:
                     change = "repeat" if repeat else _change_word(alert, sent)
-                    notice = self._notice([notice_alert(alert, change)], group, now)
+                    notice = self.notices.make([notice_alert(alert, change)], group, now)
                     await self.outbox.enqueue(name, notice, group=group.key)
             return
         collapsed = False
         if all(a.status == "resolved" for a, _, _ in wanted):
             collapsed = self.outbox.collapse(name, {a.id for a, _, _ in wanted})
         items = [notice_alert(a, "repeat" if repeat else _change_word(a, s)) for a, s, _ in wanted]
-        notice = self._notice(items, group, now)
+        notice = self.notices.make(items, group, now)
         notice.collapsed = collapsed
         await self.outbox.enqueue(name, notice, group=group.key)
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.state.store import Row
 
 
-class Timeline:
-    """Add events to alerts' timelines."""
-
-    def _event(self, alert: Alert, what: str, detail: str = "") -> None:
-        self.runtime.writer.append(
-            "alert_events",
-            Row(key=alert.id, at=self.clock.now(), data={"event": what, "detail": detail}),
-        )
+def alert_event(runtime: Any, alert: Alert, what: str, detail: str = "") -> None:
+    """Add an event to an alert's timeline."""
+    runtime.writer.append(
+        "alert_events",
+        Row(key=alert.id, at=runtime.clock.now(), data={"event": what, "detail": detail}),
+    )
