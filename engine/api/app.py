@@ -133,6 +133,7 @@ def routes() -> list[Any]:
         Route("/ready", public.ready, methods=["GET"]),
         Route("/metrics", public.metrics, methods=["GET"]),
         Route("/badge/{check}.svg", public.badge, methods=["GET"]),
+        Route("/checks/{check}", public.check_page, methods=["GET"]),
         Route("/openapi.json", public.openapi, methods=["GET"]),
         Route("/api/status", admin.status, methods=["GET"]),
         Route("/api/admin/monitoring", admin.status, methods=["GET"]),  # the seed's name

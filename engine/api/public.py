@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, Response
 from watchkeeper.engine.api import auth, views
 from watchkeeper.engine.api.admin import deny
 from watchkeeper.engine.api.responses import error, json_response
-from watchkeeper.engine.api.status_page import badge_status, badge_svg
+from watchkeeper.engine.api.status_page import View, badge_status, badge_svg
 
 
 def daemon_of(request: Request) -> Any:
@@ -60,7 +60,8 @@ def _allowed(request: Request, mode: str, *, query: bool) -> Response | None:
     return None
 
 
-async def status_page(request: Request) -> Response:
+def _page_view(request: Request) -> Response | View:
+    """Return the refusal for a status page request, or how its reader sees the pages."""
     daemon = daemon_of(request)
     refused = _allowed(request, daemon.config.server.status_page, query=True)
     if refused is not None:
@@ -70,8 +71,29 @@ async def status_page(request: Request) -> Response:
         # a wrong token is refused like anywhere else (counted, then 429), so the page
         # cannot be used to guess the admin token by whether incidents show
         return deny(request)
-    html = await request.app.state.page.render(detailed=detailed)
+    token = request.query_params.get("token") if detailed and not auth.bearer(request) else None
+    return View.of(request.query_params, detailed=detailed, token=token)
+
+
+async def status_page(request: Request) -> Response:
+    view = _page_view(request)
+    if isinstance(view, Response):
+        return view
+    html = await request.app.state.page.render(view=view)
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+async def check_page(request: Request) -> Response:
+    """One check's page: response-time chart, daily uptime, results, incidents, windows."""
+    from watchkeeper.engine.api.check_page import render_check
+
+    view = _page_view(request)
+    if isinstance(view, Response):
+        return view
+    found, html = await render_check(
+        request.app.state.page, request.path_params["check"], view, request.query_params
+    )
+    return HTMLResponse(html, 200 if found else 404, headers={"Cache-Control": "no-store"})
 
 
 async def badge(request: Request) -> Response:

@@ -10,11 +10,13 @@ shown only to callers presenting the admin token.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape as xml_escape
 
 import jinja2
@@ -32,7 +34,13 @@ ROLLUP_TTL = 300.0
 SETTLE = 300.0
 """A day is counted for good once it ended this long ago (late writes have landed)."""
 RECENT_INCIDENTS = 3 * 86400.0
+NARROW_DAYS = 30
+"""Days of the strip a narrow screen shows (the stylesheet hides the older ones)."""
+REFRESH = {"30": 30, "60": 60, "300": 300}
+"""Auto-refresh periods a reader may ask for (`?refresh=30`); none by default (WCAG 2.2.1)."""
 TEMPLATES = Path(__file__).parent / "templates"
+OTHER = "Other"
+"""The group of checks without an environment (or without the grouping label)."""
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -146,7 +154,7 @@ def day_class(uptime: float | None) -> str:
     return "d-down"
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     if value is None:
         return "no data"
     text = f"{value * 100:.3f}".rstrip("0").rstrip(".")
@@ -156,8 +164,8 @@ def _percent(value: float | None) -> str:
 def group_name(row: dict[str, Any], group_by: str) -> str:
     """Return the group heading a check instance goes under."""
     if group_by.startswith("label:"):
-        return row.get("labels", {}).get(group_by[6:]) or "Other"
-    return row.get("environment") or "Checks"
+        return row.get("labels", {}).get(group_by[6:]) or OTHER
+    return row.get("environment") or OTHER
 
 
 async def timeline(store: Any, alert: Any) -> list[dict[str, Any]]:
@@ -176,10 +184,10 @@ async def timeline(store: Any, alert: Any) -> list[dict[str, Any]]:
     if alert.resolved_at is not None:
         events.append({"at": alert.resolved_at, "event": "resolved", "detail": None})
     events.sort(key=lambda e: e["at"])
-    return [{**e, "time": _clock(e["at"])} for e in events]
+    return [{**e, "time": clock(e["at"])} for e in events]
 
 
-def _clock(at: float) -> str:
+def clock(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -214,6 +222,117 @@ async def incidents(daemon: Any, now: float) -> list[dict[str, Any]]:
     return found
 
 
+@dataclass
+class View:
+    """How the reader asked to see the pages; carried from link to link in the URL."""
+
+    detailed: bool = False
+    """The admin token was presented: incident summaries and probe messages are shown."""
+    refresh: int | None = None
+    token: str | None = None
+    """The admin token, when it came as `?token=`: links keep it, or the next page is 401."""
+    placeholder: str = field(default_factory=lambda: f"tok{secrets.token_hex(12)}")
+
+    @classmethod
+    def of(cls, query: Any, *, detailed: bool, token: str | None) -> View:
+        """Return the view a request's query string asks for."""
+        return cls(detailed=detailed, refresh=REFRESH.get(query.get("refresh", "")), token=token)
+
+    def link(self, path: str, **params: str | None) -> str:
+        """Return a link to one of the pages, keeping the token and the refresh choice."""
+        query: dict[str, str] = {}
+        if self.token:
+            # the page is masked for secrets after rendering; the token goes in after that
+            query["token"] = self.placeholder
+        if self.refresh:
+            query["refresh"] = str(self.refresh)
+        for name, value in params.items():
+            if value is None:
+                query.pop(name, None)
+            else:
+                query[name] = value
+        return quote(path) + ("?" + urlencode(query) if query else "")
+
+    def refresh_links(self, path: str, **params: str | None) -> list[dict[str, Any]]:
+        """Return the auto-refresh choices for `path`: off and each period."""
+        choices = [("off", None, "off")]
+        choices += [(str(s), s, f"{s} s" if s < 60 else f"{s // 60} min") for s in REFRESH.values()]
+        return [
+            {
+                "text": text,
+                "href": self.link(path, **params, refresh=value if seconds else None),
+                "current": seconds == self.refresh,
+                "off": seconds is None,
+            }
+            for value, seconds, text in choices
+        ]
+
+    def finish(self, html: str) -> str:
+        """Return rendered HTML with every secret masked, then the reader's token put back."""
+        html = REDACTOR.redact(html)
+        if self.token:
+            html = html.replace(self.placeholder, quote(self.token, safe=""))
+        return html
+
+
+def render_template(template: str, view: View, **context: Any) -> str:
+    """Render one of the pages' templates for a reader."""
+    return view.finish(_env.get_template(template).render(view=view, **context))
+
+
+def headline(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """Return the page's headline: (worst status, what it says), true of every check."""
+
+    def count(n: int, one: str, many: str) -> str:
+        return f"{n} {one if n == 1 else many}"
+
+    down = sum(r["status"] == "down" for r in rows)
+    degraded = sum(r["status"] == "degraded" for r in rows)
+    waiting = sum(r["status"] == "unknown" and not r.get("last_run") for r in rows)
+    unknown = sum(r["status"] == "unknown" for r in rows) - waiting
+    parts = []
+    if down:
+        parts.append(count(down, "check is down", "checks are down"))
+    if degraded:
+        parts.append(count(degraded, "check is degraded", "checks are degraded"))
+    if unknown:
+        parts.append(count(unknown, "check has an unknown status", "checks have an unknown status"))
+    if waiting:
+        parts.append(
+            count(
+                waiting, "check is waiting for its first run", "checks waiting for their first run"
+            )
+        )
+    if not rows:
+        return "unknown", "No checks are configured"
+    if not parts:
+        return "up", "All checks are up" if len(rows) > 1 else "The check is up"
+    status = "down" if down else "degraded" if degraded else "unknown"
+    return status, "; ".join(parts)
+
+
+def strip_summary(days: list[dict[str, Any]]) -> str:
+    """Return what a row of daily bars shows, in words: to a screen reader it is one image."""
+    full = sum(1 for d in days if d["runs"] and d["failures"] == 0)
+    failing = sum(1 for d in days if d["runs"] and d["failures"])
+    empty = sum(1 for d in days if not d["runs"])
+    today = days[-1] if days else None
+    words = [f"Daily uptime over the last {len(days)} days: {full} without failures"]
+    if failing:
+        worst = min(d["uptime"] for d in days if d["runs"])
+        words.append(f"{failing} with failures (worst {percent(worst)})")
+    if empty:
+        words.append(f"{empty} without data")
+    if today is not None:
+        words.append("today " + (percent(today["uptime"]) if today["runs"] else "no data yet"))
+    return ", ".join(words) + "."
+
+
+def group_order(item: tuple[str, Any]) -> tuple[bool, str]:
+    """Sort groups by name, the checks of no group last."""
+    return item[0] == OTHER, item[0]
+
+
 class StatusPage:
     """Render the page for one daemon; keeps the uptime history it has counted."""
 
@@ -221,8 +340,11 @@ class StatusPage:
         self.daemon = daemon
         self.history = UptimeHistory()
 
-    async def context(self, now: float | None = None, *, detailed: bool = False) -> dict[str, Any]:
+    async def context(
+        self, now: float | None = None, *, view: View | None = None
+    ) -> dict[str, Any]:
         now = time.time() if now is None else now
+        view = view or View()
         daemon = self.daemon
         server = daemon.config.server
         group_by = getattr(server, "group_by", "environment") or "environment"
@@ -239,22 +361,28 @@ class StatusPage:
             days = history[key]
             runs = sum(d["runs"] for d in days)
             failures = sum(d["failures"] for d in days)
+            instance = views.instance(daemon, key)
             groups.setdefault(group_name(row, group_by), []).append(
                 {
                     "name": key,
                     "check": row["check"],
                     "environment": row["environment"],
                     "status": row["status"],
+                    "status_text": status_text(row),
+                    "description": getattr(instance, "description", None),
+                    "href": view.link(f"/checks/{key}"),
                     "maintenance": muted.get(key),
-                    "last_run": _clock(row["last_run"]) if row.get("last_run") else "never",
-                    "uptime": _percent((1 - failures / runs) if runs else None),
+                    "last_run": clock(row["last_run"]) if row.get("last_run") else "never",
+                    "uptime": percent((1 - failures / runs) if runs else None),
+                    "summary": strip_summary(days),
+                    "narrow_summary": strip_summary(days[-NARROW_DAYS:]),
                     "days": [
                         {
                             **d,
                             "css": day_class(d["uptime"]),
                             "title": f"{d['date']}: "
                             + (
-                                f"{_percent(d['uptime'])} of {d['runs']} runs"
+                                f"{percent(d['uptime'])} of {d['runs']} runs"
                                 if d["runs"]
                                 else "no data"
                             ),
@@ -263,36 +391,36 @@ class StatusPage:
                     ],
                 }
             )
-        statuses = [r["status"] for r in rows]
-        if any(s == "down" for s in statuses):
-            headline = ("down", "Some checks are down")
-        elif any(s == "degraded" for s in statuses):
-            headline = ("degraded", "Some checks are degraded")
-        elif rows and all(s == "unknown" for s in statuses):
-            headline = ("unknown", "Waiting for the first results")
-        else:
-            headline = ("up", "All checks are up")
         windows = views.maintenance(daemon, now)
         slos = await views.slos(daemon)
         return {
             "title": server.title,
-            "headline": headline,
-            "groups": sorted(groups.items()),
+            "headline": headline(rows),
+            "groups": sorted(groups.items(), key=group_order),
             "incidents": await incidents(daemon, now),
             "under_way": [_window(w) for w in windows["under_way"]],
             "upcoming": [_window(w) for w in windows["upcoming"]],
             "slos": [_slo(s) for s in (slos or [])],
-            "slos_available": slos is not None,
-            "detailed": detailed,
-            "generated": _clock(now),
+            "detailed": view.detailed,
+            "generated": clock(now),
             "version": views.version(),
             "days": DAYS,
+            "narrow_days": NARROW_DAYS,
+            "refresh_links": view.refresh_links("/"),
+            "home": view.link("/"),
         }
 
-    async def render(self, now: float | None = None, *, detailed: bool = False) -> str:
-        """Return the page's HTML, every secret masked; `detailed` adds incident summaries."""
-        context = await self.context(now, detailed=detailed)
-        return REDACTOR.redact(_env.get_template("status.html").render(**context))
+    async def render(self, now: float | None = None, *, view: View | None = None) -> str:
+        """Return the page's HTML, every secret masked; a detailed view adds incident summaries."""
+        view = view or View()
+        return render_template("status.html", view, **await self.context(now, view=view))
+
+
+def status_text(row: dict[str, Any]) -> str:
+    """Return a check's status in words: `unknown` before any run says so."""
+    if row["status"] == "unknown" and not row.get("last_run"):
+        return "waiting"
+    return row["status"]
 
 
 def _window_over(daemon: Any, row: dict[str, Any], now: float) -> str | None:
@@ -306,7 +434,7 @@ def _window(public: dict[str, Any]) -> dict[str, Any]:
     def nice(text: str | None) -> str:
         if not text:
             return ""
-        return _clock(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+        return clock(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
     return {**public, "start_text": nice(public.get("start")), "end_text": nice(public.get("end"))}
 
@@ -318,7 +446,7 @@ def _slo(item: dict[str, Any]) -> dict[str, Any]:
         for name in names:
             value = item.get(name)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return _percent(float(value))
+                return percent(float(value))
         return None
 
     check = item.get("check") or ""

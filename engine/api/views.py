@@ -124,9 +124,14 @@ def skipped(daemon: Any) -> int:
 
 
 def instance_labels(daemon: Any, key: str) -> dict[str, str]:
+    found = instance(daemon, key)
+    return dict(found.labels) if found is not None else {}
+
+
+def instance(daemon: Any, key: str) -> Any:
+    """Return a check instance by key, this replica's or another's; None when unknown."""
     runtime = daemon.runtime
-    instance = runtime.instances.get(key) or getattr(runtime, "all_instances", {}).get(key)
-    return dict(instance.labels) if instance is not None else {}
+    return runtime.instances.get(key) or getattr(runtime, "all_instances", {}).get(key)
 
 
 async def checks(daemon: Any) -> list[dict[str, Any]]:
