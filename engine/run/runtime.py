@@ -2,7 +2,11 @@
 
 `Runtime` is what the scheduler, the heartbeat timer, the HTTP API and the CLI's `--once`
 pass all talk to: `ingest()` takes one result through evaluation, the state writer, the
-event hooks and alerting, in that order.
+event hooks and alerting, in that order, then re-judges the composites its check is in.
+
+Its other jobs have modules of their own: `ownership.py` (which instances this daemon
+runs, taken over from the store), `conditions.py` (alerts no probe produces) and
+`reload.py` (a new configuration applied).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from typing import Any
 
 from watchkeeper.engine.alerting import events
 from watchkeeper.engine.alerting.alerts import Alert, AlertChange
-from watchkeeper.engine.config.instances import Instance, expand, split_key
+from watchkeeper.engine.config.instances import Instance, split_key
 from watchkeeper.engine.plugins import Registry
-from watchkeeper.engine.run.evaluate import UP, AlertBook, Evaluator, Point
+from watchkeeper.engine.run.conditions import RuntimeConditions
+from watchkeeper.engine.run.evaluate import UP, AlertBook, Evaluator
+from watchkeeper.engine.run.ownership import RuntimeOwnership
 from watchkeeper.engine.run.probe import Result
+from watchkeeper.engine.run.reload import RuntimeReload
 from watchkeeper.engine.run.writer import StateWriter
 from watchkeeper.engine.schedule.clock import Clock
 from watchkeeper.engine.state.store import Row, StateStore
@@ -41,7 +48,7 @@ def result_row(instance: Instance, result: Result, at: float) -> Row:
     return Row(key=instance.key, at=at, data=data)
 
 
-class Runtime:
+class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
     """Everything the daemon knows while it runs, and the path of a result through it."""
 
     def __init__(
@@ -75,110 +82,7 @@ class Runtime:
         self.all_instances: dict[str, Instance] = {}
         self.remote_down: dict[str, bool] = {}  # up state of instances other replicas own
 
-    # -- set-up -----------------------------------------------------------------------------
-
-    async def load(self) -> None:
-        """Build instances and restore counters, open alerts and history from the store."""
-        self.all_instances = expand(self.config, self.reg, replica=self.replica)
-        self.instances = {k: i for k, i in self.all_instances.items() if self.mine(k)}
-        self.book = AlertBook()
-        await self._adopt(set(self.instances))
-        self._index_composites()
-        if self.replica is None:
-            # alerts of checks that no longer exist (removed while the daemon was down)
-            await self._resolve_orphans("check removed from monitor.yaml")
-
-    def mine(self, key: str) -> bool:
-        """True when this daemon runs (and alerts for) an instance or internal condition.
-
-        A `key~replica` instance (a host-scoped check, a replica's own notifier alert)
-        belongs to that replica; every other key to its rendezvous owner.
-        """
-        if "~" in key:
-            return self.replica is not None and key.endswith("~" + self.replica)
-        return self.owns(key)
-
-    async def _adopt(self, keys: set[str]) -> None:
-        """Take over instances: their counters, open alerts and recent history."""
-        if not keys and self.replica is not None:
-            return  # standing down, or nothing moved here: nothing to read
-        states = await self.store.get_all("check_state")
-        alerts = await self.store.get_all("alerts")
-        for doc in alerts.values():
-            if doc.get("status") == "resolved":
-                continue
-            alert = Alert.from_doc(doc)
-            # a check's alerts go with its instance; the daemon's own (a failing notifier,
-            # a backup, an SLO) with whoever owns their key
-            ours = (
-                alert.instance in keys
-                if alert.source == "check"
-                else (self.mine(alert.instance) and alert.instance not in self.instances)
-            )
-            if ours and alert.id not in self.book.by_id:
-                self.book.add(alert)
-        span = max((self.instances[k].window_needed() for k in keys), default=0.0)
-        history = await self._history(keys, span)
-        for key in keys:
-            instance = self.instances[key]
-            state = states.get(key) or {}
-            self.evaluators[key] = Evaluator(
-                instance, self.severities, self.book, state, history.get(key, ())
-            )
-            if state.get("last_at") is not None:
-                self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
-
-    async def _history(self, keys: set[str], span: float) -> dict[str, list[Point]]:
-        """Read the stored results of these instances over the last `span` seconds."""
-        history: dict[str, list[Point]] = {}
-        if span:
-            since = self.clock.now() - span
-            for row in await self.store.read("results", since=since):
-                if row.key in keys:
-                    history.setdefault(row.key, []).append(
-                        Point(row.at, bool(row.data.get("ok")), row.data.get("metrics") or {})
-                    )
-        return history
-
-    def _release(self, keys: set[str]) -> None:
-        """Let go of instances another replica now owns (their alerts stay as they are)."""
-        for key in keys:
-            self.evaluators.pop(key, None)
-            self.latest.pop(key, None)
-            self.instances.pop(key, None)
-            for alert in self.book.open_for(key):
-                self.book.close(alert)
-                self.book.by_id.pop(alert.id, None)
-
-    async def rebalance(self) -> tuple[set[str], set[str]]:
-        """Re-split instances after a membership change; return (gained, lost)."""
-        owned = {k for k in self.all_instances if self.mine(k)}
-        gained, lost = owned - set(self.instances), set(self.instances) - owned
-        self._release(lost)
-        for alert in list(self.book.open.values()):
-            if alert.source != "check" and not self.mine(alert.instance):
-                self.book.close(alert)  # another replica answers for it now
-                self.book.by_id.pop(alert.id, None)
-        for key in gained:
-            self.instances[key] = self.all_instances[key]
-        await self._adopt(gained)
-        self._index_composites()
-        return gained, lost
-
-    async def refresh_remote(self) -> None:
-        """Read the `up` state of parents and composite members another replica owns."""
-        wanted = set()
-        for instance in self.instances.values():
-            wanted.update(p for p in instance.depends_on if p not in self.instances)
-            if instance.probe_type == "composite":
-                wanted.update(
-                    m for m in self.composite_members(instance) if m not in self.instances
-                )
-        down = {}
-        for key in wanted:
-            doc = await self.store.get("check_state", key) or {}
-            down[key] = bool(((doc.get("rules") or {}).get(UP) or {}).get("active"))
-        self.remote_down = down
+    # -- composites -------------------------------------------------------------------------
 
     def _index_composites(self) -> None:
         self.composites = {}
@@ -295,166 +199,6 @@ class Runtime:
 
     def rule_alert(self, key: str, rule: str = UP) -> Alert | None:
         return self.book.get_open(key, rule)
-
-    async def condition(
-        self,
-        rule: str,
-        *,
-        active: bool,
-        severity: str,
-        summary: str,
-        check: str = "watchkeeper",
-        environment: str | None = None,
-        labels: dict[str, str] | None = None,
-        runbook: str | None = None,
-        replica: str | None = None,
-    ) -> Alert | None:
-        """Raise or clear an alert that no probe produces (a failing notifier, a backup...).
-
-        It goes through the same holds, routes and escalation as a check's alerts.
-        """
-        from watchkeeper.engine.alerting.alerts import new_alert_id
-        from watchkeeper.engine.config.instances import instance_key
-
-        now = self.clock.now()
-        key = instance_key(check, environment) + (f"~{replica}" if replica else "")
-        if not self.mine(key):
-            # another replica answers for this condition: hand it over through the store
-            self.writer.put(
-                "conditions",
-                f"{key}|{rule}",
-                {
-                    "rule": rule,
-                    "active": active,
-                    "severity": severity,
-                    "summary": summary,
-                    "check": check,
-                    "environment": environment,
-                    "labels": labels or {},
-                    "runbook": runbook,
-                    "at": now,
-                },
-            )
-            return None
-        alert = self.book.get_open(key, rule)
-        changes: list[AlertChange] = []
-        if active and alert is None:
-            alert = Alert(
-                id=new_alert_id(),
-                check=check,
-                environment=environment,
-                rule=rule,
-                severity=severity,
-                status="firing",
-                summary=summary,
-                started_at=now,
-                updated_at=now,
-                fired_at=now,
-                labels=dict(labels or {}),
-                runbook=runbook,
-                severity_history=[[now, severity]],
-                source="internal",
-                replica=replica,
-            )
-            self.book.add(alert)
-            changes.append(AlertChange(alert, "firing"))
-        elif active and alert is not None:
-            alert.summary, alert.updated_at = summary, now
-            if alert.severity != severity:
-                previous, alert.severity = alert.severity, severity
-                changes.append(AlertChange(alert, "severity", previous))
-            else:
-                self.save_alert(alert)
-        elif not active and alert is not None:
-            alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now
-            alert.resolve_reason = summary
-            self.book.close(alert)
-            changes.append(AlertChange(alert, "resolved"))
-        await self._changed(changes)
-        return alert
-
-    async def _resolve_orphans(self, reason: str) -> None:
-        now = self.clock.now()
-        orphans = [
-            a
-            for a in list(self.book.open.values())
-            if a.source == "check" and a.instance not in self.instances
-        ]
-        changes = []
-        for alert in orphans:
-            alert.status, alert.resolved_at, alert.updated_at = "resolved", now, now
-            alert.resolve_reason = reason
-            self.book.close(alert)
-            changes.append(AlertChange(alert, "resolved" if alert.fired_at else "discarded"))
-        await self._changed(changes)
-
-    # -- reload -----------------------------------------------------------------------------
-
-    async def apply(self, config: Any) -> tuple[list[str], list[str], list[str]]:
-        """Switch to a new configuration; return (added, removed, changed) instance keys.
-
-        Instances whose definition did not change keep their evaluator (counters, history);
-        changed ones keep their alerts and counters where the rules still exist; removed
-        ones have their open alerts resolved with the reason.
-        """
-        self.all_instances = expand(config, self.reg, replica=self.replica)
-        new_instances = {k: i for k, i in self.all_instances.items() if self.mine(k)}
-        added = [k for k in new_instances if k not in self.instances]
-        removed = [k for k in self.instances if k not in self.all_instances]
-        for key in [
-            k for k in self.instances if k not in new_instances and k in self.all_instances
-        ]:
-            self._release({key})
-        changed = [
-            k
-            for k, i in new_instances.items()
-            if k in self.instances and self.instances[k].fingerprint != i.fingerprint
-        ]
-        now = self.clock.now()
-        changes: list[AlertChange] = []
-        for key in removed:
-            changes += self.evaluators[key].resolve_all(now, "check removed from monitor.yaml")
-            del self.evaluators[key]
-            self.latest.pop(key, None)
-            self.writer.delete("check_state", key)
-        self.config = config
-        self.severities = list(config.severities)
-        # a changed check whose rules now look further back than its history reaches:
-        # the older part comes from the store, as it would after a restart
-        longer = {
-            k: new_instances[k].window_needed()
-            for k in changed
-            if k in self.evaluators and new_instances[k].window_needed() > self.evaluators[k].span
-        }
-        stored = await self._history(set(longer), max(longer.values(), default=0.0))
-        for key, instance in new_instances.items():
-            old = self.evaluators.get(key)
-            if old is not None and key not in changed:
-                old.instance = instance
-                continue
-            state = old.state_doc() if old is not None else None
-            history: Any = old.history if old is not None else ()
-            if key in longer:
-                kept = list(history)
-                first = kept[0].at if kept else float("inf")
-                history = [p for p in stored.get(key, ()) if p.at < first] + kept
-            evaluator = Evaluator(instance, self.severities, self.book, state, history)
-            if old is not None:
-                # rules that no longer exist resolve; the rest keep counting
-                for rid in set(old.rules) - set(evaluator.rules):
-                    alert = self.book.get_open(key, rid)
-                    if alert is not None:
-                        old.rules[rid].active = False
-                        changes.append(
-                            old._resolve(
-                                alert, old.rules[rid], now, "rule removed from monitor.yaml"
-                            )
-                        )
-            self.evaluators[key] = evaluator
-        self.instances = new_instances
-        self._index_composites()
-        await self._changed(changes)
-        return added, removed, changed
 
     # -- views ------------------------------------------------------------------------------
 
