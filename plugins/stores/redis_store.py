@@ -17,15 +17,16 @@ Each call is one round trip: a MULTI/EXEC pipeline for plain batches, one Lua sc
 (EVALSHA) where a decision must be taken atomically on the server (fenced writes, trims,
 leases timed by the server's clock). Reading every key of a stream takes two: the key set,
 then one pipelined range read per key.
+
+The calls live by what they touch: `redis_documents.py`, `redis_rows.py` and
+`redis_leases.py`; the Lua scripts and the JSON form of values are in `redis_wire.py`.
+This module opens and closes the connection, trims streams and reports stats.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -37,8 +38,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from watchkeeper.engine.observe.redaction import MASK
-from watchkeeper.engine.state.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
+from watchkeeper.engine.state.store import Role, StateStore, StoreError
 from watchkeeper.plugins.stores.redis import RedisStoreOptions
+from watchkeeper.plugins.stores.redis_documents import RedisDocuments
+from watchkeeper.plugins.stores.redis_leases import RedisLeases
+from watchkeeper.plugins.stores.redis_rows import RedisRows
+from watchkeeper.plugins.stores.redis_wire import (
+    _ACQUIRE,
+    _DELETE_FENCED,
+    _LEASES,
+    _PUT_FENCED,
+    _RELEASE,
+    _TRIM,
+)
 
 log = logging.getLogger("watchkeeper.store.redis")
 
@@ -53,120 +65,9 @@ POOL_TIMEOUT = 10.0
 """Seconds a call waits for one of the pool's connections."""
 TRIM_KEYS = 200
 """Keys trimmed per script call, so one call never holds the server for long."""
-UID_LENGTH = 24
-
-# Fencing: check every key first, write only when none is fenced: all or nothing.
-_PUT_FENCED = """
-local epoch = tonumber(ARGV[1])
-local fenced = {}
-for i = 3, #ARGV, 2 do
-    local stored = redis.call('HGET', KEYS[2], ARGV[i])
-    if stored and tonumber(stored) > epoch then fenced[#fenced + 1] = ARGV[i] end
-end
-if #fenced > 0 then return fenced end
-for i = 3, #ARGV, 2 do
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
-end
-redis.call('SADD', KEYS[3], ARGV[2])
-return fenced
-"""
-
-_DELETE_FENCED = """
-local epoch = tonumber(ARGV[1])
-local fenced = {}
-for i = 2, #ARGV do
-    local stored = redis.call('HGET', KEYS[2], ARGV[i])
-    if stored and tonumber(stored) > epoch then fenced[#fenced + 1] = ARGV[i] end
-end
-if #fenced > 0 then return fenced end
-for i = 2, #ARGV do
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[2], ARGV[i])
-end
-return fenced
-"""
-
-# KEYS[1] the stream's key set, KEYS[2] the row counts, KEYS[3..] row sets of the keys
-# named by ARGV[3..]; ARGV[1] the stream, ARGV[2] the exclusive upper bound.
-_TRIM = """
-local total = 0
-for i = 3, #KEYS do
-    total = total + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
-    if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[1], ARGV[i]) end
-end
-if total > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -total) end
-return total
-"""
-
-# Leases are timed by the server's clock. Numbers go back as strings: Lua would cut a
-# number reply to an integer. KEYS: holder, epoch, expires, data hashes, epoch counter.
-_CLOCK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-"""
-
-_ACQUIRE = (
-    _CLOCK
-    + """
-local name = ARGV[1]
-local holder = redis.call('HGET', KEYS[1], name)
-local expires = tonumber(redis.call('HGET', KEYS[3], name) or '0')
-local epoch, data
-if holder and expires > now then
-    if holder ~= ARGV[2] then return false end
-    epoch = redis.call('HGET', KEYS[2], name)
-    if ARGV[4] == '1' then
-        data = ARGV[5]
-        redis.call('HSET', KEYS[4], name, data)
-    else
-        data = redis.call('HGET', KEYS[4], name)
-    end
-else
-    epoch = tostring(redis.call('INCR', KEYS[5]))
-    if ARGV[4] == '1' then data = ARGV[5] else data = '{}' end
-    redis.call('HSET', KEYS[1], name, ARGV[2])
-    redis.call('HSET', KEYS[2], name, epoch)
-    redis.call('HSET', KEYS[4], name, data)
-end
-local until_ = string.format('%.17g', now + tonumber(ARGV[3]))
-redis.call('HSET', KEYS[3], name, until_)
-return {epoch, until_, data}
-"""
-)
-
-_RELEASE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-    for i = 1, 4 do redis.call('HDEL', KEYS[i], ARGV[1]) end
-end
-return 0
-"""
-
-_LEASES = (
-    _CLOCK
-    + """
-local prefix = ARGV[1]
-local found = {}
-local all = redis.call('HGETALL', KEYS[3])
-for i = 1, #all, 2 do
-    local name = all[i]
-    if tonumber(all[i + 1]) > now and string.sub(name, 1, #prefix) == prefix then
-        found[#found + 1] = name
-        found[#found + 1] = redis.call('HGET', KEYS[1], name)
-        found[#found + 1] = redis.call('HGET', KEYS[2], name)
-        found[#found + 1] = all[i + 1]
-        found[#found + 1] = redis.call('HGET', KEYS[4], name)
-    end
-end
-return found
-"""
-)
-
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-_loads = json.loads
 
 
-class RedisStore(StateStore):
+class RedisStore(RedisDocuments, RedisRows, RedisLeases, StateStore):
     type = "redis"
     Options = RedisStoreOptions
     shared = True
@@ -328,140 +229,7 @@ class RedisStore(StateStore):
         seconds, micros = await self._run(lambda client: client.time())
         return seconds + micros / 1_000_000
 
-    # -- documents ---------------------------------------------------------------------------
-
-    async def put(
-        self, collection: str, docs: dict[str, dict[str, Any]], *, epoch: int | None = None
-    ) -> None:
-        if not docs:
-            self._check_open()
-            return
-        texts = {key: _dumps(doc) for key, doc in docs.items()}
-        if epoch is None:
-
-            async def put(client: aioredis.Redis) -> None:
-                async with client.pipeline(transaction=True) as pipe:
-                    pipe.hset(self._doc_key(collection), mapping=texts)
-                    pipe.sadd(f"{self.prefix}collections", collection)
-                    await pipe.execute()
-
-            await self._run(put)
-            return
-        args: list[Any] = [int(epoch), collection]
-        for key, text in texts.items():
-            args += [key, text]
-        keys = [self._doc_key(collection), self._epoch_key(collection)]
-        keys.append(f"{self.prefix}collections")
-        fenced = await self._script("put_fenced", keys, args)
-        if fenced:
-            raise FencedWrite(collection, sorted(fenced))
-
-    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        text = await self._run(lambda client: client.hget(self._doc_key(collection), key))
-        return None if text is None else _loads(text)
-
-    async def get_all(self, collection: str) -> dict[str, dict[str, Any]]:
-        found = await self._run(lambda client: client.hgetall(self._doc_key(collection)))
-        return {key: _loads(text) for key, text in found.items()}
-
-    async def delete(self, collection: str, keys: list[str], *, epoch: int | None = None) -> None:
-        if not keys:
-            self._check_open()
-            return
-        keys = list(dict.fromkeys(keys))
-        if epoch is None:
-
-            async def delete(client: aioredis.Redis) -> None:
-                async with client.pipeline(transaction=True) as pipe:
-                    pipe.hdel(self._doc_key(collection), *keys)
-                    pipe.hdel(self._epoch_key(collection), *keys)
-                    await pipe.execute()
-
-            await self._run(delete)
-            return
-        hashes = [self._doc_key(collection), self._epoch_key(collection)]
-        fenced = await self._script("delete_fenced", hashes, [int(epoch), *keys])
-        if fenced:
-            raise FencedWrite(collection, sorted(fenced))
-
-    async def insert_once(self, collection: str, key: str, doc: dict[str, Any]) -> bool:
-        text = _dumps(doc)
-
-        async def insert_once(client: aioredis.Redis) -> bool:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(self._doc_key(collection), key, text)
-                pipe.sadd(f"{self.prefix}collections", collection)
-                inserted, _ = await pipe.execute()
-            return bool(inserted)
-
-        return await self._run(insert_once)
-
-    # -- streams -----------------------------------------------------------------------------
-
-    async def append(self, stream: str, rows: list[Row]) -> None:
-        if not rows:
-            self._check_open()
-            return
-        by_key: dict[str, dict[str, float]] = {}
-        for row in rows:
-            at = float(row.at)
-            if not math.isfinite(at):
-                raise ValueError(f"row time must be a finite number, not {row.at!r}")
-            by_key.setdefault(row.key, {})[self._uid() + _dumps(row.data)] = at
-
-        async def append(client: aioredis.Redis) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                for key, members in by_key.items():
-                    pipe.zadd(self._rows_key(stream, key), members)
-                pipe.sadd(self._keys_key(stream), *by_key)
-                pipe.hincrby(f"{self.prefix}rowcount", stream, len(rows))
-                await pipe.execute()
-
-        await self._run(append)
-
-    async def read(
-        self,
-        stream: str,
-        key: str | None = None,
-        *,
-        since: float = 0.0,
-        until: float | None = None,
-        limit: int | None = None,
-        newest_first: bool = False,
-    ) -> list[Row]:
-        if limit is not None and limit <= 0:
-            self._check_open()
-            return []
-        low = repr(float(since))
-        high = "+inf" if until is None else f"({float(until)!r}"
-        start, num = (0, limit) if limit is not None else (None, None)
-
-        def query(target: Any, name: str) -> Any:
-            if newest_first:
-                return target.zrevrangebyscore(name, high, low, start, num, withscores=True)
-            return target.zrangebyscore(name, low, high, start, num, withscores=True)
-
-        if key is not None:
-            found = await self._run(lambda client: query(client, self._rows_key(stream, key)))
-            return [Row(key, at, _loads(member[UID_LENGTH:])) for member, at in found]
-
-        async def read_all(client: aioredis.Redis) -> list[tuple[str, list]]:
-            keys = sorted(await client.smembers(self._keys_key(stream)))
-            if not keys:
-                return []
-            self.round_trips += 1
-            async with client.pipeline(transaction=False) as pipe:
-                for name in keys:
-                    query(pipe, self._rows_key(stream, name))
-                return list(zip(keys, await pipe.execute(), strict=True))
-
-        rows = [
-            Row(name, at, _loads(member[UID_LENGTH:]))
-            for name, found in await self._run(read_all)
-            for member, at in found
-        ]
-        rows.sort(key=lambda row: row.at, reverse=newest_first)
-        return rows if limit is None else rows[:limit]
+    # -- housekeeping ------------------------------------------------------------------------
 
     async def trim(self, stream: str, before: float) -> int:
         keys = await self._run(lambda client: client.smembers(self._keys_key(stream)))
@@ -474,34 +242,6 @@ class RedisStore(StateStore):
             sets = [self._rows_key(stream, name) for name in chunk]
             total += int(await self._script("trim", fixed + sets, [stream, bound, *chunk]))
         return total
-
-    async def stream_keys(self, stream: str) -> list[str]:
-        return list(await self._run(lambda client: client.smembers(self._keys_key(stream))))
-
-    # -- leases ------------------------------------------------------------------------------
-
-    async def acquire(
-        self, name: str, holder: str, ttl: float, data: dict[str, Any] | None = None
-    ) -> Lease | None:
-        text = "" if data is None else _dumps(data)
-        keys = [*self._lease_keys(), f"{self.prefix}epoch"]
-        args = [name, holder, repr(float(ttl)), "0" if data is None else "1", text]
-        granted = await self._script("acquire", keys, args)
-        if granted is None:
-            return None
-        epoch, expires_at, stored = granted
-        return Lease(name, holder, int(epoch), float(expires_at), _loads(stored))
-
-    async def release(self, name: str, holder: str) -> None:
-        await self._script("release", self._lease_keys(), [name, holder])
-
-    async def leases(self, prefix: str = "") -> list[Lease]:
-        flat = await self._script("leases", self._lease_keys(), [prefix])
-        found = [
-            Lease(flat[i], flat[i + 1], int(flat[i + 2]), float(flat[i + 3]), _loads(flat[i + 4]))
-            for i in range(0, len(flat), 5)
-        ]
-        return sorted(found, key=lambda lease: lease.name)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -565,11 +305,6 @@ class RedisStore(StateStore):
         if self._client is None:
             raise StoreError(f"state store {self._shown} is not open")
         return self._client
-
-    def _uid(self) -> str:
-        """Return a unique, fixed-length row id: increasing nanoseconds, then our tag."""
-        self._last_uid = max(self._last_uid + 1, time.time_ns())
-        return f"{self._last_uid:016x}{self._tag}"
 
     async def _run(self, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         """Run `op` with the client; redis-py's errors become StoreError."""
