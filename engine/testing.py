@@ -176,8 +176,8 @@ def contract_problems(probe: type[Probe]) -> list[str]:
     return problems
 
 
-_NOT_CREDENTIALS = frozenset({"client_key"})
-"""Named like credentials, but paths to key files: plain strings are right."""
+_NOT_CREDENTIALS = frozenset({"client_key", "private_key_file", "host_key"})
+"""Named like credentials, but paths to key files or public keys: plain strings are right."""
 
 
 def _models(model: type) -> list[type]:

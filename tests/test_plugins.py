@@ -21,6 +21,18 @@ BUILTIN_PROBES = {
     "heartbeat",
     "composite",
     "sentry",
+    "mysql",
+    "amqp",
+    "mqtt",
+    "nats",
+    "udp",
+    "icmp",
+    "ssh",
+    "websocket",
+    "grpc",
+    "smtp",
+    "imap",
+    "pop3",
 }
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
@@ -211,7 +223,7 @@ def test_disabling_a_third_party_plugin_by_its_entry_point_name(cli, write_confi
     assert result.code == 1
     lines = result.stdout.splitlines()
     assert lines[0].startswith(
-        "monitor.yaml:4:12: checks.gateway.probe: unknown probe 'ping_fake' (known: command,"
+        "monitor.yaml:4:12: checks.gateway.probe: unknown probe 'ping_fake' (known: amqp, command,"
     ), result.output
     assert lines[1].startswith(
         "monitor.yaml:11:17: notifiers.pager.type: unknown type 'pager_fake' (known: apprise,"

@@ -119,8 +119,9 @@ CASES = [
             url: http://example.com
         """,
         "monitor.yaml:4:12: checks.web.probe: unknown probe 'htpp'; did you mean 'http'? "
-        "(known: command, composite, dns, env, heartbeat, http, postgres, redis, sentry, "
-        "system, tcp, tls; `watchkeeper plugins` lists what is installed)",
+        "(known: amqp, command, composite, dns, env, grpc, heartbeat, http, icmp, imap, mqtt, "
+        "mysql, nats, pop3, postgres, redis, sentry, smtp, ssh, system, tcp, tls, udp, "
+        "websocket; `watchkeeper plugins` lists what is installed)",
         id="unknown-probe",
     ),
     pytest.param(

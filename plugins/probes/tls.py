@@ -51,6 +51,14 @@ class TlsOptions(ProbeOptions):
     )
 
 
+# declared the same way by every probe that reports the certificate a server presents
+CERTIFICATE_EXPIRY = Metric(
+    "certificate_expiry",
+    "duration",
+    "until the certificate's `notAfter`; negative once expired",
+)
+
+
 class _Failed(Exception):
     """A run that cannot go on; its message is the result's."""
 
@@ -76,11 +84,7 @@ class TlsProbe(Probe):
     type = "tls"
     Options = TlsOptions
     metrics = (
-        Metric(
-            "certificate_expiry",
-            "duration",
-            "until the certificate's `notAfter`; negative once expired",
-        ),
+        CERTIFICATE_EXPIRY,
         Metric("chain_valid", "number", "1 when the chain verifies against trusted CAs, else 0"),
         Metric("hostname_valid", "number", "1 when the certificate matches the name, else 0"),
         Metric(
@@ -363,7 +367,7 @@ def _evaluate(
         f"{', '.join(sans) or 'no names'} issued by {details['issuer'] or '(no issuer)'}"
     )
     if "certificate_expiry" in metrics:
-        about += ", " + _expiry(metrics["certificate_expiry"], not_after)
+        about += ", " + expiry_phrase(metrics["certificate_expiry"], not_after)
     ok = not (problems and options.require_valid)
     message = f"{target}: " + "; ".join([*problems, about])
     if not problems:
@@ -436,7 +440,8 @@ def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat().replace("+00:00", "Z") if when else None
 
 
-def _expiry(seconds: float, not_after: dt.datetime | None) -> str:
+def expiry_phrase(seconds: float, not_after: dt.datetime | None) -> str:
+    """Say when a certificate expires: `expires in 61d (2027-01-26)`, `expired 3d ago (...)`."""
     day = not_after.date().isoformat() if not_after else "?"
     rounded = round(abs(seconds) / 3600) * 3600 if abs(seconds) >= 3600 else abs(seconds)
     span = format_duration(rounded)
