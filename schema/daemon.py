@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from watchkeeper.schema.base import ConfigModel, PluginOptions, Secret
 from watchkeeper.schema.units import Duration, Ratio
+
+PING_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+"""What a ping key or ping id looks like: long enough not to be guessed, safe in a URL."""
+
+
+def check_ping_secret(value: Secret | None, name: str) -> Secret | None:
+    """Refuse a ping key or ping id too short to stay secret; '' (an unset variable) and
+    a `${env.…}` reference (resolved per instance) pass."""
+    text = value.get_secret_value() if value is not None else ""
+    if text and "${env." not in text and not PING_SECRET.match(text):
+        # the value itself is never quoted: it is a secret, even when malformed
+        raise ValueError(
+            f"{name} must be 16-128 letters, digits, `_` or `-` (a UUID will do: uuidgen)"
+        )
+    return value
 
 
 class StoreOptions(PluginOptions):
@@ -35,6 +51,11 @@ class Server(ConfigModel):
     admin_token: Secret | None = Field(
         None, description="Bearer token for /api/*; empty closes the admin API."
     )
+    ping_key: Secret | None = Field(
+        None,
+        description="Project key of the healthchecks.io-style `/ping/{ping_key}/{check}` "
+        "URLs (16-128 of A-Z a-z 0-9 _ -); unset or empty answers 404 to them.",
+    )
     status_page: Literal["public", "token", "off"] = Field(
         "public", description="Who may see `/` and the badges."
     )
@@ -57,6 +78,11 @@ class Server(ConfigModel):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
         return value
+
+    @field_validator("ping_key")
+    @classmethod
+    def _ping_key(cls, value: Secret | None) -> Secret | None:
+        return check_ping_secret(value, "ping_key")
 
 
 class Sentry(ConfigModel):

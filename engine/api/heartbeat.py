@@ -133,10 +133,21 @@ def _holders(daemon: Any, token: str | None) -> set[str]:
     }
 
 
+async def record(daemon: Any, instance: Any, beat: Any) -> int:
+    """Keep a beat and judge it here when this daemon runs the check; else leave it in the
+    store for the replica that does. Return how many open runs it dropped."""
+    from watchkeeper.engine.state.store import Row
+
+    if instance.key in daemon.runtime.instances:
+        return await daemon.heartbeats.record(instance.key, beat)
+    # another replica runs this check: it picks the beat up from the store
+    daemon.writer.append("beats", Row(key=instance.key, at=beat.at, data=beat.to_data()))
+    return 0
+
+
 async def heartbeat(request: Request) -> Response:
     """Record one beat for a heartbeat check."""
     from watchkeeper.engine.run.heartbeats import MAX_OPEN_RUNS, Beat
-    from watchkeeper.engine.state.store import Row
 
     daemon = request.app.state.daemon
     instance, why = find_instance(daemon, request.path_params["check"])
@@ -179,11 +190,7 @@ async def heartbeat(request: Request) -> Response:
         log=log,
         source="api",
     )
-    dropped = 0
-    if instance.key in daemon.runtime.instances:
-        dropped = await daemon.heartbeats.record(instance.key, beat)
-    else:  # another replica runs this check: it picks the beat up from the store
-        daemon.writer.append("beats", Row(key=instance.key, at=now, data=beat.to_data()))
+    dropped = await record(daemon, instance, beat)
     if as_admin:
         audit.record(
             daemon.writer,

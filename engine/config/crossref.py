@@ -35,6 +35,7 @@ class _Checker(CheckRules, AlertingRules, BackupRules):
         # --strict` refuses them, a daemon or command running the file does not
         self.advice: list[Problem] = []
         self.unchecked: set[str] = set()
+        self.ping_ids: dict[str, str] = {}  # a heartbeat's ping_id -> the check that has it
         self.severities = list(config.severities)
         self.checks = config.checks
         self.instances = {

@@ -12,6 +12,7 @@ from typing import Any
 from watchkeeper.engine.config import loader
 from watchkeeper.engine.config.problems import Problem
 from watchkeeper.engine.config.validation import mark_at
+from watchkeeper.engine.observe.redaction import secret_value
 from watchkeeper.engine.run.declared_metrics import rule_problems
 from watchkeeper.engine.schedule.timetable import runs_per_week
 
@@ -86,6 +87,30 @@ class CheckRules:
             if probe is not None:
                 raw = written[index] if type(written) is list and index < len(written) else None
                 self.declared_metric(check, probe, rule, rpath, raw)
+        if check.probe == "heartbeat":
+            self.ping_id(name, check)
+
+    def ping_id(self, name: str, check: Any):
+        """A `ping_id` names one instance: not another check's, not the project's
+        `server.ping_key`, not shared by the instances of several environments."""
+        value = secret_value(getattr(check, "ping_id", None))
+        if not value or "${env." in value:
+            return
+        path = ("checks", name, "ping_id")
+        seen = self.ping_ids
+        # messages name checks, never the value: it is a secret
+        if len(check.environments or []) > 1:
+            self.error(
+                path,
+                "a check with several environments needs a ping_id per instance: "
+                "take it from the environment with ${env.…}",
+            )
+        if value in seen:
+            self.error(path, f"check {seen[value]!r} has the same ping_id: each needs its own")
+        else:
+            seen[value] = name
+        if value == secret_value(self.config.server.ping_key):
+            self.error(path, "ping_id is the same as server.ping_key: choose another")
 
     def declared_metric(self, check: Any, probe: type, rule: Any, path: tuple, raw: Any):
         """A rule must name a metric the check reports, in a unit and with labels it has.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.run.probe import Metric, Probe
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
+from watchkeeper.schema.daemon import check_ping_secret
 from watchkeeper.schema.schedule import CronExpr, TimezoneName
 from watchkeeper.schema.units import Duration
 
@@ -41,6 +42,17 @@ class HeartbeatOptions(ProbeOptions):
         default_factory=dict,
         description="Metrics read from the beat's body, besides its `metrics`.",
     )
+    ping_id: Secret | None = Field(
+        None,
+        description="This check's own ping URL, `/ping/{ping_id}`, healthchecks.io style: "
+        "a secret (16-128 of A-Z a-z 0-9 _ -, a UUID will do) that can be handed to the "
+        "job without the project's `server.ping_key`.",
+    )
+
+    @field_validator("ping_id")
+    @classmethod
+    def _ping_id(cls, value: Secret | None) -> Secret | None:
+        return check_ping_secret(value, "ping_id")
 
 
 class HeartbeatProbe(Probe):
