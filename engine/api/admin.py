@@ -154,41 +154,61 @@ async def audit_log(request: Request) -> Response:
 # -- acting --------------------------------------------------------------------------------
 
 
-@admin
-async def ack(request: Request) -> Response:
+async def acknowledge(
+    daemon: Any, alert_id: str, by: str, comment: str | None = None
+) -> tuple[str, Any]:
+    """Acknowledge an alert as `by`, here or (its check running on another replica) through
+    the store; return what happened and the alert: `acknowledged`, `requested`, `already`,
+    `resolved`, or `unknown` with None. Raises when the store cannot say which alert it is.
+
+    The admin API, Slack's buttons and PagerDuty's webhooks all acknowledge through here."""
     from watchkeeper.engine.alerting.alerts import Alert
 
+    alert = daemon.runtime.book.by_id.get(alert_id)
+    now = daemon.clock.now()
+    request_doc = {"alert": alert_id, "by": by, "at": now, "comment": comment}
+    if alert is None:
+        doc = await daemon.store.get("alerts", alert_id)
+        if doc is None:
+            return "unknown", None
+        alert = Alert.from_doc(doc)
+        if alert.open:
+            # another replica runs that check: it applies the request from the store
+            await daemon.store.put("acks", {alert_id: request_doc})
+            return "requested", alert
+    if not alert.open:
+        return "resolved", alert
+    if alert.acked_at is not None:
+        return "already", alert
+    await daemon.alerting.acknowledge(alert_id, by, comment, now)
+    try:
+        await daemon.store.put("acks", {alert_id: request_doc})  # replicas and restarts
+    except Exception:
+        log.warning("acknowledgement not written to the store", extra={"alert": alert_id})
+    return "acknowledged", alert
+
+
+@admin
+async def ack(request: Request) -> Response:
     daemon = daemon_of(request)
     alert_id = request.path_params["alert_id"]
     body = await json_body(request, required=False)
     given = _text(body, "by", 200)
     by = given or auth.who(request)
     comment = _text(body, "comment", 2000)
-    alert = daemon.runtime.book.by_id.get(alert_id)
-    now = daemon.clock.now()
-    request_doc = {"alert": alert_id, "by": by, "at": now, "comment": comment}
-    if alert is None:
-        try:
-            doc = await daemon.store.get("alerts", alert_id)
-        except Exception as exc:
-            return error(503, f"state store: {exc}")
-        if doc is None:
-            return error(404, "no alert with that id")
-        alert = Alert.from_doc(doc)
-        if alert.open:
-            # another replica runs that check: it applies the request from the store
-            await daemon.store.put("acks", {alert_id: request_doc})
-            audited(request, "ack", {"alert": alert_id, "comment": comment}, given)
-            return json_response({"status": "requested", "alert": alert.public()}, 202)
-    if not alert.open:
-        return json_response({"status": "resolved", "alert": alert.public()}, 409)
-    if alert.acked_at is not None:
-        return json_response({"status": "already", "alert": alert.public()})
-    await daemon.alerting.acknowledge(alert_id, by, comment, now)
     try:
-        await daemon.store.put("acks", {alert_id: request_doc})  # replicas and restarts
-    except Exception:
-        log.warning("acknowledgement not written to the store", extra={"alert": alert_id})
+        outcome, alert = await acknowledge(daemon, alert_id, by, comment)
+    except Exception as exc:
+        return error(503, f"state store: {exc}")
+    if outcome == "unknown":
+        return error(404, "no alert with that id")
+    if outcome == "resolved":
+        return json_response({"status": "resolved", "alert": alert.public()}, 409)
+    if outcome == "already":
+        return json_response({"status": "already", "alert": alert.public()})
+    if outcome == "requested":
+        audited(request, "ack", {"alert": alert_id, "comment": comment}, given)
+        return json_response({"status": "requested", "alert": alert.public()}, 202)
     audited(request, "ack", {"alert": alert_id, "check": alert.instance, "comment": comment}, given)
     return json_response({"status": "acknowledged", "alert": alert.public()})
 

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchkeeper.engine.api import admin, heartbeat, public
+from watchkeeper.engine.api import admin, heartbeat, integrations, ping, public
 from watchkeeper.engine.api.auth import FailureLimiter, Refusals
 from watchkeeper.engine.api.metrics import Metrics
 from watchkeeper.engine.api.responses import error
@@ -144,9 +144,12 @@ def routes() -> list[Any]:
         Route("/api/alerts/{alert_id}/ack", admin.ack, methods=["POST"]),
         Route("/api/heartbeat/{check}", heartbeat.heartbeat, methods=["POST"]),
         Route("/api/heartbeat/{check}/{signal}", heartbeat.heartbeat, methods=["POST"]),
+        Route("/ping/{rest:path}", ping.ping, methods=["GET", "HEAD", "POST"]),
         Route("/api/events", admin.event, methods=["POST"]),
         Route("/api/reload", admin.reload, methods=["POST"]),
         Route("/api/audit", admin.audit_log, methods=["GET"]),
+        Route("/api/integrations/slack/actions", integrations.slack_actions, methods=["POST"]),
+        Route("/api/integrations/pagerduty", integrations.pagerduty, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 

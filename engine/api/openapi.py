@@ -506,6 +506,57 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    signed = {
+        "401": _error("The signature does not verify, is stale or was used before."),
+        "429": _error("Refused too often from this source: retry after `Retry-After` seconds."),
+    }
+    paths["/api/integrations/slack/actions"] = {
+        "post": {
+            "operationId": "slack_actions",
+            "summary": "A click on a Slack message's button (Acknowledge, Silence 1 h), "
+            "signed with the app's signing secret (X-Slack-Signature).",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"payload": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {"description": "Taken (or about an unknown alert: nothing done)."},
+                **signed,
+            },
+        }
+    }
+    paths["/api/integrations/pagerduty"] = {
+        "post": {
+            "operationId": "pagerduty_webhook",
+            "summary": "A PagerDuty V3 webhook (incident acknowledged, resolved, "
+            "unacknowledged), signed with the subscription's secret (X-PagerDuty-Signature).",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["done"],
+                        "properties": {"done": {"type": "string"}},
+                    },
+                    "Taken: what was done (`acknowledged`, `recorded`, `unknown alert`...).",
+                ),
+                **signed,
+                "503": _error("The store cannot be reached; PagerDuty sends it again."),
+            },
+        }
+    }
     paths["/api/admin/monitoring"] = {
         "get": {
             **paths["/api/status"]["get"],
@@ -526,8 +577,9 @@ def document() -> dict[str, Any]:
             "title": "watchkeeper",
             "version": version(),
             "description": "The HTTP API of a running watchkeeper daemon. The status page "
-            "(`/`), badges (`/badge/{check}.svg`) and `/metrics` are not JSON and are "
-            "described in docs/api.md.",
+            "(`/`), badges (`/badge/{check}.svg`), `/metrics` and the healthchecks.io-style "
+            "ping URLs (`/ping/...`, plain text) are not JSON and are described in "
+            "docs/api.md.",
         },
         "paths": paths,
         "components": {

@@ -30,6 +30,11 @@ class PagerDutyOptions(NotifierOptions):
     template_names = ("summary",)
     routing_key: Secret = Field(description="Integration (routing) key of the service.")
     url: str = Field("https://events.pagerduty.com/v2/enqueue", description="Events API URL.")
+    webhook_secret: Secret | None = Field(
+        None,
+        description="Secret of the service's V3 webhook subscription: acknowledgements and "
+        "resolutions sent to /api/integrations/pagerduty are verified with it.",
+    )
     severity_map: dict[str, PagerDutySeverity] = Field(
         default_factory=lambda: {
             "critical": "critical",
