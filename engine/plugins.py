@@ -58,6 +58,7 @@ DEFAULT_PLUGINS = (
     "watchkeeper.plugins.backup_sources.files",
     "watchkeeper.plugins.destinations.local",
     "watchkeeper.plugins.destinations.s3",
+    "watchkeeper.plugins.destinations.vercel_blob",
     "watchkeeper.plugins.stores.sqlite",
     "watchkeeper.plugins.stores.postgres",
     "watchkeeper.plugins.stores.redis",

@@ -211,7 +211,7 @@ def test_seed_example_covers_the_guide():
     assert all(j["retention"] == {"keep_days": 30} for j in jobs.values())
     assert all(set(j["to"]) == {"local", "cloud"} for j in jobs.values())
     destinations = {d["type"] for d in config["backups"]["destinations"].values()}
-    assert destinations == {"local", "s3"}
+    assert destinations == {"local", "s3", "vercel_blob"}  # "Local + Cloud (Vercel Blob/S3)"
     assert any("MON" in d["schedule"]["cron"] for d in config["backups"]["drills"].values())
 
     # daily, weekly and monthly checklists; the KPIs as SLOs
