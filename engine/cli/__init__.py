@@ -14,6 +14,7 @@ from watchkeeper.engine.cli import (
     backup_cmd,  # noqa: F401
     config_cmds,  # noqa: F401  (registers its commands)
     event_cmd,  # noqa: F401
+    import_cmd,  # noqa: F401
     notify_cmd,  # noqa: F401
     plan_cmd,  # noqa: F401
     report_cmd,  # noqa: F401

@@ -64,7 +64,7 @@ def config_first(args: list[str]) -> list[str]:
 
 # commands in the order a person meets them: write the file, run it, operate what runs
 PANELS: dict[str, tuple[str, ...]] = {
-    "Write monitor.yaml": ("validate", "plan", "route", "schema", "plugins"),
+    "Write monitor.yaml": ("validate", "plan", "route", "schema", "plugins", "import"),
     "Run": ("run", "check", "status", "heartbeat", "exec"),
     "Operate": ("alerts", "backup", "report", "audit", "event", "notify"),
 }
