@@ -33,6 +33,7 @@ from watchkeeper.engine.reports import slo
 from watchkeeper.engine.reports.report import task_report
 from watchkeeper.engine.run.executor import LocalExecutor, ProcessExecutor
 from watchkeeper.engine.run.heartbeats import Heartbeats
+from watchkeeper.engine.run.intake import Intake
 from watchkeeper.engine.run.runtime import Runtime
 from watchkeeper.engine.run.writer import StateWriter
 from watchkeeper.engine.schedule.clock import Clock
@@ -151,6 +152,7 @@ class Daemon:
             actions=ActionRunner(self.runtime, self.base_dir, Path(self.path).resolve()),
         )
         self.alerting.boundary_handlers.append(self._window_boundary)
+        self.intake = Intake(self.runtime)  # alerts posted to `POST /api/v2/alerts`
         self.heartbeats.paused = self._heartbeat_paused
         self.paused_jobs: dict[str, Job] = {}  # skipped by a pause window: run once at its end
         self.backups = Backups(
@@ -411,6 +413,7 @@ class Daemon:
                 await tg.start(self.writer.run, name="state writer")
                 await tg.start(self.outbox.run, name="outbox")
                 await tg.start(self.alerting.run, name="alerting")
+                await tg.start(self.intake.run, name="alert intake")
                 await tg.start(self.heartbeats.run, name="heartbeats")
                 await tg.start(housekeeping, self, name="housekeeping")
                 if self.membership is not None:

@@ -56,6 +56,21 @@ class Server(ConfigModel):
         description="Project key of the healthchecks.io-style `/ping/{ping_key}/{check}` "
         "URLs (16-128 of A-Z a-z 0-9 _ -); unset or empty answers 404 to them.",
     )
+    intake_token: Secret | None = Field(
+        None,
+        description="Bearer token for `POST /api/v2/alerts`, Alertmanager's v2 intake "
+        "(Prometheus sends it as `authorization.credentials`); the admin token works too.",
+    )
+    intake_severity: str = Field(
+        "high",
+        description="Severity of a posted alert whose `severity` label names none of "
+        "`severities` (or that has none).",
+    )
+    intake_resolve_timeout: Duration = Field(
+        300.0,
+        description="A posted alert without `endsAt` resolves when it is not sent again "
+        "for this long (Alertmanager's `resolve_timeout`).",
+    )
     status_page: Literal["public", "token", "off"] = Field(
         "public", description="Who may see `/` and the badges."
     )
@@ -83,6 +98,13 @@ class Server(ConfigModel):
     @classmethod
     def _ping_key(cls, value: Secret | None) -> Secret | None:
         return check_ping_secret(value, "ping_key")
+
+    @field_validator("intake_resolve_timeout")
+    @classmethod
+    def _resolve_timeout(cls, value: float) -> float:
+        if not 1.0 <= value <= 366 * 86400.0:
+            raise ValueError("must be between 1s and 366d")
+        return value
 
 
 class Sentry(ConfigModel):

@@ -59,10 +59,18 @@ class Alert:
     """For host-scoped checks run by several replicas: which replica's host this is."""
     source: str = "check"
     """`check` for a probe's alerts; `internal` for those the daemon raises itself (a
-    failing notifier, a failed backup, an SLO burning its budget)."""
+    failing notifier, a failed backup, an SLO burning its budget); `external` for those
+    posted to the Alertmanager intake (`POST /api/v2/alerts`, engine/run/intake.py)."""
+    fingerprint: str | None = None
+    """External alerts: the hash of their label set, which is what identifies them."""
+    external: dict[str, Any] = field(default_factory=dict)
+    """External alerts: `annotations`, `generator_url`, `expires_at` (resolved then unless
+    sent again)."""
 
     @property
     def instance(self) -> str:
+        if self.fingerprint:
+            return f"{self.check}#{self.fingerprint}"  # one per label set, never a check key
         key = f"{self.check}@{self.environment}" if self.environment else self.check
         return f"{key}~{self.replica}" if self.replica else key
 
@@ -108,6 +116,16 @@ class Alert:
             "acked_by": self.acked_by,
             "replica": self.replica,
             "resolve_reason": self.resolve_reason,
+            "source": self.source,
+            **(self._external_public() if self.source == "external" else {}),
+        }
+
+    def _external_public(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "annotations": dict(self.external.get("annotations") or {}),
+            "generator_url": self.external.get("generator_url"),
+            "expires_at": _iso(self.external.get("expires_at")) if self.open else None,
         }
 
 

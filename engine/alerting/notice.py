@@ -106,6 +106,8 @@ class NoticeAlert:
     detail: str | None = None
     """The probe's own words when the headline had to shorten them (a response body
     excerpt...), or the rule's description; at most DETAIL_LIMIT characters."""
+    source_url: str | None = None
+    """An external alert's `generatorURL`: where its source shows it (a Prometheus graph)."""
 
     def __post_init__(self) -> None:
         if self.detail is None:
@@ -187,6 +189,7 @@ class NoticeAlert:
             "value": self.value,
             "threshold": self.threshold,
             "runbook": self.runbook,
+            "source_url": self.source_url,
             "labels": self.labels,
             "escalation": self.escalation,
             "actions": self.actions,

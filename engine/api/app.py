@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchkeeper.engine.api import admin, heartbeat, integrations, ping, public
+from watchkeeper.engine.api import admin, heartbeat, intake, integrations, ping, public
 from watchkeeper.engine.api.auth import FailureLimiter, Refusals
 from watchkeeper.engine.api.metrics import Metrics
 from watchkeeper.engine.api.responses import error
@@ -146,6 +146,7 @@ def routes() -> list[Any]:
         Route("/api/heartbeat/{check}/{signal}", heartbeat.heartbeat, methods=["POST"]),
         Route("/ping/{rest:path}", ping.ping, methods=["GET", "HEAD", "POST"]),
         Route("/api/events", admin.event, methods=["POST"]),
+        Route("/api/v2/alerts", intake.post_alerts, methods=["POST"]),  # Alertmanager's intake
         Route("/api/reload", admin.reload, methods=["POST"]),
         Route("/api/audit", admin.audit_log, methods=["GET"]),
         Route("/api/integrations/slack/actions", integrations.slack_actions, methods=["POST"]),

@@ -165,6 +165,23 @@ SCHEMAS: dict[str, Any] = {
             "held": NULLABLE_STRING,
             "acknowledged": {"type": "boolean"},
             "acked_by": NULLABLE_STRING,
+            "source": {"enum": ["check", "internal", "external"]},
+            "fingerprint": {"type": "string", "description": "External alerts: label set hash."},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "generator_url": NULLABLE_STRING,
+            "expires_at": TIME,
+        },
+    },
+    "PostableAlert": {
+        "type": "object",
+        "description": "One alert as Alertmanager's v2 API takes it (`postableAlert`).",
+        "required": ["labels"],
+        "properties": {
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "startsAt": {"type": "string", "format": "date-time"},
+            "endsAt": {"type": "string", "format": "date-time"},
+            "generatorURL": {"type": "string", "format": "uri"},
         },
     },
     "Status": {
@@ -484,6 +501,32 @@ def document() -> dict[str, Any]:
                 },
                 op="event",
             )
+        },
+        "/api/v2/alerts": {
+            "post": {
+                "operationId": "post_alerts",
+                "summary": "Alertmanager's v2 intake: Prometheus posts its alerts here; each "
+                "is routed, grouped, silenced and escalated like watchkeeper's own.",
+                "security": ADMIN,
+                "description": "The admin token or `server.intake_token`. An alert is known "
+                "by its labels; `endsAt` in the past resolves it, as does no resend before "
+                "its `endsAt` or within `server.intake_resolve_timeout`.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "array", "items": _ref("PostableAlert")}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "Taken (an empty body, as Alertmanager answers)."},
+                    "400": _error("Not a list of alerts, or some malformed (the rest taken)."),
+                    "401": UNAUTHORIZED,
+                    "413": _error("Body larger than 1 MiB."),
+                    "429": _error("Refused too often, or too many external alerts open."),
+                },
+            }
         },
         "/api/reload": {
             "post": _admin(

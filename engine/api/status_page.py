@@ -195,13 +195,20 @@ async def incidents(daemon: Any, now: float) -> list[dict[str, Any]]:
     """Return firing incidents and those resolved in the last days, newest first."""
     from watchkeeper.engine.alerting.alerts import Alert
 
-    seen = {a.id: a for a in daemon.runtime.book.open.values() if a.status == "firing"}
+    # external alerts are no check's incidents: they have a section of their own
+    seen = {
+        a.id: a
+        for a in daemon.runtime.book.open.values()
+        if a.status == "firing" and a.source != "external"
+    }
     try:
         docs = await daemon.store.get_all("alerts")
     except Exception:
         docs = {}
     for key, doc in docs.items():
         if key in seen or doc.get("status") != "resolved" or not doc.get("fired_at"):
+            continue
+        if doc.get("source") == "external":
             continue
         if (doc.get("resolved_at") or 0) >= now - RECENT_INCIDENTS:
             seen[key] = Alert.from_doc(doc)
@@ -220,6 +227,27 @@ async def incidents(daemon: Any, now: float) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def external_alerts(daemon: Any) -> list[dict[str, Any]]:
+    """Return the open alerts posted to the Alertmanager intake, most severe first."""
+    rank = {name: i for i, name in enumerate(daemon.config.severities)}
+    found = [a for a in daemon.runtime.book.open.values() if a.source == "external"]
+    found.sort(key=lambda a: (rank.get(a.severity, len(rank)), a.started_at))
+    return [
+        {
+            "id": a.id,
+            "name": a.rule,
+            "severity": a.severity,
+            "summary": a.summary,
+            "labels": sorted((k, v) for k, v in a.labels.items() if k != "alertname"),
+            "since": clock(a.fired_at or a.started_at),
+            "source_url": a.external.get("generator_url"),
+            "held": a.held,
+            "acknowledged": a.acked_at is not None,
+        }
+        for a in found
+    ]
 
 
 @dataclass
@@ -398,6 +426,7 @@ class StatusPage:
             "headline": headline(rows),
             "groups": sorted(groups.items(), key=group_order),
             "incidents": await incidents(daemon, now),
+            "external": external_alerts(daemon),
             "under_way": [_window(w) for w in windows["under_way"]],
             "upcoming": [_window(w) for w in windows["upcoming"]],
             "slos": [_slo(s) for s in (slos or [])],

@@ -102,6 +102,7 @@ class _Checker(CheckRules, AlertingRules, BackupRules):
     def run(self) -> list[Problem]:
         c = self.config
         self.severity(c.defaults.severity, ("defaults", "severity"))
+        self.severity(c.server.intake_severity, ("server", "intake_severity"))
         if len(set(self.severities)) != len(self.severities):
             self.error(("severities",), "severities must be unique")
         for name, check in self.checks.items():
