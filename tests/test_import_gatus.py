@@ -13,12 +13,12 @@ import yaml
 from tests.conftest import run_cli
 from watchkeeper.engine.config.gatus import (
     GatusInputError,
-    convert,
     duration_text,
     go_duration,
     interpolated,
     parse_gatus,
 )
+from watchkeeper.engine.config.gatus_convert import convert
 from watchkeeper.engine.testing import HttpTestServer
 
 # Gatus README, "Configuring Slack alerts" and "Setting a default alert"

@@ -50,7 +50,8 @@ def gatus(
         watchkeeper import gatus config/config.yaml
         watchkeeper import gatus config.yaml -o monitor.yaml && watchkeeper validate
     """
-    from watchkeeper.engine.config.gatus import GatusInputError, convert, read_gatus_file
+    from watchkeeper.engine.config.gatus import GatusInputError, read_gatus_file
+    from watchkeeper.engine.config.gatus_convert import convert
 
     try:
         conversion = convert(read_gatus_file(file))
