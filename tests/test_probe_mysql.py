@@ -242,10 +242,10 @@ def test_keeps_the_contract():
         ({"dsn": f"postgresql://a:{PASSWORD}@db/app"}, "expected a mysql:// or mariadb:// DSN"),
         ({"dsn": f"mysql://:{PASSWORD}@db/app"}, "the DSN names no user"),
         ({"dsn": "mysql://app@db:99999/app"}, "not a valid mysql:// DSN"),
-        ({"dsn": "mysql://app@db/app?ssl-mode=REQUIRED"}, "use the tls and ca_file options"),
+        ({"dsn": "mysql://app@db/app?ssl-mode=REQUIRED"}, "use the tls and ca_bundle options"),
         ({"dsn": "mysql://app@db/app?charset=utf8"}, "unknown DSN parameter 'charset'"),
         ({"dsn": "mysql://app@db/a/b"}, "one database name"),
-        ({"dsn": SHARED_DSN, "ca_file": "ca.pem"}, "ca_file needs tls: true"),
+        ({"dsn": SHARED_DSN, "ca_bundle": "ca.pem"}, "ca_bundle needs tls: true"),
         ({"dsn": SHARED_DSN, "stats": "often"}, "valid boolean"),
         ({"query": "SELECT 1"}, "Field required"),
     ],
@@ -389,18 +389,18 @@ def test_tls_with_a_private_ca(primary, certs, tmp_path):
     dsn = primary.dsn()
     trusted = check_once(
         "mysql",
-        {"dsn": dsn, "tls": True, "ca_file": "ca.pem", "query": ENCRYPTED},
+        {"dsn": dsn, "tls": True, "ca_bundle": "ca.pem", "query": ENCRYPTED},
         base_dir=tmp_path,
     )
     untrusted = mysql({"dsn": dsn, "tls": True})
-    missing = mysql({"dsn": dsn, "tls": True, "ca_file": str(tmp_path / "nope.pem")})
+    missing = mysql({"dsn": dsn, "tls": True, "ca_bundle": str(tmp_path / "nope.pem")})
     assert trusted.ok, trusted.message
     assert trusted.metrics["value"] == 1  # the session is encrypted
     assert untrusted.message.startswith(
         f"cannot connect to {dsn}: TLS failed: self-signed certificate in certificate chain"
     )
     assert not missing.ok
-    assert missing.message.startswith(f"cannot load ca_file {tmp_path / 'nope.pem'}: ")
+    assert missing.message.startswith(f"cannot load ca_bundle {tmp_path / 'nope.pem'}: ")
 
 
 @pytest.mark.slow
@@ -410,7 +410,7 @@ def test_tls_checks_the_host_name(primary, tmp_path):
     with MariadbServer(
         f"--ssl-cert={wrong.cert}", f"--ssl-key={wrong.key}", f"--ssl-ca={wrong.ca}"
     ) as other:
-        result = mysql({"dsn": other.dsn(), "tls": True, "ca_file": str(wrong.ca)})
+        result = mysql({"dsn": other.dsn(), "tls": True, "ca_bundle": str(wrong.ca)})
     assert not result.ok
     assert result.message.startswith(f"cannot connect to {other.dsn()}: TLS failed: ")
     assert "127.0.0.1" in result.message  # OpenSSL names the address that did not match

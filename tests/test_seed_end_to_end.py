@@ -58,7 +58,8 @@ SUBSTITUTIONS: list[tuple[str, str, int, str]] = [
     (r"\{every: \d+[smh]\}", "{every: 1s}", 7, "every check every second, not 1m-1h"),
     (r"after: 15m", "after: 4s", 3, "escalation level 2 after 4 s, not 15 min"),
     (r"after: 45m", "after: 8s", 3, "level 3 after 8 s, not 45 min"),
-    (r"repeat: 1h\}", "repeat: 3s}", 2, "level 3 repeats every 3 s: an ack must stop it"),
+    # long enough that the ack (a CLI process on a loaded machine) lands before a repeat
+    (r"repeat: 1h\}", "repeat: 8s}", 2, "level 3 repeats every 8 s: an ack must stop it"),
     # group_wait 0s/30s and group_interval 5m (the default) become 1s on every route:
     # a resolution would otherwise wait 5 minutes behind its firing message
     (r"\n    group_wait: \w+", "", 6, "group_wait/interval set below"),
@@ -347,7 +348,7 @@ def test_the_seed_example_runs_end_to_end(tmp_path, app, receivers, database_url
             wait_until(lambda: len(pagerduty(receivers)) >= 2, "the acknowledgement", 10)
             ack = pagerduty(receivers)[1]
             assert (ack["event_action"], ack["dedup_key"]) == ("acknowledge", dedup_key)
-            time.sleep(4)  # level 3 repeats every 3 s while unacknowledged
+            time.sleep(9)  # level 3 repeats every 8 s while unacknowledged
             assert len(pagerduty(receivers)) == 2
             assert len(smtp.messages) == 1
 

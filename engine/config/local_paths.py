@@ -19,8 +19,9 @@ from watchkeeper.engine.config.problems import Problem
 from watchkeeper.engine.config.validation import mark_at
 
 GLOB_CHARS = set("*?[")
-CHECK_FILES = ("ca_bundle", "client_cert", "client_key")
-"""Options of probes (http, tls, tcp) that name a PEM file."""
+CHECK_FILES = ("ca_bundle", "client_cert", "client_key", "private_key_file")
+"""Options of probes that name a PEM file (a CA bundle, a client certificate or key, an
+SSH private key)."""
 
 
 def local_path_problems(

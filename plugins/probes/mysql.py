@@ -73,7 +73,7 @@ def parse_dsn(dsn: str) -> Dsn:
         if name == "unix_socket" and value:
             unix_socket = value
         elif name.lower().startswith(("ssl", "tls")):
-            raise ValueError(f"DSN parameter {name!r}: use the tls and ca_file options instead")
+            raise ValueError(f"DSN parameter {name!r}: use the tls and ca_bundle options instead")
         else:
             raise ValueError(f"unknown DSN parameter {name!r} (the DSN takes only unix_socket)")
     if not parts.hostname and unix_socket is None:
@@ -103,7 +103,7 @@ class MysqlOptions(ProbeOptions):
     tls: bool = Field(
         False, description="Require TLS, verifying the server's certificate and host name."
     )
-    ca_file: str | None = Field(
+    ca_bundle: str | None = Field(
         None,
         description="CA certificates (PEM) to verify the server by, not the system's.",
     )
@@ -121,8 +121,8 @@ class MysqlOptions(ProbeOptions):
 
     @model_validator(mode="after")
     def _tls(self) -> MysqlOptions:
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file needs tls: true")
+        if self.ca_bundle is not None and not self.tls:
+            raise ValueError("ca_bundle needs tls: true")
         return self
 
 
@@ -170,10 +170,10 @@ class MysqlProbe(Probe):
         context = None
         if options.tls:
             try:
-                context = _tls_context(options.ca_file, ctx.base_dir)
+                context = _tls_context(options.ca_bundle, ctx.base_dir)
             except (OSError, ssl.SSLError) as exc:
                 return Result(
-                    ok=False, message=f"cannot load ca_file {options.ca_file}: {_reason(exc)}"
+                    ok=False, message=f"cannot load ca_bundle {options.ca_bundle}: {_reason(exc)}"
                 )
 
         conn = _connection_class()(
@@ -263,8 +263,8 @@ def _connection_class() -> type:
     return Connection
 
 
-def _tls_context(ca_file: str | None, base_dir: Path) -> ssl.SSLContext:
-    cafile = None if ca_file is None else str(base_dir / Path(ca_file).expanduser())
+def _tls_context(ca_bundle: str | None, base_dir: Path) -> ssl.SSLContext:
+    cafile = None if ca_bundle is None else str(base_dir / Path(ca_bundle).expanduser())
     return ssl.create_default_context(cafile=cafile)
 
 
