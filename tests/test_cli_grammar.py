@@ -44,14 +44,16 @@ def run(*args: str, cwd: Path, columns: int = 80) -> subprocess.CompletedProcess
         (["status", "--config=a.yaml"], ["--config=a.yaml", "status"]),
         (["-c", "a.yaml", "check"], ["-c", "a.yaml", "check"]),
         (
-            ["--log-level", "debug", "plan", "-c", "a.yaml"],
-            ["--log-level", "debug", "-c", "a.yaml", "plan"],
+            ["--log-level", "debug", "report", "-c", "a.yaml"],
+            ["--log-level", "debug", "-c", "a.yaml", "report"],
         ),
         # the later one wins, as a repeated option does
         (["-c", "a.yaml", "check", "-c", "b.yaml"], ["-c", "a.yaml", "-c", "b.yaml", "check"]),
         # a command exec runs keeps its own -c
         (["exec", "job", "--", "sh", "-c", "true"], ["exec", "job", "--", "sh", "-c", "true"]),
         (["alerts", "ack", "A1", "-c", "x.yaml"], ["-c", "x.yaml", "alerts", "ack", "A1"]),
+        # plan reads its own -c beside a FILE argument, and refuses two different files
+        (["plan", "-c", "a.yaml", "b.yaml"], ["plan", "-c", "a.yaml", "b.yaml"]),
     ],
 )
 def test_config_is_read_wherever_it_is_typed(typed: list[str], meant: list[str]) -> None:

@@ -4,13 +4,15 @@ and help that lists commands by what people do with them."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-import click
 import typer.core
 
 # options of the `watchkeeper` group itself that take a value (the value is not a command)
 _GLOBAL_VALUED = {"-c", "--config", "--log-format", "--log-level"}
 _CONFIG = ("-c", "--config")
+# commands with a `-c` (and a FILE argument) of their own, which tell two files apart
+OWN_CONFIG = {"plan"}
 
 
 class LogFormat(StrEnum):
@@ -51,6 +53,8 @@ def config_first(args: list[str]) -> list[str]:
                 before.append(arg)
             else:
                 after.append(arg)
+        elif after[0] in OWN_CONFIG:
+            after.append(arg)
         elif arg in _CONFIG and i + 1 < len(args):
             moved += [arg, args[i + 1]]
             i += 1
@@ -74,7 +78,7 @@ ORDER = [name for names in PANELS.values() for name in names]
 class OrderedGroup(typer.core.TyperGroup):
     """Lists commands in workflow order (PANELS), not in the order modules registered them."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         known = super().list_commands(ctx)
         return [n for n in ORDER if n in known] + [n for n in known if n not in ORDER]
 
@@ -84,7 +88,7 @@ def panel_of(name: str) -> str:
     return next((panel for panel, names in PANELS.items() if name in names), "Other")
 
 
-def _type_shown(self: typer.core.TyperOption, ctx: click.Context) -> str | None:
+def _type_shown(self: typer.core.TyperOption, ctx: Any) -> str | None:
     # a flag takes no value, so it has no type to show (`--strict`, not `--strict <bool>`)
     if self.is_flag:
         return None
