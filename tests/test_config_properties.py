@@ -398,7 +398,7 @@ def start_and_reload(path: Path, second: Any, *, valid: bool) -> None:
                 daemon.maintenance.under_way(daemon.clock.now())
                 daemon.maintenance.next_boundary(daemon.clock.now())
                 _write(path.parent, second)
-                with mock.patch("watchkeeper.engine.daemon.aload_config_isolated", _aload):
+                with mock.patch("watchkeeper.engine.run.reloading.aload_config_isolated", _aload):
                     ok = await daemon.reload()
                 assert ok is valid, daemon.last_reload
                 if valid:
