@@ -26,11 +26,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 import anyio
-import httpx
 from pydantic import Field, field_validator
 
 from watchkeeper.engine.backups.manifest import check_key
@@ -38,6 +37,9 @@ from watchkeeper.engine.backups.plugin import BackupDestination, BackupError
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.observe.redaction import REDACTOR, secret_value
 from watchkeeper.schema.backups import DestinationOptions
+
+if TYPE_CHECKING:  # imported where a request is made: validate does not pay for it
+    import httpx
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.units import Size
 
@@ -179,6 +181,8 @@ class VercelBlobDestination(BackupDestination):
 
     @property
     def http(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(120.0, connect=15.0), follow_redirects=False
@@ -217,6 +221,8 @@ class VercelBlobDestination(BackupDestination):
         Bodies are whole bytes (one part at most), so a retry resends them as they were.
         As in the SDK, an answer saying the request itself is wrong (4xx) is not retried.
         """
+        import httpx
+
         url = self.options.api_url.rstrip("/") + path
         auth = self._auth()
         error: BackupError | None = None
@@ -382,6 +388,8 @@ class VercelBlobDestination(BackupDestination):
         return url
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
+        import httpx
+
         url = await self._blob_url(key)
         params = {"cache": "0"} if self.options.access == "private" else None
         headers = {**self._auth(), "accept-encoding": "identity"}

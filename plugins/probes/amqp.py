@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -15,6 +13,7 @@ from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.observe.redaction import MASK
 from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
+from watchkeeper.plugins.probes.tls import tls_failure
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import format_duration
@@ -179,7 +178,7 @@ def _reason(exc: BaseException, broker: BrokerUrl) -> str:
     import aiormq
 
     errors = aiormq.exceptions
-    if (tls := _tls_failure(exc)) is not None:
+    if (tls := tls_failure(exc)) is not None:
         return tls
     if isinstance(exc, errors.ProbableAuthenticationError):
         return f"auth failed: the broker refused the login of user {broker.user!r}"
@@ -220,22 +219,6 @@ def _clean(text: str, password: str) -> str:
     if password:
         text = text.replace(password, MASK)
     return text
-
-
-def _tls_failure(exc: BaseException) -> str | None:
-    """`TLS failed: ...` when a TLS error is behind `exc`, in OpenSSL's words."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return f"TLS failed: {current.verify_message or current.reason}"
-        if isinstance(current, ssl.SSLError):
-            # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
-            text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(current.strerror or ""))
-            return f"TLS failed: {text or current.reason or type(current).__name__}"
-        current = current.__cause__ or current.__context__
-    return None
 
 
 @hookimpl

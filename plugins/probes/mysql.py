@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.observe.redaction import MASK
 from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http import network_reason, time_budget, took
+from watchkeeper.plugins.probes.tls import tls_failure
 from watchkeeper.schema.base import Secret
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import format_duration
@@ -385,7 +385,7 @@ def _timed_out(exc: BaseException) -> bool:
 
 def _reason(exc: BaseException) -> str:
     """The plainest words for what went wrong, without a traceback."""
-    if (tls := _tls_failure(exc)) is not None:
+    if (tls := tls_failure(exc)) is not None:
         return tls
     if (plain := network_reason(exc)) is not None:
         return plain
@@ -403,22 +403,6 @@ def _clean(exc: BaseException, password: str) -> str:
     if password:
         text = text.replace(password, MASK)
     return text
-
-
-def _tls_failure(exc: BaseException) -> str | None:
-    """`TLS failed: ...` when a TLS error is behind `exc`, in OpenSSL's words."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return f"TLS failed: {current.verify_message or current.reason}"
-        if isinstance(current, ssl.SSLError):
-            # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
-            text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(current.strerror or ""))
-            return f"TLS failed: {text or current.reason or type(current).__name__}"
-        current = current.__cause__ or current.__context__
-    return None
 
 
 @hookimpl

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
 import ssl
 import struct
 import tempfile
@@ -385,6 +386,23 @@ _SHORT = {
     "localityName": "L",
     "domainComponent": "DC",
 }
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """`TLS failed: ...` when a TLS error is behind `exc` (its causes and contexts), in
+    OpenSSL's words; None when none is. For probes whose client library wraps the error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS failed: {current.verify_message or current.reason}"
+        if isinstance(current, ssl.SSLError):
+            # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"
+            text = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(current.strerror or ""))
+            return f"TLS failed: {text or current.reason or type(current).__name__}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def hostname_matches(cert: dict[str, Any], name: str) -> bool:
