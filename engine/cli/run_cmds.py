@@ -210,15 +210,14 @@ def _print_results(
 
 def _metric_text(instance: Any, name: str, value: float) -> str:
     """Show a metric in the unit its probe declares (24.3GB, 812ms), else as a number."""
-    from watchkeeper.engine.run.declared_metrics import metric_kind
+    from watchkeeper.engine.run.declared_metrics import metric_kind, quantity_kind
     from watchkeeper.engine.run.evaluate import render_value
     from watchkeeper.schema.units import format_quantity
 
     kind = metric_kind(instance.probe_type, name, instance.options) if instance else None
     if kind is None or kind == "any":  # undeclared: the name's suffix is the best guess
         return render_value(name, value)
-    # declared kinds as the unit formatter calls them; counts and numbers stay plain
-    return format_quantity(value, {"bytes": "size"}.get(kind, kind))
+    return format_quantity(value, quantity_kind(kind))
 
 
 # -- heartbeats from the command line ---------------------------------------------------------

@@ -138,6 +138,13 @@ def metric_kind(probe_type: str, name: str, options: Any = None, reg: Any = None
     return metric.kind if metric is not None else None
 
 
+def quantity_kind(kind: str) -> str:
+    """Return a declared metric kind as the unit formatter (schema/units.py) calls it:
+    `bytes` is a `size`; durations and ratios keep their names; counts and numbers stay
+    plain."""
+    return {"bytes": "size"}.get(kind, kind)
+
+
 @functools.lru_cache(maxsize=1024)
 def written_kind(text: str) -> str | None:
     """Return the unit a threshold was written in: duration, ratio, bytes; None for a number."""
