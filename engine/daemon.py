@@ -92,6 +92,7 @@ class Daemon(Jobs, Reloading):
         dry_run: bool = False,
         printer: Any = None,
         replica: str | None = None,
+        location: str | None = None,
     ):
         self.validation = validation
         self.config_files = accepted_files(validation)
@@ -159,8 +160,10 @@ class Daemon(Jobs, Reloading):
                 self.config.state.lease_time,
                 on_change=self._rebalance,
                 info=self._replica_info,
+                location=location,
             )
             self.runtime.replica = self.outbox.replica = self.alerting.replica = name
+        self.location = self.runtime.location = location
         self.ready = anyio.Event()
         self.stopping = anyio.Event()
         self._mtime = self._config_mtime()
@@ -179,7 +182,7 @@ class Daemon(Jobs, Reloading):
 
     def _auto_workers(self) -> int:
         instances = self.runtime.all_instances
-        probes = {i.probe_type for i in instances.values() if not i.passive}
+        probes = {i.probe_type for i in instances.values() if i.runs}
         isolate = not all(self.reg.is_builtin("probe", probe) for probe in probes)
         return worker_count("auto", runs_per_second(instances), isolate=isolate)
 
@@ -197,6 +200,8 @@ class Daemon(Jobs, Reloading):
                 await self.membership.refresh()
             self.writer.epoch = self.membership.epoch
             self.runtime.owns = self.membership.owns
+            self.runtime.owns_at = self.membership.owns_at
+            self.runtime.live_locations = self.membership.live_locations
             self.outbox.members = lambda: self.membership.members
         await self.runtime.load()
         await self.heartbeats.load()
@@ -245,8 +250,13 @@ class Daemon(Jobs, Reloading):
             try:
                 await self.runtime.refresh_remote()
                 for key in list(self.runtime.instances):
-                    if self.runtime.instances[key].probe_type == "composite":
+                    instance = self.runtime.instances.get(key)
+                    if instance is None:
+                        continue
+                    if instance.probe_type == "composite":
                         await self.runtime.evaluate_composite(key, self.clock.now())
+                    elif instance.locations is not None:
+                        await self.runtime.judge_located(key, self.clock.now())
             except Exception as exc:
                 log.warning("cannot read other replicas' state", extra={"error": str(exc)})
             await anyio.sleep(max(1.0, self.membership.lease_time / 5))

@@ -175,6 +175,37 @@ DEFAULTS = {
 """Built-in values of the settings neither a check nor `defaults` set."""
 
 
+LocationAgg = Literal["quorum", "worst", "best", "median", "mean"]
+
+
+class Locations(ConfigModel):
+    """Where a check runs from, and how many places must agree before it alerts."""
+
+    from_: list[Name] = Field(
+        alias="from",
+        min_length=1,
+        description="Locations to run from (replicas started with `--location NAME`); the "
+        "check runs once per location, on a replica there.",
+    )
+    quorum: int | None = Field(
+        None,
+        ge=1,
+        description="How many locations must see the check down before it alerts (and "
+        "until fewer do, it stays firing). Default: a majority of `from`.",
+    )
+    agg: LocationAgg = Field(
+        "quorum",
+        description="How threshold rules combine the locations' values: `quorum` (the "
+        "quorum-th worst, so fewer than `quorum` bad locations never fire), `worst`, "
+        "`best`, `median` or `mean`.",
+    )
+
+    @property
+    def needed(self) -> int:
+        """The quorum in effect: the one written, else a majority of the locations."""
+        return self.quorum if self.quorum is not None else len(self.from_) // 2 + 1
+
+
 class CheckCommon(CheckSettings):
     """Keys every check has besides its probe's own."""
 
@@ -194,6 +225,11 @@ class CheckCommon(CheckSettings):
     depends_on: list[str] = Field(
         default_factory=list,
         description="Checks whose `up` alert holds back this check's alerts (shown as blocked).",
+    )
+    locations: Locations | None = Field(
+        None,
+        description="Run from several locations and alert only when `quorum` of them see "
+        "the check down (docs/scaling.md ► Locations).",
     )
 
 

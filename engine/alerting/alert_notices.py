@@ -54,6 +54,7 @@ def notice_alert(
         # a threshold's value says what crossed; the probe's own words say about what
         detail=cut(one_line(alert.said), DETAIL_LIMIT) if alert.said and alert.metric else None,
         source_url=alert.external.get("generator_url"),
+        locations=alert.locations,
     )
 
 

@@ -66,6 +66,9 @@ class Alert:
     external: dict[str, Any] = field(default_factory=dict)
     """External alerts: `annotations`, `generator_url`, `expires_at` (resolved then unless
     sent again)."""
+    locations: dict[str, Any] | None = None
+    """Checks run from several locations: which see the check `down`, `up` or `unknown`
+    (no live replica there, or no result yet), and the `quorum`, as of the last verdict."""
 
     @property
     def instance(self) -> str:
@@ -117,6 +120,7 @@ class Alert:
             "replica": self.replica,
             "resolve_reason": self.resolve_reason,
             "source": self.source,
+            **({"locations": self.locations} if self.locations is not None else {}),
             **(self._external_public() if self.source == "external" else {}),
         }
 

@@ -108,6 +108,9 @@ class NoticeAlert:
     excerpt...), or the rule's description; at most DETAIL_LIMIT characters."""
     source_url: str | None = None
     """An external alert's `generatorURL`: where its source shows it (a Prometheus graph)."""
+    locations: dict[str, Any] | None = None
+    """A check run from several locations: which see it `down`, `up`, `unknown`, and the
+    `quorum` (docs/scaling.md ► Locations)."""
 
     def __post_init__(self) -> None:
         if self.detail is None:
@@ -163,6 +166,14 @@ class NoticeAlert:
             text = f"{where} stopped flapping" + (f" and is down: {what}" if down else f": {what}")
         elif self.change == "repeat":
             text = f"{where} is still down: {what}" if down else f"{where}: still {what}"
+        elif down and self.locations and self.locations.get("down"):
+            places = self.locations["down"]
+            total = sum(len(self.locations.get(k) or ()) for k in ("down", "up", "unknown"))
+            quorum = self.locations.get("quorum")
+            text = (
+                f"{where} is down in {', '.join(places)} ({len(places)} of {total}, "
+                f"quorum {quorum}): {what}"
+            )
         else:
             text = f"{where} is down: {what}" if down else f"{where}: {what}"
         return f"{text} ({severity})"
@@ -196,6 +207,7 @@ class NoticeAlert:
             "reason": self.reason,
             "flapping": self.flapping or None,
             "acknowledged": self.acknowledged or None,
+            "locations": self.locations,
         }
         item.update({k: v for k, v in extra.items() if v not in (None, {}, [])})
         return item

@@ -145,6 +145,8 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
         except Exception:
             states = {}
         for key in remote:
+            if everything[key].parent is not None:
+                continue  # a location's run shows under its check
             state = states.get(key) or {}
             up = (state.get("rules") or {}).get("up") or {}
             check, environment = split_key(key)
@@ -167,6 +169,9 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
                     "remote": True,
                 }
             )
+            if everything[key].locations is not None:
+                seen = daemon.runtime.location_states(everything[key], states)
+                rows[-1]["locations"] = [s.public() for s in seen]
         rows.sort(key=lambda r: (r["check"], r["environment"] or ""))
     from watchkeeper.engine.observe.status import judge_composites
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from watchkeeper.engine.cli.root import (
     fail,
     load_or_exit,
 )
+from watchkeeper.schema.base import NAME_PATTERN
 
 
 @app.command()
@@ -44,6 +46,13 @@ def run(
         envvar="WATCHKEEPER_REPLICA",
         help="This daemon's name among replicas sharing a postgres or redis store "
         "(default: the host name).",
+    ),
+    location: str = typer.Option(
+        None,
+        "--location",
+        envvar="WATCHKEEPER_LOCATION",
+        help="Where this daemon stands (eu, us-east...): it runs the checks that list "
+        "this location in `locations.from`.",
     ),
 ) -> None:
     """Run the daemon on monitor.yaml (or one pass of every check with --once).
@@ -75,8 +84,18 @@ def run(
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
     # previews go where they do not spoil the machine-readable output
     printer = (lambda text: echo(text, err=True)) if fmt is OutputFormat.json else echo
+    if location is not None and not re.fullmatch(NAME_PATTERN, location):
+        fail(
+            f"--location {location!r}: expected a name of letters, digits and `_ . : -`",
+            EXIT_USAGE,
+        )
     daemon = Daemon(
-        validation, dry_run=dry_run, executor=executor, replica=replica, printer=printer
+        validation,
+        dry_run=dry_run,
+        executor=executor,
+        replica=replica,
+        location=location,
+        printer=printer,
     )
     try:
         if once:
@@ -124,7 +143,9 @@ def check(
     reg = registry()
     instances = expand(validation.config, reg)
     selected = _select(instances, names or [], env)
-    runnable = [i for i in selected if not i.passive]
+    # a check with `locations` runs once, from here: its runs per location are the
+    # daemon's replicas' business
+    runnable = [i for i in selected if not i.passive and i.parent is None]
     if not runnable:
         fail("no runnable checks selected (heartbeat and composite checks are passive)", EXIT_USAGE)
     executor = LocalExecutor(reg, validation.base_dir)
@@ -433,15 +454,23 @@ def _print_status(data: dict[str, Any]) -> None:
             when(c.get("last_run")),
             (c.get("message") or "")[:80],
         )
+        for seen in c.get("locations") or ():
+            table.add_row(
+                f"  from {seen['location']}",
+                f"[{colour.get(seen['status'], 'white')}]{seen['status']}[/]",
+                when(seen.get("last_run")),
+                seen.get("why") or "",
+            )
     console.print(table)
     if data.get("replicas"):
         console.print()
         replicas = Table(
-            "replica", "host", "pid", "checks", "lease until", box=None, pad_edge=False
+            "replica", "location", "host", "pid", "checks", "lease until", box=None, pad_edge=False
         )
         for r in data["replicas"]:
             replicas.add_row(
                 r["name"],
+                r.get("location") or "-",
                 str(r.get("host", "")),
                 str(r.get("pid", "")),
                 str(r.get("instances", "")),

@@ -36,6 +36,8 @@ class CheckRules:
                 "environment",
                 (*path, "environments"),
             )
+        if check.locations is not None:
+            self.locations(check, probe, (*path, "locations"))
         if getattr(probe, "passive", False) and check.schedule is not None:
             self.error(
                 (*path, "schedule"),
@@ -89,6 +91,34 @@ class CheckRules:
                 self.declared_metric(check, probe, rule, rpath, raw)
         if check.probe == "heartbeat":
             self.ping_id(name, check)
+
+    def locations(self, check: Any, probe: Any, path: tuple):
+        """A located check needs a quorum its locations can reach, and a probe that runs
+        on a schedule from anywhere (not a passive or host-scoped one)."""
+        spec = check.locations
+        seen: set[str] = set()
+        for index, location in enumerate(spec.from_):
+            if location in seen:
+                self.error((*path, "from", index), f"location {location!r} is listed twice")
+            seen.add(location)
+        if spec.quorum is not None and spec.quorum > len(spec.from_):
+            self.error(
+                (*path, "quorum"),
+                f"quorum {spec.quorum} is more than the {len(spec.from_)} location(s) in "
+                "`from`: the check could never alert",
+            )
+        if probe is not None and getattr(probe, "passive", False):
+            self.error(
+                path,
+                f"a {check.probe} check is not run from anywhere: it has no `locations`",
+                key=True,
+            )
+        elif probe is not None and getattr(probe, "scope", "global") == "host":
+            self.error(
+                path,
+                f"a {check.probe} check watches the host of each replica: it has no `locations`",
+                key=True,
+            )
 
     def ping_id(self, name: str, check: Any):
         """A `ping_id` names one instance: not another check's, not the project's

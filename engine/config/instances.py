@@ -29,9 +29,21 @@ def instance_key(check: str, environment: str | None) -> str:
 
 
 def split_key(key: str) -> tuple[str, str | None]:
-    """Return (check, environment) of an instance key (a `~replica` suffix is dropped)."""
-    check, _, environment = key.split("~", 1)[0].partition("@")
+    """Return (check, environment) of an instance key (a `~replica` or `/location` suffix
+    is dropped)."""
+    check, _, environment = key.split("~", 1)[0].split("/", 1)[0].partition("@")
     return check, environment or None
+
+
+def location_key(key: str, location: str) -> str:
+    """Return the key of an instance's run from one location: `check@environment/eu`."""
+    return f"{key}/{location}"
+
+
+def location_of(key: str) -> str | None:
+    """Return the location of a `…/location` instance key, None for any other key."""
+    _, slash, location = key.partition("/")
+    return location if slash else None
 
 
 @dataclass(eq=False)
@@ -60,10 +72,28 @@ class Instance:
     depends_on: list[str] = field(default_factory=list)  # parent instance keys
     fingerprint: str = ""
     replica: str | None = None  # host-scoped checks under replicas: one instance each
+    # a check with `locations` is one judging instance (`locations` set, never run itself)
+    # and one run instance per location (`location` and `parent` set), keyed `key/location`
+    locations: Any = None
+    location: str | None = None
+    parent: str | None = None
 
     @property
     def passive(self) -> bool:
         return bool(getattr(self.probe_class, "passive", False))
+
+    @property
+    def runs(self) -> bool:
+        """True when the scheduler runs this instance's probe (not a passive check, not
+        the judging instance of a located check, whose locations run it)."""
+        return not self.passive and self.locations is None
+
+    @property
+    def location_keys(self) -> list[str]:
+        """The run instances of a located check, one per location in `from` order."""
+        if self.locations is None:
+            return []
+        return [location_key(self.key, loc) for loc in self.locations.from_]
 
     @property
     def host_scoped(self) -> bool:
@@ -108,7 +138,32 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
             )
             if host:
                 out[key].replica = replica
+            if check.locations is not None:
+                out.update(_located(out[key], check.locations))
     return out
+
+
+def _located(judge: Instance, spec: Any) -> dict[str, Instance]:
+    """Split a located check into its judging instance and one run per location.
+
+    Each location counts its own failures and successes (the check's thresholds); the
+    judging instance turns the locations' states into one `up` verdict, so its own
+    counters pass every verdict on at once, and it judges the threshold rules on the
+    values combined over the locations.
+    """
+    from dataclasses import replace
+
+    runs = {}
+    for location in spec.from_:
+        key = location_key(judge.key, location)
+        run = replace(judge, key=key, thresholds=[], location=location, parent=judge.key)
+        run.fingerprint = _fingerprint(run)
+        runs[key] = run
+    judge.locations = spec
+    judge.schedule = None  # never run itself: its locations run it on the check's schedule
+    judge.failure_threshold = judge.success_threshold = 1
+    judge.fingerprint = _fingerprint(judge)
+    return runs
 
 
 def _setting(check: Any, defaults: Any, name: str) -> Any:
@@ -230,6 +285,7 @@ def _fingerprint(instance: Instance) -> str:
             str(instance.flap_window),
             repr(sorted(instance.labels.items())),
             ",".join(instance.depends_on),
+            instance.location or "",
         ]
     )
     return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()

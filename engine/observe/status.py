@@ -7,6 +7,7 @@ from typing import Any
 from watchkeeper.engine.alerting.alerts import Alert
 from watchkeeper.engine.config.instances import expand, split_key
 from watchkeeper.engine.plugins import registry
+from watchkeeper.engine.run.locations import seen_of
 from watchkeeper.engine.state.configured import create_store
 
 
@@ -29,6 +30,8 @@ async def read_status(validation: Any) -> dict[str, Any]:
         # host-scoped checks under replicas are stored once per replica: `host~a`, `host~b`
         keys = []
         for key in sorted(instances):
+            if instances[key].parent is not None:
+                continue  # a location's run shows under its check
             per_replica = sorted(k for k in states if k.startswith(key + "~"))
             keys += [(key, k) for k in per_replica] or [(key, key)]
         messages = {}
@@ -67,6 +70,12 @@ async def read_status(validation: Any) -> dict[str, Any]:
         }
         if stored != key:
             row["replica"] = stored.split("~", 1)[1]
+        if instance.locations is not None:
+            live = {r.get("location") for r in replicas} if replicas else set()
+            row["locations"] = [
+                seen_of(loc, states.get(run), live=loc in live).public()
+                for loc, run in zip(instance.locations.from_, instance.location_keys, strict=True)
+            ]
         checks.append(row)
     judge_composites(checks, instances)
     return {

@@ -9,7 +9,7 @@ store, so it goes on as it was under the daemon that ran it before. Part of `Run
 from __future__ import annotations
 
 from watchkeeper.engine.alerting.alerts import Alert, AlertChange
-from watchkeeper.engine.config.instances import expand
+from watchkeeper.engine.config.instances import expand, location_of
 from watchkeeper.engine.run.evaluate import UP, AlertBook, Evaluator, Point
 
 
@@ -39,6 +39,10 @@ class RuntimeOwnership:
         """
         if "~" in key:
             return self.replica is not None and key.endswith("~" + self.replica)
+        location = location_of(key)
+        if location is not None:
+            # a check's run from a location: one replica there runs it
+            return self.owns_at(key, location)
         return self.owns(key)
 
     async def _adopt(self, keys: set[str]) -> None:
@@ -65,8 +69,11 @@ class RuntimeOwnership:
         for key in keys:
             instance = self.instances[key]
             state = states.get(key) or {}
+            # a location's run judges only its own `up`, for its check's judging
+            # instance: its verdicts are never alerts, so they go to a book of their own
+            book = self.book if instance.parent is None else AlertBook()
             self.evaluators[key] = Evaluator(
-                instance, self.severities, self.book, state, history.get(key, ())
+                instance, self.severities, book, state, history.get(key, ())
             )
             if state.get("last_at") is not None:
                 self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
@@ -117,11 +124,20 @@ class RuntimeOwnership:
                 wanted.update(
                     m for m in self.composite_members(instance) if m not in self.instances
                 )
-        down = {}
-        for key in wanted:
+        located = {
+            run
+            for instance in self.instances.values()
+            for run in instance.location_keys
+            if run not in self.instances
+        }
+        down, states = {}, {}
+        for key in wanted | located:
             doc = await self.store.get("check_state", key) or {}
             down[key] = bool(((doc.get("rules") or {}).get(UP) or {}).get("active"))
+            if key in located:
+                states[key] = doc
         self.remote_down = down
+        self.remote_states = states
 
     async def _resolve_orphans(self, reason: str) -> None:
         now = self.clock.now()

@@ -81,6 +81,14 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         self.owns: Callable[[str], bool] = lambda key: True
         self.all_instances: dict[str, Instance] = {}
         self.remote_down: dict[str, bool] = {}  # up state of instances other replicas own
+        # checks run from several locations (locations.py)
+        self.location: str | None = None  # where this daemon stands (`run --location`)
+        self.owns_at: Callable[[str, str], bool] = lambda key, loc: loc == self.location
+        self.live_locations: Callable[[], set[str]] = lambda: {self.location} - {None}
+        self.remote_states: dict[str, dict[str, Any]] = {}  # other replicas' location runs
+        self.where: dict[str, dict[str, Any]] = {}  # located check -> who sees what
+        self._judged: dict[str, tuple] = {}  # located check -> the states last judged
+        self._missing: set[str] = set()  # locations already reported as having no replica
 
     # -- composites -------------------------------------------------------------------------
 
@@ -117,7 +125,7 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         was_down = evaluator.down
         changes = evaluator.evaluate(result, at)
         changes += evaluator.settle(at)
-        self.latest[instance.key] = {
+        latest = self.latest[instance.key] = {
             "at": at,
             "ok": result.ok,
             "message": result.message,
@@ -127,7 +135,17 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         self.writer.append("results", result_row(instance, result, at))
         for handler in self.result_handlers:
             handler(instance, result, at)
-        self.writer.put("check_state", instance.key, evaluator.state_doc())
+        doc = evaluator.state_doc()
+        if instance.parent is not None:
+            # a location's run: what it saw goes to its check's judge, wherever that runs;
+            # its own verdicts are never alerts
+            doc["latest"] = {**latest, "message": (result.message or "")[:500]}
+            changes = []
+        elif instance.locations is not None:
+            where = self.where.get(instance.key)
+            for alert in [c.alert for c in changes] + self.book.open_for(instance.key):
+                alert.locations = where
+        self.writer.put("check_state", instance.key, doc)
         await self._changed(changes)
         await events.emit(
             self.reg.manager,
@@ -141,7 +159,55 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
             # of any member, so a healthy composite shows up rather than never having run
             if evaluator.down != was_down or composite not in self.latest:
                 await self.evaluate_composite(composite, at)
+        if instance.parent is not None and instance.parent in self.instances:
+            await self.judge_located(instance.parent, at)
         return changes
+
+    async def judge_located(self, key: str, at: float) -> None:
+        """Judge a check run from several locations on what they last saw; nothing is
+        ingested when no location has anything new to say."""
+        from watchkeeper.engine.run.locations import verdict
+
+        instance = self.instances.get(key)
+        if instance is None or instance.locations is None:
+            return
+        seen = self.location_states(instance)
+        signature = tuple((s.location, s.status, s.at) for s in seen)
+        if self._judged.get(key) == signature:
+            return
+        self._judged[key] = signature
+        if all(s.at is None for s in seen):
+            return  # nothing has run anywhere yet: the check stays unknown
+        result, self.where[key] = verdict(instance, seen)
+        await self.ingest(instance, result, at)
+
+    def location_states(
+        self, instance: Instance, docs: dict[str, dict[str, Any]] | None = None
+    ) -> list[Any]:
+        """What each location of a located check last saw (unknown without a replica);
+        runs another replica made are read from `docs` (stored states), by default from
+        those this daemon last read."""
+        from watchkeeper.engine.run.locations import seen_of
+
+        live = self.live_locations()
+        seen = []
+        for location, key in zip(instance.locations.from_, instance.location_keys, strict=True):
+            evaluator = self.evaluators.get(key)
+            if evaluator is not None:
+                doc = {**evaluator.state_doc(), "latest": self.latest.get(key)}
+            else:
+                doc = (self.remote_states if docs is None else docs).get(key)
+            seen.append(seen_of(location, doc, live=location in live))
+            if location not in live and location not in self._missing:
+                self._missing.add(location)
+                log.warning(
+                    f"no replica in {location}",
+                    extra={"location": location, "check": instance.key},
+                )
+            elif location in live and location in self._missing:
+                self._missing.discard(location)
+                log.info(f"a replica is in {location} again", extra={"location": location})
+        return seen
 
     async def _changed(self, changes: list[AlertChange]) -> None:
         if not changes:
@@ -206,6 +272,8 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         """Return each instance's current state for `status`, /health and the status page."""
         rows = []
         for key, instance in sorted(self.instances.items()):
+            if instance.parent is not None:
+                continue  # a location's run shows under its check
             latest = self.latest.get(key, {})
             open_alerts = self.book.open_for(key)
             firing = [a for a in open_alerts if a.status == "firing"]
@@ -228,4 +296,6 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
                     "labels": instance.labels,
                 }
             )
+            if instance.locations is not None:
+                rows[-1]["locations"] = [s.public() for s in self.location_states(instance)]
         return rows

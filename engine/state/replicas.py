@@ -69,8 +69,11 @@ class Membership:
         *,
         on_change: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], dict[str, Any]] | None = None,
+        location: str | None = None,
     ):
         self.store = store
+        self.location = location
+        self.locations: dict[str, str | None] = {name: location}  # member -> its location
         self.clock = clock
         self.name = name
         self.lease_time = lease_time
@@ -128,7 +131,12 @@ class Membership:
         return f"{socket.gethostname()}:{os.getpid()}"
 
     def _data(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), **self.info()}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "location": self.location,
+            **self.info(),
+        }
 
     async def _new_epoch(self) -> int | None:
         """Take a fresh fencing epoch; None when this replica no longer holds its name."""
@@ -159,7 +167,11 @@ class Membership:
         members = sorted(lease.name[len(MEMBER) :] for lease in leases)
         if self.name not in members:
             members = sorted([*members, self.name])
-        if members != self.members or self.epoch is None:
+        located = {lease.name[len(MEMBER) :]: lease.data.get("location") for lease in leases}
+        located[self.name] = self.location
+        moved = located != self.locations
+        self.locations = located
+        if members != self.members or moved or self.epoch is None:
             epoch = await self._new_epoch()
             if epoch is None:
                 # our lease expired and someone took the name: stop owning anything
@@ -197,6 +209,16 @@ class Membership:
 
     def owns(self, key: str) -> bool:
         return owner(self.members, key) == self.name
+
+    def owns_at(self, key: str, location: str) -> bool:
+        """True when this replica runs a check's run from `location`: the rendezvous
+        owner among the live members standing there."""
+        there = [m for m in self.members if self.locations.get(m) == location]
+        return owner(there, key) == self.name
+
+    def live_locations(self) -> set[str]:
+        """The locations at least one live member stands in."""
+        return {loc for m in self.members if (loc := self.locations.get(m)) is not None}
 
     async def run(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Renew the lease and watch the members until cancelled."""
