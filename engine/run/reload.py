@@ -9,7 +9,7 @@ from typing import Any
 
 from watchkeeper.engine.alerting.alerts import AlertChange
 from watchkeeper.engine.config.instances import expand
-from watchkeeper.engine.run.evaluate import Evaluator
+from watchkeeper.engine.run.evaluate import AlertBook, Evaluator
 
 
 class RuntimeReload:
@@ -67,7 +67,9 @@ class RuntimeReload:
                 kept = list(history)
                 first = kept[0].at if kept else float("inf")
                 history = [p for p in stored.get(key, ()) if p.at < first] + kept
-            evaluator = Evaluator(instance, self.severities, self.book, state, history)
+            # a location's run never raises alerts of its own (locations.py)
+            book = self.book if instance.parent is None else AlertBook()
+            evaluator = Evaluator(instance, self.severities, book, state, history)
             if old is not None:
                 # rules that no longer exist resolve; the rest keep counting
                 for rid in set(old.rules) - set(evaluator.rules):
@@ -81,6 +83,7 @@ class RuntimeReload:
                         )
             self.evaluators[key] = evaluator
         self.instances = new_instances
+        self._judged.clear()  # located checks are judged afresh on their next result
         self._index_composites()
         await self._changed(changes)
         return added, removed, changed
