@@ -150,7 +150,10 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 
 def test_two_of_three_locations_fire_one_notice_naming_them(
-    tmp_path, views, receiver, shared_state
+    tmp_path,
+    views,
+    receiver,
+    shared_state,  # noqa: F811
 ):
     (tmp_path / "monitor.yaml").write_text(
         yaml.safe_dump(config(views, receiver, shared_state), sort_keys=False)

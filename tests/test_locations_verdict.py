@@ -50,8 +50,11 @@ def test_a_located_check_is_one_judge_and_one_run_per_location(tmp_path):
     found = instances(tmp_path, "{from: [eu, us, ap], quorum: 2}")
     assert sorted(found) == ["api", "api/ap", "api/eu", "api/us"]
     judge, run = found["api"], found["api/eu"]
-    assert judge.schedule is None and not judge.runs  # its locations run it
-    assert run.runs and run.schedule.every == 30 and run.parent == "api"
+    assert judge.schedule is None
+    assert not judge.runs
+    assert run.runs
+    assert run.schedule.every == 30
+    assert run.parent == "api"
     assert run.failure_threshold == 3  # each location counts its own failures
     assert judge.failure_threshold == 1  # the judge passes each verdict on at once
     assert split_key("api@production/eu") == ("api", "production")
@@ -68,7 +71,8 @@ def test_down_only_when_the_quorum_sees_it_down(tmp_path):
     one, where = verdict(
         judge, [seen("eu", DOWN, message="HTTP 503"), seen("us", UP), seen("ap", UP)]
     )
-    assert one.ok and where["down"] == ["eu"]
+    assert one.ok
+    assert where["down"] == ["eu"]
     two, where = verdict(
         judge, [seen("eu", DOWN, message="HTTP 503"), seen("us", DOWN), seen("ap", UP)]
     )
@@ -175,3 +179,44 @@ def test_run_refuses_a_location_that_is_not_a_name(tmp_path):
     )
     assert out.returncode == 2
     assert "--location 'eu west'" in out.stderr
+
+
+def test_plan_lists_each_location_on_the_phase_the_daemon_uses(tmp_path):
+    import json
+
+    from watchkeeper.engine.schedule.timetable import series_for
+    from watchkeeper.schema.schedule import Schedule
+
+    (tmp_path / "monitor.yaml").write_text(
+        "version: 1\nchecks:\n  api:\n    probe: http\n    url: https://e.com\n"
+        "    schedule: {every: 1m}\n    locations: {from: [eu, us]}\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watchkeeper.engine",
+            "plan",
+            "--format",
+            "json",
+            "--from",
+            "2026-12-07T00:00:00Z",
+            "--next",
+            "2m",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(out.stdout)
+    assert sorted(r["location"] for r in rows) == ["eu", "us"]
+    from datetime import UTC, datetime
+
+    start = datetime(2026, 12, 7, tzinfo=UTC)
+    for row in rows:
+        # the daemon schedules `api/eu` under that key: the plan shows the same instant
+        series = series_for(Schedule(every=60.0), key=f"api/{row['location']}", start=start)
+        first = next(iter(series))
+        assert datetime.fromisoformat(row["at"]) == first.replace(microsecond=0)
+        assert row["every"] == "1m"

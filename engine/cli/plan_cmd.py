@@ -277,7 +277,7 @@ def _what(item, day: str, seen: set, zone: bool) -> str | tuple[str, ...]:
     if item.held_until is not None:
         # every held run of one stretch says when it ends; the first also that the item
         # runs then (once, not once per held run)
-        stretch = (item.kind, item.name, item.environment, item.held_until)
+        stretch = (item.kind, item.name, item.environment, item.location, item.held_until)
         if stretch in seen:
             return f"held until {_then(item.local_held_until, day, zone)}"
         seen.add(stretch)
@@ -313,7 +313,8 @@ def _print_table(items, begin: datetime, end: datetime, limit: int | None) -> No
     for item in rows:
         day = _day(item.local_at)
         summarised = summarised or (item.cron is not None and item.held_runs is None)
-        cells = ["  " + _when(item.local_at, seconds=seconds, zone=zone), item.kind, item.name]
+        name = f"{item.name} from {item.location}" if item.location else item.name
+        cells = ["  " + _when(item.local_at, seconds=seconds, zone=zone), item.kind, name]
         if environments:
             cells.append(item.environment or "")
         cells.append(_what(item, day, seen, zone))

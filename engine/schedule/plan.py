@@ -52,6 +52,7 @@ class Scheduled:
     timezone: str  # the zone a cron schedule is read in (and times are shown in)
     labels: Any = field(default=None, compare=False)  # a check's, with defaults.labels
     job: str | None = None  # the backup job a drill restores (a window naming it pauses it)
+    location: str | None = None  # a located check's run from one location
 
     @property
     def key(self) -> str:
@@ -62,7 +63,8 @@ class Scheduled:
         its phase.
         """
         if self.kind == "check":
-            return f"{self.name}@{self.environment}" if self.environment else self.name
+            key = f"{self.name}@{self.environment}" if self.environment else self.name
+            return f"{key}/{self.location}" if self.location else key
         return f"{self.kind}:{self.name}"
 
     def series(self, start: datetime) -> timetable.CronSeries | timetable.EverySeries:
@@ -114,6 +116,7 @@ class PlanItem:
     held_by: str | None = None  # the `pause` window holding it
     held_runs: int | None = None  # a summarised item's held stretch: the runs it holds
     effect: str | None = None  # a maintenance window's: mute or pause
+    location: str | None = None  # a located check's run from one location
 
     @property
     def summary(self) -> bool:
@@ -140,6 +143,8 @@ class PlanItem:
         row = {"kind": self.kind, "name": self.name}
         if self.environment is not None:
             row["environment"] = self.environment
+        if self.location is not None:
+            row["location"] = self.location
         row["at"] = _local_text(self.at, self.zone)
         if self.until is not None:
             row["until"] = _local_text(self.until, self.zone)
@@ -192,7 +197,11 @@ def scheduled(
         for environment in check.environments or [None]:
             if checks is not None and not _named(checks, name, environment):
                 continue
-            found.append(Scheduled("check", name, environment, schedule, tz, labels))
+            # a located check runs once per location, each on its own phase
+            for location in check.locations.from_ if check.locations else [None]:
+                found.append(
+                    Scheduled("check", name, environment, schedule, tz, labels, location=location)
+                )
     sections = (
         ("backup", config.backups.jobs),
         ("drill", config.backups.drills),
@@ -326,7 +335,9 @@ def _runs(
         for member, zone, holding in zip(members, zones, held, strict=True):
             hold = holding.at(at) if holding is not None else None
             if hold is None:
-                yield PlanItem(member.kind, member.name, at, zone, member.environment)
+                yield PlanItem(
+                    member.kind, member.name, at, zone, member.environment, location=member.location
+                )
             else:
                 yield PlanItem(
                     member.kind,
@@ -334,6 +345,7 @@ def _runs(
                     at,
                     zone,
                     member.environment,
+                    location=member.location,
                     held_until=hold.end,
                     held_by=hold.window,
                 )
@@ -384,6 +396,7 @@ def _held_stretches(
             at,
             zone,
             entry.environment,
+            location=entry.location,
             held_until=hold.end,
             held_by=hold.window,
             held_runs=count,
@@ -457,6 +470,7 @@ def plan(
                     first,
                     zone,
                     entry.environment,
+                    location=entry.location,
                     every=every,
                     per_day=per_day,
                     cron=cron,
