@@ -70,7 +70,10 @@ async def acheck(
     chosen = [
         instance
         for key, instance in instances.items()
-        if key == name or (instance.check == name and environment in (None, instance.environment))
+        if instance.parent is None  # a located check runs once, as its judging instance
+        and (
+            key == name or (instance.check == name and environment in (None, instance.environment))
+        )
     ]
     if len(chosen) != 1:
         found = ", ".join(sorted(instances)) or "none"

@@ -44,6 +44,8 @@ def _mean(values: list[float]) -> float | None:
 def select_instances(instances: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """Return the instances named (`name` or `name@env`); raise KeyError naming unknown ones."""
     names = list(names)
+    # a located check is reported as one check: its runs per location are its parts
+    instances = {k: i for k, i in instances.items() if i.parent is None}
     if not names:
         return dict(instances)
     chosen = {k: i for k, i in instances.items() if k in names or i.check in names}

@@ -26,7 +26,8 @@ def members_of(instance: Any, instances: Mapping[str, Any]) -> list[str]:
         if own is not None and own in instances:
             members.append(own)
         else:
-            members.extend(k for k, i in instances.items() if i.check == name)
+            # a located check is its judging instance, not its runs per location
+            members.extend(k for k, i in instances.items() if i.check == name and i.parent is None)
     return members
 
 
