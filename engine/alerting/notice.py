@@ -45,6 +45,10 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip(" ,;:") + "…"
 
 
+LOCATIONS_SAID = " — down in "
+"""Where a located check's summary turns from the probe's words to the locations'."""
+
+
 def reason_of(summary: str | None) -> str:
     """Return what a probe said is wrong, in a few words: `HTTP 503`, `timed out after 30s
     waiting for the response`, `cannot connect: connection refused`."""
@@ -139,7 +143,12 @@ class NoticeAlert:
                 self.threshold_text if self.threshold_text is not None else f"{self.threshold:g}"
             )
             return f"{self.measure or self.metric} {value} {self.direction or 'vs'} {limit}"
-        return reason_of(self.summary)
+        summary = self.summary
+        if self.locations:
+            # a located check's summary is what a failing location said, then who sees
+            # what (engine/run/locations.py): the headline names the places itself
+            summary = summary.split(LOCATIONS_SAID, 1)[0]
+        return reason_of(summary)
 
     def _detail(self) -> str | None:
         if self.crossed:

@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from watchkeeper.engine.alerting.notice import LOCATIONS_SAID
 from watchkeeper.engine.config.instances import Instance
 from watchkeeper.engine.run.probe import Result
 
@@ -95,7 +96,8 @@ def verdict(instance: Instance, seen: list[Seen]) -> tuple[Result, dict[str, Any
     if unknown:
         parts.append(f"unknown in {', '.join(unknown)}")
     if said and not ok:
-        parts[0] = f"{said} — {parts[0]}"
+        # `LOCATIONS_SAID` is where a notice cuts the probe's words from the places
+        parts[0] = said + LOCATIONS_SAID + parts[0].removeprefix("down in ")
     elif said:
         parts[0] = f"{parts[0]}: {said}"
     metrics = combined(instance, [s for s in seen if s.status != UNKNOWN and s.ok], quorum)
