@@ -77,6 +77,12 @@ class Server(ConfigModel):
     metrics: Literal["public", "token", "off"] = Field(
         "public", description="Who may scrape `/metrics`."
     )
+    metrics_per_check: Literal["basic", "full"] = Field(
+        "basic",
+        description="Series `/metrics` shows per check instance: `basic` is up, state and "
+        "the latest run's duration; `full` adds a duration histogram and results by outcome "
+        "(about 9x the bytes). Histograms over all checks are there either way.",
+    )
     title: str = Field("Status", description="Status page title.")
     group_by: str = Field(
         "environment",

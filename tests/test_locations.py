@@ -10,6 +10,7 @@ unknown, never down.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 import yaml
 
@@ -167,6 +169,16 @@ def test_two_of_three_locations_fire_one_notice_naming_them(
             20,
             "every location to see api up",
         )
+        # each replica exports its own location's run, labelled with the location
+        for loc, daemon in daemons.items():
+            url = re.search(r"HTTP server listening url=(\S+)", daemon.log).group(1)
+            body = httpx.get(url + "/metrics", timeout=10).text
+            assert (
+                f'watchkeeper_check_up{{check="api",environment="",location="{loc}"}} 1.0' in body
+            )
+            others = [o for o in LOCATIONS if o != loc]
+            assert not any(f'location="{o}"' in body for o in others)
+
         # each location probes through its own view, once per second, on its own replica
         before = Counter(views.hits)
         time.sleep(3)

@@ -46,7 +46,9 @@ def live(tmp_path, receiver):
         "state": {"type": "sqlite", "path": "state.db"},
         "engine": {"workers": 0},
         "environments": {"prod": {}},
-        "server": {"admin_token": "${ADMIN_TOKEN}"},
+        # per-check histograms and results by outcome are asked for (the default has up,
+        # state and last duration; test_metrics_scrape.py covers both)
+        "server": {"admin_token": "${ADMIN_TOKEN}", "metrics_per_check": "full"},
         "checks": {
             # a day apart: the test feeds their results itself
             "api": {

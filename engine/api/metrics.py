@@ -1,14 +1,16 @@
 """Prometheus metrics of one daemon, in a registry of its own.
 
-State (checks up, open alerts, outbox depth, lateness, backups) is read from the daemon
-when Prometheus scrapes, by a custom collector; probe durations and results are counted
-as they happen, through `runtime.result_handlers`; deliveries through the outbox's
-callbacks. Backups come from the store, so they are fetched (awaited) before each scrape.
+State (open alerts, outbox depth, lateness, backups) is read from the daemon when
+Prometheus scrapes, by a custom collector; probe durations and results are counted as
+they happen, through `runtime.result_handlers`, by probe type; deliveries through the
+outbox's callbacks. Backups come from the store, so they are fetched (awaited) before each
+scrape. The per-check series live in `check_series.py`, kept rendered between scrapes.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +25,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 
 from watchkeeper.engine.api import views
+from watchkeeper.engine.api.check_series import CheckSeries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 ALERT_STATUSES = ("pending", "firing")
+GZIP_FROM = 4096
+"""Bodies at least this long are gzipped for a scraper that accepts it (Prometheus does)."""
 
 # `*_created` series (when each counter and histogram came to be) double the series a
 # scrape carries and tell nothing `watchkeeper_start_time_seconds` does not
@@ -41,16 +46,16 @@ class Metrics:
         self.refusals = refusals  # auth.Refusals of the API, when it serves
         self.registry = CollectorRegistry()
         self.durations = Histogram(
-            "watchkeeper_check_duration_seconds",
-            "How long each probe run took.",
-            ["check", "environment", "probe"],
+            "watchkeeper_probe_duration_seconds",
+            "How long probe runs took, by probe type (all checks).",
+            ["probe"],
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
         self.results = Counter(
-            "watchkeeper_check_results",
-            "Probe runs by outcome (ok = true/false).",
-            ["check", "environment", "ok"],
+            "watchkeeper_probe_results",
+            "Probe runs by probe type and outcome (ok = true/false; all checks).",
+            ["probe", "ok"],
             registry=self.registry,
         )
         self.sent = Counter(
@@ -66,7 +71,9 @@ class Metrics:
             registry=self.registry,
         )
         self.backups: dict[str, Any] = {"jobs": {}}
-        self._series: set[tuple[str, str, str]] = set()
+        self.checks = CheckSeries(daemon, DURATION_BUCKETS)
+        self.version = views.version()  # read from the package metadata: once
+        self._probes: dict[tuple[str, bool], tuple[Any, Any]] = {}
         self.registry.register(_StateCollector(self))
         ProcessCollector(registry=self.registry)
 
@@ -90,12 +97,18 @@ class Metrics:
 
     def observe(self, instance: Any, result: Any, at: float) -> None:
         """Count one probe result (a `runtime.result_handlers` listener)."""
-        labels = (instance.check, instance.environment or "", instance.probe_type)
-        self._series.add(labels)
-        self.durations.labels(*labels).observe(max(0.0, float(result.duration)))
-        self.results.labels(
-            instance.check, instance.environment or "", "true" if result.ok else "false"
-        ).inc()
+        duration = max(0.0, float(result.duration))
+        ok = bool(result.ok)
+        children = self._probes.get((instance.probe_type, ok))
+        if children is None:
+            children = self._probes[(instance.probe_type, ok)] = (
+                self.durations.labels(instance.probe_type),
+                self.results.labels(instance.probe_type, "true" if ok else "false"),
+            )
+        children[0].observe(duration)
+        children[1].inc()
+        if self.checks.full():
+            self.checks.observe(instance, ok, duration)
 
     async def _sent(self, delivery: Any, notice: Any) -> None:
         self.sent.labels(delivery.notifier).inc()
@@ -106,27 +119,36 @@ class Metrics:
     # -- scraping ---------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Fetch what lives in the store, and drop series of checks a reload removed."""
+        """Fetch what lives in the store; show every notifier, even before its first notice."""
         self.backups = await views.backups(self.daemon)
         for name in self.daemon.config.notifiers:
             self.sent.labels(name)
             self.gave_up.labels(name)
-        known = self.daemon.runtime.instances
-        for check, environment, probe in list(self._series):
-            key = f"{check}@{environment}" if environment else check
-            if key not in known:
-                self._series.discard((check, environment, probe))
-                self.durations.remove(check, environment, probe)
-                for ok in ("true", "false"):
-                    try:
-                        self.results.remove(check, environment, ok)
-                    except KeyError:
-                        pass
 
     async def exposition(self) -> bytes:
         """Return the Prometheus text exposition of everything."""
         await self.refresh()
-        return generate_latest(self.registry)
+        checks = await self.checks.exposition()
+        return b"".join([generate_latest(self.registry), *checks])
+
+    async def response(self, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
+        """Return the exposition and its headers, gzipped (off the event loop) when the
+        scraper accepts it."""
+        body = await self.exposition()
+        if "gzip" not in accept_encoding.lower() or len(body) < GZIP_FROM:
+            return body, {}
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(_gzip, body), {
+            "content-encoding": "gzip",
+            "vary": "accept-encoding",
+        }
+
+
+def _gzip(body: bytes) -> bytes:
+    # zlib lets go of the GIL while it compresses: the event loop runs meanwhile
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return packer.compress(body) + packer.flush()
 
 
 class _StateCollector:
@@ -141,27 +163,13 @@ class _StateCollector:
     def collect(self) -> Iterator[Metric]:
         daemon = self.metrics.daemon
         info = GaugeMetricFamily("watchkeeper_info", "The running watchkeeper.", labels=["version"])
-        info.add_metric([views.version()], 1)
+        info.add_metric([self.metrics.version], 1)
         yield info
         started = GaugeMetricFamily(
             "watchkeeper_start_time_seconds", "When the daemon started (UNIX seconds)."
         )
         started.add_metric([], views.started_at(daemon))
         yield started
-
-        up = GaugeMetricFamily(
-            "watchkeeper_check_up",
-            "1 while a check instance's probe succeeds, 0 while it is down; "
-            "absent before its first result.",
-            labels=["check", "environment"],
-        )
-        for row in daemon.runtime.check_status():
-            if row["status"] == "unknown":
-                continue
-            up.add_metric(
-                [row["check"], row["environment"] or ""], 0 if row["status"] == "down" else 1
-            )
-        yield up
 
         alerts = GaugeMetricFamily(
             "watchkeeper_alerts",

@@ -124,8 +124,10 @@ async def metrics(request: Request) -> Response:
     refused = _allowed(request, daemon.config.server.metrics, query=False)
     if refused is not None:
         return refused
-    body = await request.app.state.metrics.exposition()
-    return Response(body, media_type=CONTENT_TYPE)
+    body, headers = await request.app.state.metrics.response(
+        request.headers.get("accept-encoding", "")
+    )
+    return Response(body, media_type=CONTENT_TYPE, headers=headers)
 
 
 async def openapi(request: Request) -> Response:
