@@ -71,7 +71,9 @@ def target():
 @pytest.fixture
 def live(tmp_path, target):
     with LiveDaemon(tmp_path, config(target), {"ADMIN_TOKEN": ADMIN_TOKEN}) as daemon:
+        # both web instances have run: the headline counts only db as waiting
         daemon.wait_status("web@production", "up")
+        daemon.wait_status("web@staging", "up")
         yield daemon
 
 

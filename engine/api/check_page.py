@@ -1,5 +1,6 @@
 """One check's page (`GET /checks/{check}`): its response time as an SVG chart drawn on
-the server, daily uptime, latest results, incidents, maintenance windows and settings.
+the server, daily uptime, latest results, incidents, maintenance windows and settings;
+for a check run from several locations, each location's state and latency.
 
 Figures come from `History` (engine/state/rollups.py), the same aggregates reports and
 SLOs use: whole rolled-up days from the daily rollups, the rest from raw results, runs in
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from watchkeeper.engine.api import views
 from watchkeeper.engine.api.status_page import (
@@ -30,6 +32,7 @@ from watchkeeper.engine.api.status_page import (
     status_text,
     timeline,
 )
+from watchkeeper.engine.observe.redaction import MASK, is_secret_name
 from watchkeeper.engine.run.evaluate import metric_kind
 from watchkeeper.engine.state.rollups import DAY, HOUR, History, day_start
 from watchkeeper.schema.checks import CheckCommon
@@ -86,6 +89,53 @@ async def periods(history: History, key: str, range_name: str, now: float) -> li
         aggregate = await history.aggregate(key, start, min(start + length, now), now=now)
         found.append(_period(start, aggregate))
     return found
+
+
+def range_start(range_name: str, now: float) -> float:
+    """Return when a range's first period starts (the chart's left edge)."""
+    _words, count, length, _fmt, _every = RANGES[range_name]
+    if length == DAY:
+        return day_start(now) - (count - 1) * DAY
+    return math.ceil(now / length) * length - count * length
+
+
+async def location_rows(
+    history: History, instance: Any, row: dict[str, Any], range_name: str, now: float
+) -> dict[str, Any] | None:
+    """Return the Locations section of a check run from several places: each location's
+    state, last run, how long that run took, and its uptime, p50 and p95 over the range
+    (from the results of its own run, `check/location`); None for a check run from one."""
+    spec = getattr(instance, "locations", None)
+    seen = {s["location"]: s for s in row.get("locations") or ()}
+    if spec is None or not seen:
+        return None
+    since = range_start(range_name, now)
+    places = []
+    for location, key in zip(spec.from_, instance.location_keys, strict=True):
+        state = seen.get(location) or {"status": "unknown"}
+        aggregate = await history.aggregate(key, since, now, now=now)
+        quantiles = aggregate.percentiles()
+        places.append(
+            {
+                "location": location,
+                "status": state["status"],
+                "why": state.get("why"),
+                "last_run": clock(state["last_run"]) if state.get("last_run") else "never",
+                "took": _seconds(state.get("duration")),
+                "runs": aggregate.runs,
+                "uptime": percent(aggregate.uptime),
+                "p50": _seconds(quantiles["p50"]),
+                "p95": _seconds(quantiles["p95"]),
+            }
+        )
+    down = sum(p["status"] == "down" for p in places)
+    return {
+        "quorum": spec.needed,
+        "count": len(places),
+        "down": down,
+        "places": places,
+        "words": RANGES[range_name][0],
+    }
 
 
 def _period(start: float, aggregate: Any) -> Period:
@@ -234,9 +284,37 @@ def probe_options(instance: Any) -> list[tuple[str, str]]:
     for name, value in sorted(dumped.items()):
         if name in _COMMON or value is None:
             continue
+        value = _shown(value)
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         found.append((name, text))
     return found
+
+
+def _shown(value: Any) -> Any:
+    """Return an option's value with the passwords of URLs in it, and their query values
+    named like secrets, masked: a password written into a URL in monitor.yaml (not through
+    a variable) is no registered secret, so the page's masking would not catch it."""
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value
+    netloc, query = parts.netloc, parts.query
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{hostport}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(is_secret_name(k) for k, _ in pairs):
+        query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return value
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def settings(instance: Any, detailed: bool) -> list[tuple[str, str]]:
@@ -456,6 +534,7 @@ async def render_check(
         "maintenance": [w for w in covering if w["under_way"]],
         "upcoming": [w for w in covering if not w["under_way"]],
         "chart": chart(found, latency_lines(instance), range_name),
+        "locations": await location_rows(history, instance, row, range_name, now),
         "range": range_name,
         "ranges": [
             {

@@ -397,6 +397,7 @@ class StatusPage:
                     "environment": row["environment"],
                     "status": row["status"],
                     "status_text": status_text(row),
+                    "locations": location_items(row, instance),
                     "description": getattr(instance, "description", None),
                     "href": view.link(f"/checks/{key}"),
                     "maintenance": muted.get(key),
@@ -450,6 +451,21 @@ def status_text(row: dict[str, Any]) -> str:
     if row["status"] == "unknown" and not row.get("last_run"):
         return "waiting"
     return row["status"]
+
+
+def location_items(row: dict[str, Any], instance: Any) -> dict[str, Any] | None:
+    """Return what each location of a check run from several sees, and the quorum; None
+    for a check run from one place. Never a probe's message: the page is public."""
+    seen = row.get("locations")
+    if not seen:
+        return None
+    spec = getattr(instance, "locations", None)
+    return {
+        "quorum": spec.needed if spec is not None else None,
+        "places": [
+            {"location": s["location"], "status": s["status"], "why": s.get("why")} for s in seen
+        ],
+    }
 
 
 def _window_over(daemon: Any, row: dict[str, Any], now: float) -> str | None:

@@ -189,6 +189,17 @@ def public_check(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def dated(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a check row with its times, and its locations' times, in ISO-8601."""
+    found = {**row, "last_run": iso(row.get("last_run"))}
+    if row.get("locations"):
+        found["locations"] = [
+            {**s, "last_run": iso(s["last_run"])} if "last_run" in s else s
+            for s in row["locations"]
+        ]
+    return found
+
+
 def overall(rows: list[dict[str, Any]]) -> str:
     """Return `ok` when no check is down or degraded, else `degraded`."""
     return "degraded" if any(r["status"] in ("down", "degraded") for r in rows) else "ok"
@@ -333,7 +344,7 @@ async def status(daemon: Any) -> dict[str, Any]:
         if hasattr(daemon, "reload_outcome")
         else None,
         "daemon": resources(daemon),
-        "checks": [{**row, "last_run": iso(row.get("last_run"))} for row in rows],
+        "checks": [dated(row) for row in rows],
         "alerts": [a.public() for a in open_alerts(daemon)],
         "store": {**store_state(daemon), "stats": stats},
         "outbox": outbox_state(daemon),

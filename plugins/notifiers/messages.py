@@ -40,11 +40,28 @@ def instance(alert: Any) -> str:
     return f"{alert.check}@{alert.environment}" if alert.environment else alert.check
 
 
+def locations_text(locations: dict[str, Any] | None) -> str:
+    """Return which locations see a check down, up and unknown, and the quorum, in words:
+    `Down in eu, us · up in ap · quorum 2`; empty for a check run from one place."""
+    if not locations:
+        return ""
+    parts = [
+        f"{state} in {', '.join(str(place) for place in places)}"
+        for state in ("down", "up", "unknown")
+        if (places := locations.get(state))
+    ]
+    if locations.get("quorum") is not None:
+        parts.append(f"quorum {locations['quorum']}")
+    text = " · ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
 def helpers(notice: Any) -> dict[str, Any]:
     """Return the values every default template may use besides the notice itself."""
     return {
         "color": color(notice),
         "instance": instance,
+        "locations_text": locations_text,
         "headline": notice.headline,
         "detail": notice.detail,
         "cut": cut,
@@ -80,6 +97,9 @@ _ALERT_TEXT = """\
 {% if a.status == "firing" and a.metric %}
   Metric:     {{ a.measure or a.metric }} is {{ a.value_text or a.value }}, \
 {{ a.direction or "against" }} the threshold {{ a.threshold_text or a.threshold }}
+{% endif %}
+{% if a.locations %}
+  Locations:  {{ locations_text(a.locations) }}
 {% endif %}
 {% if a.status == "resolved" %}
   Lasted:     {{ (a.duration | duration) if a.duration is not none else "unknown" }}\
@@ -242,6 +262,10 @@ border-left:4px solid {{ "#2B8A3E" if a.status == "resolved" else color }}">
 <tr><th style="text-align:left;padding:2px 10px;width:110px">Metric</th>
 <td>{{ a.measure or a.metric }} is <strong>{{ a.value_text or a.value }}</strong>,
 {{ a.direction or "against" }} the threshold {{ a.threshold_text or a.threshold }}</td></tr>
+{% endif %}
+{% if a.locations %}
+<tr><th style="text-align:left;padding:2px 10px;width:110px">Locations</th>
+<td>{{ locations_text(a.locations) }}</td></tr>
 {% endif %}
 {% if a.status == "resolved" %}
 <tr><th style="text-align:left;padding:2px 10px;width:110px">Lasted</th>

@@ -96,6 +96,8 @@ def alert_event(
             "threshold": alert.threshold_text or alert.threshold,
             "direction": alert.direction,
         }
+    if alert.locations:
+        details["locations"] = alert.locations
     if alert.escalation:
         details["escalation"] = notice.escalation_level or alert.escalation
     if alert.flapping:

@@ -135,6 +135,9 @@ def alert_blocks(alert: NoticeAlert, escalation: str | None = None) -> list[dict
     if alert.status == "resolved":
         lasted = format_duration(alert.duration) if alert.duration is not None else "unknown"
         fields.append(_mrkdwn(f"*Lasted*\n{lasted}"))
+    if alert.locations:
+        where = messages.locations_text(alert.locations)
+        fields.append(_mrkdwn(f"*Locations*\n{escape(where)}"))
     if alert.escalation:
         fields.append(_mrkdwn(f"*Escalation*\n{escape(escalation or alert.escalation)}"))
     section: dict[str, Any] = {"type": "section", "fields": fields}
