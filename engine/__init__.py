@@ -10,7 +10,6 @@ see one class.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
@@ -29,7 +28,9 @@ PUBLIC_PATHS = {
 }
 
 
-class _PublicPathLoader(importlib.abc.Loader):
+# a loader and a finder as the import system calls them (importlib.abc's base classes
+# would import importlib.resources and tempfile: a tenth of `watchkeeper --version`)
+class _PublicPathLoader:
     """Hands the import system the module at its real path instead of a new one."""
 
     def __init__(self, target: str) -> None:
@@ -46,7 +47,7 @@ class _PublicPathLoader(importlib.abc.Loader):
         module.__spec__ = self.real_spec
 
 
-class _PublicPathFinder(importlib.abc.MetaPathFinder):
+class _PublicPathFinder:
     def find_spec(self, fullname: str, path: object, target: object = None):
         real = PUBLIC_PATHS.get(fullname)
         if real is None:

@@ -6,6 +6,8 @@ import difflib
 import functools
 import importlib
 import os
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pluggy
@@ -76,6 +78,25 @@ KINDS: dict[str, str] = {
     "action": "watchkeeper_actions",
 }
 
+# A built-in module provides one type, named as the module, of the kind its package holds
+# (`watchkeeper.plugins.probes.http`: the probe `http`). So the registry knows every
+# built-in type without importing a module, and `registry()` imports one when its type is
+# first looked up: `watchkeeper validate` of a file with three probes loads three.
+BUILTIN_KINDS = {
+    "probes": "probe",
+    "notifiers": "notifier",
+    "backup_sources": "backup source",
+    "destinations": "backup destination",
+    "stores": "state store",
+    "actions": "action",
+}
+
+
+def builtin_type(module_name: str) -> tuple[str, str]:
+    """Return the (kind, type name) a built-in plugin module provides."""
+    package, _, type_name = module_name.removeprefix(BUILTIN_PREFIX).partition(".")
+    return BUILTIN_KINDS[package], type_name
+
 
 @dataclass
 class PluginInfo:
@@ -90,15 +111,76 @@ class PluginInfo:
         return self.origin == "built-in"
 
 
+class _Deferring(pluggy.PluginManager):
+    """A plugin manager whose built-ins are registered when their types are first used."""
+
+    deferred: tuple[str, ...] = ()
+
+
+_IMPORTING = threading.RLock()
+
+
+class Types(Mapping[str, type]):
+    """The types of one kind by name. A built-in one's module is imported (and registered
+    with the plugin manager) when the type is first looked up; naming, counting and
+    testing for a type (`in`) import nothing."""
+
+    def __init__(self, manager: pluggy.PluginManager, kind: str) -> None:
+        self.manager, self.kind = manager, kind
+        self.classes: dict[str, type | None] = {}  # None: its module is not imported yet
+        self.modules: dict[str, str] = {}  # type name -> built-in module to import
+
+    def __getitem__(self, name: str) -> type:
+        cls = self.classes[name]
+        if cls is None:
+            with _IMPORTING:
+                cls = self.classes[name]
+                if cls is None:
+                    cls = self.classes[name] = _load_builtin(self.manager, self.modules[name])
+        return cls
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.classes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def _load_builtin(manager: pluggy.PluginManager, module_name: str) -> type:
+    """Import a deferred built-in module, register it and return the type it provides."""
+    kind, type_name = builtin_type(module_name)
+    module = importlib.import_module(module_name)
+    hooks = {name for name in vars(module) if name.startswith(f"{hookspecs.PROJECT}_")}
+    if hooks != {KINDS[kind]}:
+        raise PluginError(
+            f"built-in plugin {module_name!r} implements {', '.join(sorted(hooks)) or 'no hook'}: "
+            f"a built-in module is imported when its type is first used, so it implements "
+            f"{KINDS[kind]!r} alone"
+        )
+    manager.register(module, name=module_name)
+    classes = list(getattr(module, KINDS[kind])() or [])
+    for cls in classes:
+        _check_class(kind, module_name, cls)
+    if [cls.type for cls in classes] != [type_name]:
+        raise PluginError(
+            f"built-in plugin {module_name!r} provides {kind} types "
+            f"{[cls.type for cls in classes]}; a built-in module provides one, its own name"
+        )
+    return classes[0]
+
+
 @dataclass(eq=False)
 class Registry:
     """Every plugin type by kind, e.g. `registry.types["probe"]["http"]`."""
 
     manager: pluggy.PluginManager
     plugins: list[PluginInfo]
-    types: dict[str, dict[str, type]]
+    types: dict[str, Mapping[str, type]]
 
-    def kind(self, kind: str) -> dict[str, type]:
+    def kind(self, kind: str) -> Mapping[str, type]:
         return self.types[kind]
 
     def is_builtin(self, kind: str, type_name: str) -> bool:
@@ -123,16 +205,26 @@ def blocked_names() -> set[str]:
     return names | {BUILTIN_PREFIX + name for name in names if not name.startswith("watchkeeper.")}
 
 
-def create_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
-    """Build a plugin manager with the built-ins and, unless disabled, entry-point plugins."""
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+def create_manager(*, load_entry_points: bool = True, defer: bool = False) -> pluggy.PluginManager:
+    """Build a plugin manager with the built-ins and, unless disabled, entry-point plugins.
+
+    `defer` leaves the built-ins to `build_registry`'s registry, which imports and
+    registers each when its type is first looked up.
+    """
+    manager = _Deferring(hookspecs.PROJECT) if defer else pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     for name in blocked_names():
         manager.set_blocked(name)
+    deferred = []
     for module_name in DEFAULT_PLUGINS:
         if manager.is_blocked(module_name):
             continue
-        manager.register(importlib.import_module(module_name), name=module_name)
+        if defer:
+            deferred.append(module_name)
+        else:
+            manager.register(importlib.import_module(module_name), name=module_name)
+    if isinstance(manager, _Deferring):
+        manager.deferred = tuple(deferred)
     if load_entry_points:
         try:
             manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
@@ -174,9 +266,16 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
         for plugin, dist in manager.list_plugin_distinfo()
     }
     infos: dict[str, PluginInfo] = {}
-    types: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+    types: dict[str, Types] = {kind: Types(manager, kind) for kind in KINDS}
     providers: dict[tuple[str, str], str] = {}
+    deferred = [(*builtin_type(name), name) for name in getattr(manager, "deferred", ())]
     for kind, hook_name in KINDS.items():
+        # the built-ins first, as if registered: known by name, imported when used
+        for _kind, type_name, module_name in (d for d in deferred if d[0] == kind):
+            infos[module_name] = PluginInfo(module_name, "built-in", {kind: [type_name]})
+            providers[(kind, type_name)] = module_name
+            types[kind].classes[type_name] = None
+            types[kind].modules[type_name] = module_name
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             plugin_name = impl.plugin_name
             info = infos.setdefault(
@@ -192,12 +291,12 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
                         f"{plugin_name!r}; disable one with {DISABLE_ENV}={plugin_name}"
                     )
                 providers[(kind, cls.type)] = plugin_name
-                types[kind][cls.type] = cls
+                types[kind].classes[cls.type] = cls
                 info.types.setdefault(kind, []).append(cls.type)
     for plugin in manager.get_plugins():
         name = manager.get_name(plugin)
         infos.setdefault(name, PluginInfo(name, origins.get(id(plugin), "built-in")))
-    return Registry(manager=manager, plugins=list(infos.values()), types=types)
+    return Registry(manager=manager, plugins=list(infos.values()), types=dict(types))
 
 
 def _check_class(kind: str, plugin_name: str, cls: object) -> None:
@@ -223,5 +322,8 @@ def _check_class(kind: str, plugin_name: str, cls: object) -> None:
 
 @functools.cache
 def registry() -> Registry:
-    """Return the process-wide registry (built once; plugins do not change while running)."""
-    return build_registry(create_manager())
+    """Return the process-wide registry (built once; plugins do not change while running).
+
+    Its built-in plugins are imported as their types are first used (see `Types`).
+    """
+    return build_registry(create_manager(defer=True))

@@ -8,6 +8,8 @@ third-party probe is validated and appears in the JSON Schema like a built-in on
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PydanticUndefinedAnnotation, PydanticUserError, create_model
@@ -75,6 +77,7 @@ def _title(type_name: str, suffix: str) -> str:
     return "".join(part.capitalize() for part in type_name.replace("-", "_").split("_")) + suffix
 
 
+@functools.cache  # one class per type, whichever models it joins
 def _tagged(
     options: type, key: str, type_name: str, title: str, extra_base: type | None = None
 ) -> type:
@@ -96,23 +99,34 @@ def _tagged(
     return model
 
 
-def _union(models: list[type], key: str) -> Any:
+def _union(models: list[type], key: str, tagged: bool = False) -> Any:
     if not models:
         return Any
-    if len(models) == 1:
+    if len(models) == 1 and not tagged:
         return models[0]
     return Annotated[Union[tuple(models)], Field(discriminator=key)]  # noqa: UP007
 
 
-def build_config_model(types: dict[str, dict[str, type]]) -> type[ConfigBase]:
-    """Return the monitor.yaml model for these plugin types (kind -> type name -> class)."""
+def build_config_model(
+    types: dict[str, dict[str, type]], only: Mapping[str, Collection[str]] | None = None
+) -> type[ConfigBase]:
+    """Return the monitor.yaml model for these plugin types (kind -> type name -> class).
+
+    `only` (kind -> type names) keeps just those types in each union: a model for the
+    types one file names, whose validators cost a fraction of the whole one's to build.
+    A union keeps its shape (tagged once there are two types of the kind), so a file
+    naming no other type gets the same errors from it as from the whole model.
+    """
 
     def union(kind: str, suffix: str, key: str = "type", extra_base: type | None = None):
+        classes = types.get(kind, {})
+        if only is not None:
+            classes = {n: classes[n] for n in classes if n in only.get(kind, ())}
         models = [
             _tagged(cls.Options, key, name, _title(name, suffix), extra_base)
-            for name, cls in sorted(types.get(kind, {}).items())
+            for name, cls in sorted(classes.items())
         ]
-        return _union(models, key), models
+        return _union(models, key, tagged=len(types.get(kind, {})) > 1), models
 
     check, _ = union("probe", "Check", key="probe", extra_base=CheckCommon)
     notifier, _ = union("notifier", "Notifier")

@@ -788,8 +788,9 @@ def test_starter_config_in_the_repo_is_valid(cli):
 
 
 def test_validate_imports_no_event_loop_and_no_client_library():
-    """validate imports every plugin to learn its options; what a plugin runs on (asyncio,
-    httpx, database and mail clients) waits until it runs, so CI does not pay for it."""
+    """validate imports the plugins a file names to learn their options (`watchkeeper
+    schema` every one); what a plugin runs on (asyncio, httpx, database and mail clients)
+    waits until it runs, so CI does not pay for it."""
     import subprocess
 
     runtime = ["asyncio", "httpx", "h11", "psycopg", "redis", "aiosmtplib", "sentry_sdk", "dns"]
@@ -800,6 +801,8 @@ def test_validate_imports_no_event_loop_and_no_client_library():
         from watchkeeper.engine.config.validation import validate
         result = validate({str(REPO / "examples" / "infinite-idea.yaml")!r}, env={{}})
         assert result.config is not None and not result.errors, result.problems
+        from watchkeeper.engine.config.validation import config_model
+        config_model()  # every plugin's options, as `watchkeeper schema` builds them
         print(" ".join(m for m in {runtime!r} if m in sys.modules))
         """
     )

@@ -8,7 +8,6 @@ from importlib import resources
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from watchkeeper.engine.cli import root
 from watchkeeper.engine.cli.root import (
@@ -178,6 +177,8 @@ def plugins(
         watchkeeper plugins
         watchkeeper plugins --third-party --format json
     """
+    from rich.table import Table
+
     from watchkeeper.engine.plugins import PluginError, registry
 
     try:

@@ -66,6 +66,24 @@ def config_first(args: list[str]) -> list[str]:
     return before + moved + after
 
 
+def command_named(args: list[str]) -> str | None:
+    """Return the command a command line (as `config_first` leaves it) runs, or None when
+    none is named or an option before it asks the group itself for something (`--help`,
+    `--version`, completion) or is not one `watchkeeper` takes."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _GLOBAL_VALUED:
+            i += 2
+        elif arg.split("=", 1)[0] in _GLOBAL_VALUED and arg.startswith("--"):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
+
+
 # commands in the order a person meets them: write the file, run it, operate what runs
 PANELS: dict[str, tuple[str, ...]] = {
     "Write monitor.yaml": ("validate", "plan", "route", "schema", "plugins", "import"),

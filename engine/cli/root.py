@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -107,15 +108,18 @@ class _RedactingConsole(Console):
 
 def _masked(renderable: Any) -> Any:
     """Return a renderable with secrets masked in its text (a table's cells included)."""
-    from rich.table import Table
     from rich.text import Text
+
+    # no table was drawn unless rich.table was imported (it is not for most commands)
+    tables = sys.modules.get("rich.table")
+    table_type = tables.Table if tables is not None else ()
 
     if isinstance(renderable, str):
         return REDACTOR.redact(renderable)
     if isinstance(renderable, Text):
         plain = REDACTOR.redact(renderable.plain)
         return renderable if plain == renderable.plain else Text(plain, style=renderable.style)
-    if isinstance(renderable, Table):
+    if isinstance(renderable, table_type):
         for column in renderable.columns:
             column._cells = [_masked(cell) for cell in column._cells]
     return renderable
@@ -144,11 +148,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def load_or_exit(
-    ctx: typer.Context, *, strict: bool = True, path: Path | None = None, isolated: bool = False
+    ctx: typer.Context,
+    *,
+    strict: bool = True,
+    path: Path | None = None,
+    isolated: bool = False,
+    meanwhile: Callable[[], object] | None = None,
 ):
     """Validate the configuration for use; on problems print them and exit 1 (2 if unreadable).
 
-    `isolated` reads it in a child process (the daemon: see engine/config/process.py).
+    `isolated` reads it in a child process (the daemon: see engine/config/process.py), and
+    calls `meanwhile` while the child reads.
     """
     from watchkeeper.engine.config.problems import ConfigError
     from watchkeeper.engine.config.validation import load_config
@@ -157,9 +167,12 @@ def load_or_exit(
     config_path = path or state(ctx).config
     try:
         if isolated:
-            from watchkeeper.engine.config.process import load_config_isolated
+            from watchkeeper.engine.config.process import Reading
 
-            return load_config_isolated(config_path)
+            reading = Reading(config_path)
+            if meanwhile is not None:
+                meanwhile()
+            return reading.result()
         return load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:

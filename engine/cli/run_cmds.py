@@ -66,20 +66,26 @@ def run(
         watchkeeper -c /etc/watchkeeper/monitor.yaml --log-format json run
         watchkeeper run --once --format json
     """
-    from watchkeeper.engine.api import ServerError
     from watchkeeper.engine.config.process import ConfigLimitError
+
+    def load_the_daemon() -> None:
+        import watchkeeper.engine.api
+        import watchkeeper.engine.daemon  # noqa: F401
+
+    # the config is read in a child process under a time and a memory limit: a hostile
+    # file costs the child, and the daemon keeps nothing of the parse but the result;
+    # meanwhile the daemon loads the rest of itself
+    try:
+        validation = load_or_exit(ctx, isolated=True, meanwhile=load_the_daemon)
+    except ConfigLimitError as exc:
+        fail(f"{exc.path}: {exc.reason}; nothing was started", EXIT_FAILED)
+    from watchkeeper.engine.api import ServerError
     from watchkeeper.engine.daemon import Daemon
     from watchkeeper.engine.plugins import registry
     from watchkeeper.engine.run.executor import LocalExecutor
     from watchkeeper.engine.state.replicas import ReplicaError
     from watchkeeper.engine.state.store import StoreError
 
-    # the config is read in a child process under a time and a memory limit: a hostile
-    # file costs the child, and the daemon keeps nothing of the parse but the result
-    try:
-        validation = load_or_exit(ctx, isolated=True)
-    except ConfigLimitError as exc:
-        fail(f"{exc.path}: {exc.reason}; nothing was started", EXIT_FAILED)
     # one pass runs in-process: starting worker processes would cost more than it saves
     executor = LocalExecutor(registry(), validation.base_dir) if once else None
     # previews go where they do not spoil the machine-readable output

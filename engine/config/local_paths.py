@@ -59,7 +59,10 @@ def local_path_problems(
 def _named_paths(config: Any) -> Iterator[tuple[tuple, str, str]]:
     """Yield (key path, value, kind) of every local path the configuration names."""
     for name, check in (getattr(config, "checks", None) or {}).items():
+        fields = getattr(type(check), "model_fields", None)
         for field in CHECK_FILES:
+            if fields is not None and field not in fields:
+                continue  # asking a model for a key it lacks costs an exception
             value = getattr(check, field, None)
             if isinstance(value, str):
                 yield ("checks", name, field), value, "file"

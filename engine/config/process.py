@@ -17,18 +17,21 @@ daemon's event loop never reads a byte of YAML.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from watchkeeper.engine.config import loader
-from watchkeeper.engine.config.problems import ConfigError, Problem
-from watchkeeper.engine.config.validation import Validation, config_model, load_config
-from watchkeeper.engine.observe.redaction import REDACTOR
-from watchkeeper.engine.plugins import Registry
+# what checks a config is imported where it is used: the daemon starts the child first and
+# loads the rest of itself while the child reads the file (see `Reading`)
+if TYPE_CHECKING:
+    from watchkeeper.engine.config.problems import Problem
+    from watchkeeper.engine.config.validation import Validation
+    from watchkeeper.engine.plugins import Registry
 
 TIME_LIMIT = 30.0
 """Seconds the child may take (`WATCHKEEPER_CONFIG_TIMEOUT` overrides)."""
@@ -81,6 +84,8 @@ class ConfigLimitError(Exception):
     @property
     def problems(self) -> list[Problem]:
         """Return the refusal as the one problem an API answer lists."""
+        from watchkeeper.engine.config.problems import Problem
+
         return [Problem.at(None, "", self.message)]
 
 
@@ -89,8 +94,15 @@ def _seconds(value: float) -> str:
 
 
 def _answer(path: str) -> dict[str, Any]:
+    from watchkeeper.engine.config.problems import ConfigError
+    from watchkeeper.engine.config.validation import validate
+    from watchkeeper.engine.observe.redaction import REDACTOR
+
     try:
-        validation = load_config(path)
+        # `load_config` but for registering the accepted file's secret fields: this
+        # process masks nothing more, and the daemon registers them from its own models
+        validation = validate(path, strict=True, running=True)
+        validation.raise_for_errors()
     except ConfigError as exc:
         # masked here, where the secrets the file names are known, and handed over too:
         # the daemon has not registered a refused file's secrets, and its log, /health and
@@ -143,6 +155,11 @@ def accept(
     path: str | os.PathLike[str], output: bytes, reg: Registry | None = None, stderr: bytes = b""
 ) -> Validation:
     """Turn the child's answer into a Validation (raise ConfigError or OSError if refused)."""
+    from watchkeeper.engine.config import loader
+    from watchkeeper.engine.config.problems import ConfigError, Problem
+    from watchkeeper.engine.config.validation import Validation, config_model
+    from watchkeeper.engine.observe.redaction import REDACTOR
+
     try:
         answer = pickle.loads(output)
     except Exception:
@@ -157,7 +174,16 @@ def accept(
     problems = [Problem(**p) for p in answer["problems"]]
     if not answer["ok"]:
         raise ConfigError(problems)
-    config = config_model(reg).model_validate(answer["data"])
+    # no collector passes over the models while they are built: at 10,000 checks they
+    # would cost more than building them (not frozen after, as `validate` does: a reload
+    # must leave the configuration it replaces collectable)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        config = _validated(config_model(reg, answer["data"]), answer["data"])
+    finally:
+        if enabled:
+            gc.enable()
     accepted = loader.Loaded(
         data={},
         files=answer["files"],
@@ -168,6 +194,25 @@ def accept(
     return Validation(path=str(path), config=config, loaded=accepted, problems=problems)
 
 
+CHECKS_AT_ONCE = 50
+"""Checks validated in one call: a call holds the GIL, so a reload's thread checking ten
+thousand lets the daemon's event loop run between parts of about 5 ms."""
+
+
+def _validated(model: Any, data: dict[str, Any]) -> Any:
+    """`model.model_validate(data)`, the checks a part at a time (no validator of the
+    whole file looks at them: the child has checked how they fit together)."""
+    checks = data.get("checks")
+    if not isinstance(checks, dict) or len(checks) <= CHECKS_AT_ONCE:
+        return model.model_validate(data)
+    config = model.model_validate({**data, "checks": {}})
+    names = list(checks)
+    for i in range(0, len(names), CHECKS_AT_ONCE):
+        part = {name: checks[name] for name in names[i : i + CHECKS_AT_ONCE]}
+        config.checks.update(model.model_validate({"version": 1, "checks": part}).checks)
+    return config
+
+
 def load_config_isolated(
     path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
 ) -> Validation:
@@ -175,21 +220,44 @@ def load_config_isolated(
 
     Raise ConfigError or OSError as `load_config` does, ConfigLimitError past a limit.
     """
-    limits = limits or Limits.from_env()
-    try:
-        proc = subprocess.run(
-            command(path, limits),
+    return Reading(path, reg=reg, limits=limits).result()
+
+
+class Reading:
+    """`load_config_isolated` in two steps: the child starts reading the file at once, and
+    `result()` waits for it, so that the caller can get on with its own start meanwhile."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        reg: Registry | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.path, self.reg = path, reg
+        self.limits = limits or Limits.from_env()
+        self.deadline = time.monotonic() + self.limits.seconds
+        self.proc = subprocess.Popen(
+            command(path, self.limits),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-            timeout=limits.seconds,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-    except subprocess.TimeoutExpired:  # run() has killed the child
-        raise _timeout(path, limits) from None
-    refused = _refusal(path, proc.returncode, proc.stderr)
-    if refused is not None:
-        raise refused
-    return accept(path, proc.stdout, reg, proc.stderr)
+
+    def result(self) -> Validation:
+        """Wait for the child; raise ConfigError, OSError or ConfigLimitError as
+        `load_config_isolated` does."""
+        with self.proc as proc:
+            try:
+                out, err = proc.communicate(timeout=max(0.0, self.deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise _timeout(self.path, self.limits) from None
+        refused = _refusal(self.path, proc.returncode, err)
+        if refused is not None:
+            raise refused
+        return accept(self.path, out, self.reg, err)
 
 
 async def aload_config_isolated(

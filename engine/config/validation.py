@@ -34,13 +34,72 @@ def default_path() -> str:
 
 
 @functools.cache
-def _model_for(reg: Registry) -> type[ConfigBase]:
-    return build_config_model(reg.types)
+def _model_for(reg: Registry, only: frozenset[tuple[str, str]] | None) -> type[ConfigBase]:
+    if only is None:
+        return build_config_model(reg.types)
+    kept: dict[str, set[str]] = {}
+    for kind, name in only:
+        kept.setdefault(kind, set()).add(name)
+    return build_config_model(reg.types, kept)
 
 
-def config_model(reg: Registry | None = None) -> type[ConfigBase]:
-    """Return the monitor.yaml model for a registry (default: the installed plugins)."""
-    return _model_for(reg or registry())
+def config_model(reg: Registry | None = None, data: Any = None) -> type[ConfigBase]:
+    """Return the monitor.yaml model for a registry (default: the installed plugins).
+
+    Given a file's `data`, the model holds only the built-in types the file names (and
+    every third-party one, so that a plugin whose options cannot be built fails whatever
+    the file uses): building validators for forty-odd plugins costs more than checking
+    a small file. A file naming a type no plugin has, or an entry with no type at all,
+    gets the whole model, whose errors list every type there is.
+    """
+    reg = reg or registry()
+    return _model_for(reg, None if data is None else _types_named(data, reg))
+
+
+# the plugin-typed places of monitor.yaml: (kind, the key naming the type, path of the
+# mapping of named entries); `state` is one entry, not a mapping of them
+_PLUGIN_PLACES = (
+    ("probe", "probe", ("checks",)),
+    ("notifier", "type", ("notifiers",)),
+    ("action", "type", ("actions",)),
+    ("backup destination", "type", ("backups", "destinations")),
+)
+
+
+def _types_named(data: Any, reg: Registry) -> frozenset[tuple[str, str]] | None:
+    """Return the (kind, type) pairs a model for `data` needs, or None for the whole model."""
+    if not isinstance(data, dict):
+        return None
+    named = {("state store", "sqlite")}  # the default store
+    named.update((kind, name) for kind in reg.types for name in reg.types[kind]
+                 if not reg.is_builtin(kind, name))  # fmt: skip
+    entries: list[tuple[str, str, Any]] = []
+    for kind, key, path in _PLUGIN_PLACES:
+        section: Any = data
+        for part in path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            return None
+        entries += [(kind, key, entry) for entry in section.values()]
+    backups = data.get("backups")
+    jobs = backups.get("jobs") if isinstance(backups, dict) else None
+    if jobs is not None:
+        if not isinstance(jobs, dict):
+            return None
+        for job in jobs.values():
+            if not isinstance(job, dict) or "source" not in job:
+                return None
+            entries.append(("backup source", "type", job["source"]))
+    if data.get("state") is not None:
+        entries.append(("state store", "type", data["state"]))
+    for kind, key, entry in entries:
+        name = entry.get(key) if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name not in reg.types[kind]:
+            return None
+        named.add((kind, name))
+    return frozenset(named)
 
 
 @dataclass
@@ -117,7 +176,7 @@ def _validate(
     result = Validation(path=str(path), config=None, loaded=loaded, problems=list(loaded.problems))
     if loaded.errors and not loaded.data:
         return _finish(result, strict)
-    model = config_model(reg)
+    model = config_model(reg, loaded.data)
     try:
         result.config = model.model_validate(loaded.data)
     except ValidationError as exc:
@@ -222,17 +281,23 @@ class _Compiler:
 
     def schedule(self, entry: Any, path: tuple, tz: str, *, key: str) -> None:
         """The scheduler's `series_for`, as `Scheduler.add` calls it."""
+        zone = entry.timezone or tz
+        # thousands of checks share a few schedules: each is judged once
+        fields = ("judged", entry.every, entry.cron, zone, entry.jitter)
+        if fields not in self.built:
+            self.built[fields] = self._schedule_problem(entry, zone, key)
+        if problem := self.built[fields]:
+            self.report(path, problem)
+
+    def _schedule_problem(self, entry: Any, zone: str, key: str) -> str | None:
         from watchkeeper.engine.schedule import timetable
 
-        zone = entry.timezone or tz
         if timetable.zone_error(zone) or (entry.cron and timetable.cron_error(entry.cron)):
-            return  # reported at the key itself
-        problem = timetable.schedule_error(entry) or self.first_fire(
+            return None  # reported at the key itself
+        return timetable.schedule_error(entry) or self.first_fire(
             lambda: timetable.series_for(entry, key=key, start=self.now, default_tz=zone),
             ("series", entry.every, entry.cron, zone, entry.jitter),
         )
-        if problem:
-            self.report(path, problem)
 
     def heartbeat(self, expect: Any, path: tuple, tz: str) -> None:
         """A heartbeat's deadlines, as `Heartbeats` computes them."""
@@ -652,6 +717,12 @@ def _step(tp: Any, part: Any) -> Any:
         for name, f in tp.model_fields.items():
             if part in (name, f.alias):
                 return f.annotation
+        # a tagged union of one type (a model for the types a file names) is the type
+        # itself, and the error's location still holds its tag
+        for key in ("probe", "type"):
+            f = tp.model_fields.get(key)
+            if f is not None and typing.get_args(f.annotation) == (part,):
+                return tp
         return None
     if origin is dict:
         return typing.get_args(tp)[1]
