@@ -4,6 +4,8 @@ asyncio socket client in the same run; scheduling lateness at 10,000 checks/min;
     python bench/engine.py [--checks 6000] [--seconds 15] [--repeat 3] [--workers auto]
                            [--lateness-checks 10000] [--lateness-seconds 150]
                            [--skip-throughput] [--skip-lateness]
+    python bench/engine.py --isolation [--steady-checks 4000] [--checks 5000]
+                           [--seconds 30] [--repeat 3]
 
 The target is a local nginx (installed from Debian packages when missing) on a free port.
 Each repeat measures the raw client, then the engine in a fresh process (the daemon runs
@@ -13,9 +15,15 @@ prints CPU time per check (daemon process, worker processes, nginx), which a bus
 disturbs far less than rates: other work on the machine slows both clients, but not the
 CPU each spends on a request. The load average is printed before and after.
 
-Targets on this machine (issue 3): engine >= 0.3x the raw client with a fresh connection
-per check; p99 lateness <= 250 ms and max <= 1 s at 10,000 checks/min; RSS <= 150 MB
-(checked against the daemon and its workers together; the daemon alone is shown too).
+`--isolation` measures what the worker processes cost: CPU per probe (daemon and workers
+together) with the default `engine.workers` against `workers: 0`, at a steady rate
+(`--steady-checks` every 60 s: 4,000 is 67 runs/s) and flat out (`--checks` every 1 s),
+the two settings interleaved in each repeat.
+
+Targets on this machine (issues 3 and 23): engine >= 0.3x the raw client with a fresh
+connection per check; p99 lateness <= 250 ms and max <= 1 s at 10,000 checks/min; RSS
+<= 150 MB, daemon and workers together; CPU per probe with the default workers <= 1.15x
+`workers: 0`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ import yaml
 from watchkeeper.engine.testing import free_port
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+from figures import verdict  # noqa: E402
 
 
 def start_nginx(directory: Path) -> tuple[subprocess.Popen, int]:
@@ -331,9 +341,11 @@ def throughput(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -
             f"NOTE: the engine kept up with all {args.checks} checks/s: it did not run flat "
             "out, so the ratio understates it; raise --checks"
         )
-    print(
-        f"ratio engine/raw:     {ratio:8.2f}x   (per run {spread(ratios, '.2f')})   "
-        f"target >= 0.30x   {'MET' if ratio >= 0.3 else 'MISSED'}"
+    verdict(
+        "throughput, engine / raw client",
+        f"{ratio:.2f}x (per run {spread(ratios, '.2f')})",
+        ">= 0.30x",
+        ratio >= 0.3,
     )
     print(
         f"CPU per check:        engine {engine_cpu:.3f} ms vs raw client {raw_cpu:.3f} ms "
@@ -356,13 +368,16 @@ def lateness(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> 
     folder.mkdir()
     path = write_config(folder, http_checks(port, args.lateness_checks, "60s"), args.workers)
     late = run_child("lateness", path, args.lateness_seconds, 10.0, nginx_pid)
-    met = late["p99"] <= 0.25 and late["max"] <= 1.0
     print(
-        f"lateness at {args.lateness_checks} checks/min: p50 {late['p50'] * 1000:.1f} ms, "
-        f"p99 {late['p99'] * 1000:.1f} ms, max {late['max'] * 1000:.1f} ms over "
-        f"{late['late_samples']} runs ({late['skipped']} skipped, {late['failed']} failed, "
-        f"{late['replaced']} workers replaced)   "
-        f"targets p99 <= 250 ms, max <= 1000 ms   {'MET' if met else 'MISSED'}"
+        f"lateness over {late['late_samples']} runs: p50 {late['p50'] * 1000:.1f} ms "
+        f"({late['skipped']} skipped, {late['failed']} failed, {late['replaced']} workers "
+        "replaced)"
+    )
+    verdict(
+        f"lateness at {args.lateness_checks} checks/min",
+        f"p99 {late['p99'] * 1000:.1f} ms, max {late['max'] * 1000:.1f} ms",
+        "p99 <= 250 ms, max <= 1000 ms",
+        late["p99"] <= 0.25 and late["max"] <= 1.0,
     )
     print(
         f"CPU per check at this rate: daemon {late['cpu_main_ms']:.3f} ms + workers "
@@ -370,12 +385,54 @@ def lateness(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> 
     )
     print(
         f"RSS at {args.lateness_checks} checks: daemon {late['rss_main']:.0f} MB (peak "
-        f"{late['rss_main_peak']:.0f}), daemon with its {late['workers']} worker(s) "
-        f"{late['rss_total']:.0f} MB (peak {late['rss_total_peak']:.0f})   target <= 150 MB   "
-        f"daemon {'MET' if late['rss_main_peak'] <= 150 else 'MISSED'}, with workers "
-        f"{'MET' if late['rss_total_peak'] <= 150 else 'MISSED'}"
+        f"{late['rss_main_peak']:.0f}), its {late['workers']} worker(s) "
+        f"{late['rss_total'] - late['rss_main']:.0f} MB"
+    )
+    verdict(
+        f"RSS at {args.lateness_checks} http checks, daemon and workers together",
+        f"{late['rss_total_peak']:.0f} MB (peak over {args.lateness_seconds:.0f} s; "
+        f"{late['rss_total']:.0f} MB at the end)",
+        "<= 150 MB",
+        late["rss_total_peak"] <= 150,
     )
     print(f"load average after: {load()}")
+
+
+def isolation(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> None:
+    """CPU per probe with the default workers against `workers: 0`, steady and flat out."""
+    shapes = [
+        ("steady", args.steady_checks, "60s", 15.0),
+        ("flat out", args.checks, "1s", 5.0),
+    ]
+    for shape, count, every, warmup in shapes:
+        print(
+            f"\n== isolation, {shape}: {count} http checks every {every}, workers auto vs 0, "
+            f"{args.repeat} repeat(s) of {args.seconds:.0f}s; load average {load()}"
+        )
+        figures: dict[str, list[float]] = {"auto": [], "0": []}
+        for index in range(args.repeat):
+            for workers in ("auto", "0"):
+                folder = tmp / f"i-{shape.replace(' ', '')}-{workers}-{index}"
+                folder.mkdir()
+                path = write_config(folder, http_checks(port, count, every), workers)
+                engine = run_child("throughput", path, args.seconds, warmup, nginx_pid)
+                cpu = engine["cpu_main_ms"] + engine["cpu_workers_ms"]
+                figures[workers].append(cpu)
+                print(
+                    f"  run {index + 1}, workers {workers:>4}: {engine['rate']:6.0f} runs/s, "
+                    f"CPU per probe {cpu:.3f} ms (daemon {engine['cpu_main_ms']:.3f} + workers "
+                    f"{engine['cpu_workers_ms']:.3f}), {engine['failed']} failed, "
+                    f"RSS {engine['rss_total']:.0f} MB; load {load()}"
+                )
+        default, alone = median(figures["auto"]), median(figures["0"])
+        ratio = default / alone
+        verdict(
+            f"CPU per probe {shape} ({count} checks every {every}), default workers vs 0",
+            f"{default:.3f} vs {alone:.3f} ms = {ratio:.2f}x (per run default "
+            f"{spread(figures['auto'], '.3f')}, 0 {spread(figures['0'], '.3f')})",
+            "<= 1.15x",
+            ratio <= 1.15,
+        )
 
 
 def main() -> None:
@@ -388,6 +445,12 @@ def main() -> None:
     parser.add_argument("--workers", default="auto")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-lateness", action="store_true")
+    parser.add_argument(
+        "--isolation",
+        action="store_true",
+        help="only CPU per probe, default workers vs workers: 0, steady and flat out",
+    )
+    parser.add_argument("--steady-checks", type=int, default=4000)
     # the engine's own process (internal)
     parser.add_argument("--child", choices=["throughput", "lateness"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -410,6 +473,9 @@ def main() -> None:
         tmpdir = Path(tmp)
         nginx, port = start_nginx(tmpdir)
         try:
+            if args.isolation:
+                isolation(args, tmpdir, port, nginx.pid)
+                return
             if not args.skip_throughput:
                 throughput(args, tmpdir, port, nginx.pid)
             if not args.skip_lateness:

@@ -12,13 +12,18 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from watchkeeper.engine.config.instances import Instance
-from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.run.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+
+if TYPE_CHECKING:  # not imported at run time: a worker process needs neither
+    from watchkeeper.engine.config.instances import Instance
+    from watchkeeper.engine.plugins import Registry
+
+RUN_WINDOW = 0.004
+"""Seconds a run may wait for others to share its frame to a worker."""
 
 log = logging.getLogger("watchkeeper.executor")
 
@@ -143,18 +148,28 @@ class ProcessExecutor:
     """Run probes in worker processes; replace a worker that stops answering."""
 
     def __init__(
-        self, reg: Registry, base_dir: Path, count: int | Callable[[], int], *, grace: float = 5.0
+        self,
+        reg: Registry,
+        base_dir: Path,
+        count: int | Callable[[], int],
+        *,
+        grace: float = 5.0,
+        window: float = RUN_WINDOW,
     ):
         self.reg = reg
         self.base_dir = base_dir
         # a callable is asked when the workers start (the daemon's checks are known by then)
         self.count = count
         self.grace = grace
+        self.window = window
         self.workers: list[_Worker] = []
-        self._load_frame: bytes | None = None
+        # the instances of the last full load (the runtime's own mapping, not a copy): a
+        # worker started later is sent them
+        self._instances: dict[str, Instance] | None = None
         # what the last full load held: key -> the instance's options object (the daemon
         # keeps those alive anyway), so a run can tell whether its worker knows its check
         self.loaded: dict[str, Any] = {}
+        self._records: dict[str, tuple[str, ...] | None] = {}
         self.replaced = 0
         self._ids = 0
         self._tg: Any = None
@@ -193,16 +208,19 @@ class ProcessExecutor:
         ready = anyio.Event()
         self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
         await ready.wait()
-        if self._load_frame is not None:
-            await worker.send_frame(self._load_frame)
+        if self._instances is not None:
+            # built again rather than kept: the frame of ten thousand checks is megabytes
+            await worker.send_frame(self._load_frame("load", self._instances))
         worker.added.clear()
         self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
         return worker
 
     async def _send_runs(self, worker: _Worker) -> None:
-        """Send queued runs, all that were queued since the last send in one frame."""
+        """Send queued runs: those that became due within `window` of the first in one frame."""
         while worker.alive:
             await worker.wake.wait()
+            if self.window > 0:
+                await anyio.sleep(self.window)
             worker.wake = anyio.Event()
             batch, worker.queued = worker.queued, []
             if not batch:
@@ -237,11 +255,6 @@ class ProcessExecutor:
                             if slot is not None:
                                 slot[1] = unpack_result(packed)
                                 slot[0].set()
-                    elif kind == "result":
-                        slot = inflight.pop(message[1], None)
-                        if slot is not None:
-                            slot[1] = message[2]
-                            slot[0].set()
                     elif kind == "ready":
                         ready.set()
         except (
@@ -268,20 +281,43 @@ class ProcessExecutor:
             self.replaced += 1
             await self._spawn(worker.index)
 
-    async def load(self, instances: dict[str, Instance]) -> None:
-        """Send every worker the checks it may be asked to run."""
+    def _record(self, instance: Instance) -> tuple[str, ...] | None:
+        """The option fields a probe's options are sent as (None: send the model)."""
+        probe_type = instance.probe_type
+        if probe_type not in self._records:
+            names = None
+            # built-in probes only read their options' attributes; a third-party probe's
+            # check() may call methods its model defines, so it gets the model
+            if self.reg.is_builtin("probe", probe_type):
+                names = tuple(instance.probe_class.Options.model_fields)
+            self._records[probe_type] = names
+        return self._records[probe_type]
+
+    def _load_frame(self, kind: str, instances: dict[str, Instance]) -> bytes:
+        """A `load` or `add` frame for these instances, equal values sent once."""
         from watchkeeper.engine.observe.redaction import REDACTOR
+        from watchkeeper.engine.run.runspec import Interner, pack
         from watchkeeper.engine.run.worker import frame
 
-        specs = {key: _spec(i) for key, i in instances.items() if not i.passive}
-        self.loaded = {key: instances[key].options for key in specs}
-        # encoded once, for every worker and for those started later; the specs themselves
-        # are not kept (ten thousand option models cost the daemon tens of MB)
-        self._load_frame = frame(("load", specs, REDACTOR.values()))
-        del specs
+        intern = Interner()
+        checks = {}
+        records: dict[str, tuple[str, ...] | None] = {}
+        for key, instance in instances.items():
+            if instance.passive:
+                continue
+            record = records[instance.probe_type] = self._record(instance)
+            REDACTOR.add_from(instance.options)  # ${env.*} may have made new ones
+            checks[key] = pack(instance, record, intern)
+        return frame((kind, records, checks, REDACTOR.values()))
+
+    async def load(self, instances: dict[str, Instance]) -> None:
+        """Send every worker the checks it may be asked to run."""
+        self._instances = instances
+        self.loaded = {key: i.options for key, i in instances.items() if not i.passive}
+        data = self._load_frame("load", instances)
         for worker in self.workers:
             if worker.alive:
-                await worker.send_frame(self._load_frame)
+                await worker.send_frame(data)
                 worker.added.clear()
 
     async def _introduce(self, worker: _Worker, instance: Instance) -> None:
@@ -291,10 +327,8 @@ class ProcessExecutor:
         (a check taken over from a departed replica, or added by a reload, that is due at
         once). Frames reach a worker in order, so the run sent next finds its check.
         """
-        from watchkeeper.engine.observe.redaction import REDACTOR
-
         worker.added[instance.key] = instance.options
-        await worker.send(("add", {instance.key: _spec(instance)}, REDACTOR.values()))
+        await worker.send_frame(self._load_frame("add", {instance.key: instance}))
 
     def _pick(self) -> _Worker | None:
         workers = self.workers
@@ -370,20 +404,3 @@ class ProcessExecutor:
             for worker in self.workers:
                 if worker.process.returncode is None:
                     worker.process.kill()
-
-
-def _spec(instance: Instance) -> Any:
-    """The picklable part of an instance, as a worker receives it."""
-    from watchkeeper.engine.run.worker import RunSpec
-
-    options_class = instance.probe_class.Options
-    fields = {name: getattr(instance.options, name) for name in options_class.model_fields}
-    return RunSpec(
-        key=instance.key,
-        probe_type=instance.probe_type,
-        check=instance.check,
-        environment=instance.environment,
-        timeout=instance.timeout,
-        labels=instance.labels,
-        options=options_class.model_construct(**fields),
-    )

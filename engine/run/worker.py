@@ -2,20 +2,23 @@
 
 The daemon talks to each worker over its stdin/stdout with length-prefixed pickled frames:
 
-    daemon -> worker   ("load", {key: RunSpec}, [secret values])   the checks it may run
-                       ("add", {key: RunSpec}, [secret values])    one more check (or new
-                                                                    options for one it has)
+    daemon -> worker   ("load", records, {key: packed check}, [secrets])  the checks it
+                                                                    may run (replaces all)
+                       ("add", records, {key: packed check}, [secrets])   more checks, or
+                                                                    new options for some
                        ("runs", [(job_id, key), ...])               run these now
-                       ("run", job_id, key)                         run one now
                        ("stop",)                                    finish and exit
     worker -> daemon   ("ready", pid)                               after start-up
                        ("results", [(job_id, packed Result), ...])  as runs finish
 
-Runs and results travel in batches: whatever became due (or finished) in one turn of an
-event loop goes in one frame, so a busy daemon pays a pipe write and a pickle per batch,
-not per run. Probes run on the worker's own event loop with the engine's usual timeout
-handling, many at once; the daemon adds the outer guard (a worker that stops answering is
-killed and replaced).
+A check is sent once, in compact form (runspec.py), and named by its key afterwards: a run
+is a job id and a key. Runs and results travel in batches: the daemon gathers the runs that
+become due within a few milliseconds into one frame, and the worker returns the results
+that finish within a few milliseconds in one, so a pipe write, a pickle and a wake-up are
+paid per batch, not per run. The worker imports only the probe plugins its checks use.
+Probes run on the worker's own event loop with the engine's usual timeout handling, many
+at once; the daemon adds the outer guard (a worker that stops answering is killed and
+replaced).
 """
 
 from __future__ import annotations
@@ -25,26 +28,17 @@ import pickle
 import struct
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
 
+from watchkeeper.engine.run.runspec import RunSpec, unpack
+
 HEADER = struct.Struct(">I")
 
-
-@dataclass
-class RunSpec:
-    """What a worker needs to run one check instance (the picklable part of an Instance)."""
-
-    key: str
-    probe_type: str
-    check: str
-    environment: str | None
-    timeout: float
-    labels: dict[str, str]
-    options: Any  # the probe's own Options model
+RESULT_WINDOW = 0.004
+"""Seconds a finished result may wait for others to share its frame back to the daemon."""
 
 
 def read_frame(stream: BinaryIO) -> Any:
@@ -108,18 +102,46 @@ def unpack_result(packed: tuple) -> Any:
     )
 
 
-async def serve(base_dir: Path) -> None:
+class WorkerState:
+    """The checks a worker knows and the probes it runs them with."""
+
+    def __init__(self, base_dir: Path):
+        from watchkeeper.engine.plugins import registry
+        from watchkeeper.engine.run.executor import LocalExecutor
+
+        # the registry imports a built-in probe's module when its type is first looked up:
+        # a worker of http checks loads the http probe, not the other plugins
+        self.executor = LocalExecutor(registry(), base_dir)
+        self.specs: dict[str, RunSpec] = {}
+
+    def take(self, message: tuple) -> None:
+        """Apply a `load` or `add` message."""
+        from watchkeeper.engine.observe.redaction import REDACTOR
+
+        kind, records, checks, secrets = message
+        specs = {key: unpack(key, packed, records) for key, packed in checks.items()}
+        if kind == "load":
+            self.specs = specs  # every check this worker may run
+        else:
+            self.specs.update(specs)  # more, or new options for some it has
+        for secret in secrets:
+            REDACTOR.add(secret)
+
+    async def run(self, key: str) -> Any:
+        from watchkeeper.engine.run.probe import Result
+
+        spec = self.specs.get(key)
+        if spec is None:
+            return Result(ok=False, message=f"worker does not know check {key!r}")
+        return await self.executor.run(spec)  # type: ignore[arg-type]
+
+
+async def serve(base_dir: Path, *, window: float = RESULT_WINDOW) -> None:
     """Run checks until stdin closes or a stop message arrives."""
     import asyncio
 
-    from watchkeeper.engine.observe.redaction import REDACTOR
-    from watchkeeper.engine.plugins import registry
-    from watchkeeper.engine.run.executor import LocalExecutor
-    from watchkeeper.engine.run.probe import Result
-
     loop = asyncio.get_running_loop()
-    executor = LocalExecutor(registry(), base_dir)
-    specs: dict[str, RunSpec] = {}
+    state = WorkerState(base_dir)
     out = sys.stdout.buffer
     finished: list[tuple[int, tuple]] = []
     running: set[asyncio.Task] = set()
@@ -132,6 +154,8 @@ async def serve(base_dir: Path) -> None:
     def flush_results() -> None:
         nonlocal finished
         batch, finished = finished, []
+        if not batch:
+            return
         try:
             data = frame(("results", batch))
         except Exception:  # a probe put something unpicklable in its result
@@ -142,40 +166,23 @@ async def serve(base_dir: Path) -> None:
 
     def report(job_id: int, result: Any) -> None:
         if not finished:
-            loop.call_soon(flush_results)  # everything that finishes this turn: one frame
+            # everything that finishes within the window goes back in one frame
+            loop.call_later(window, flush_results)
         finished.append((job_id, pack_result(result)))
 
     async def run(job_id: int, key: str) -> None:
-        spec = specs.get(key)
-        if spec is None:
-            result = Result(ok=False, message=f"worker does not know check {key!r}")
-        else:
-            result = await executor.run(spec)  # type: ignore[arg-type]
-        report(job_id, result)
-
-    def start(job_id: int, key: str) -> None:
-        task = loop.create_task(run(job_id, key))
-        running.add(task)
-        task.add_done_callback(running.discard)
+        report(job_id, await state.run(key))
 
     def handle(messages: list[Any]) -> None:
-        nonlocal specs
         for message in messages:
             kind = message[0]
             if kind == "runs":
                 for job_id, key in message[1]:
-                    start(job_id, key)
-            elif kind == "run":
-                start(message[1], message[2])
+                    task = loop.create_task(run(job_id, key))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
             elif kind in ("load", "add"):
-                if kind == "load":
-                    specs = message[1]  # every check this worker may run
-                else:
-                    specs.update(message[1])  # one more, or new options for one it has
-                for secret in message[2]:
-                    REDACTOR.add(secret)
-                for spec in message[1].values():
-                    REDACTOR.add_from(spec.options)
+                state.take(message)
             elif kind == "stop":
                 stopped.set()
                 return
@@ -232,9 +239,8 @@ async def serve(base_dir: Path) -> None:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        if finished:
-            flush_results()
-        await executor.close()
+        flush_results()
+        await state.executor.close()
 
 
 def _picklable(packed: tuple) -> tuple:

@@ -2,8 +2,9 @@
 
 Every probe run produces a result row and an updated state document; writing each on its
 own would cost a round trip per run. The writer collects them and flushes a few times a
-second in one batch per collection. When the store fails, the batch stays in memory (up to
-a bound), the daemon reports itself degraded, and the next flush writes everything.
+second, every write of a flush handed to the store at once (one transaction in SQLite).
+When the store fails, the batch stays in memory (up to a bound), the daemon reports
+itself degraded, and the next flush writes everything.
 """
 
 from __future__ import annotations
@@ -109,26 +110,34 @@ class StateWriter:
             rows = {s: list(r) for s, r in self.rows.items() if r}
             docs = {c: dict(d) for c, d in self.docs.items() if d}
             deletes = {c: set(d) for c, d in self.deletes.items() if d}
-            try:
+            errors: list[Exception] = []
+
+            async def attempt(write: Any, *args: Any) -> None:
+                try:
+                    await write(*args)
+                except Exception as exc:  # judged below, once every write has returned
+                    errors.append(exc)
+
+            # every write of the batch is handed to the store at once: the sqlite store
+            # commits what is waiting in one transaction, the others overlap round trips
+            async with anyio.create_task_group() as tg:
                 for stream, batch in rows.items():
-                    await self.store.append(stream, batch)
-                    queue = self.rows[stream]
-                    for _ in range(min(len(batch), len(queue))):
-                        queue.popleft()
+                    tg.start_soon(attempt, self._append, stream, batch)
                 for collection, entries in docs.items():
-                    await self._put(collection, entries)
+                    tg.start_soon(attempt, self._put, collection, entries)
                 for collection, keys in deletes.items():
-                    await self.store.delete(collection, sorted(keys), epoch=self.epoch)
-                    self.deletes[collection] -= keys
-            except (ValueError, TypeError) as exc:
+                    tg.start_soon(attempt, self._delete, collection, keys)
+            refused = [e for e in errors if isinstance(e, ValueError | TypeError)]
+            if refused:
                 # data the store can never take (a bug, not an outage): drop it, say so
-                log.error("state write refused; batch dropped", extra={"error": str(exc)})
+                log.error("state write refused; batch dropped", extra={"error": str(refused[0])})
                 for stream in rows:
                     self.rows[stream].clear()
                 for collection in docs:
                     self.docs[collection].clear()
                 return False
-            except Exception as exc:  # whatever the backend raised, keep the batch
+            if errors:  # whatever the backend raised, keep what was not written
+                exc = errors[0]
                 if self.degraded is None:
                     log.error(
                         "state store unreachable; buffering in memory",
@@ -143,3 +152,13 @@ class StateWriter:
                 self.degraded = None
             self.flushes += 1
             return True
+
+    async def _append(self, stream: str, batch: list[Row]) -> None:
+        await self.store.append(stream, batch)
+        queue = self.rows[stream]
+        for _ in range(min(len(batch), len(queue))):
+            queue.popleft()
+
+    async def _delete(self, collection: str, keys: set[str]) -> None:
+        await self.store.delete(collection, sorted(keys), epoch=self.epoch)
+        self.deletes[collection] -= keys
