@@ -89,6 +89,12 @@ class HttpOptions(ProbeOptions):
     client_key: str | None = Field(None, description="PEM key of the client certificate.")
     proxy: Secret | None = Field(None, description="Proxy URL (may hold credentials).")
     max_body: Size = Field(1_048_576, description="Read at most this much of the body.")
+    reuse_connections: bool = Field(
+        False,
+        description="Keep connections open between runs and send over them, for frequent "
+        "checks of one host: no connect or TLS handshake in `response_time`, and "
+        "`certificate_expiry` read from the kept connection.",
+    )
     expect: HttpExpect = Field(
         default_factory=HttpExpect, description="What a good response looks like."
     )
@@ -106,7 +112,7 @@ class HttpOptions(ProbeOptions):
 
 
 USER_AGENT = "watchkeeper"
-_SSL_NOISE = re.compile(r"^\[SSL: [A-Z_]+\] |\s*\(_ssl\.c:\d+\)$")
+_SSL_NOISE = re.compile(r"^\[SSL: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$")
 
 
 class HttpProbe(Probe):
@@ -131,6 +137,7 @@ class HttpProbe(Probe):
 
     def __init__(self) -> None:
         self.tls = TlsContexts(alpn=["http/1.1"])
+        self.pool: Any = None  # connections kept for `reuse_connections`, on first use
 
     async def open(self, ctx: OpenContext) -> None:
         # import and load the CA store now, not inside the first checks' timeouts
@@ -159,10 +166,14 @@ class HttpProbe(Probe):
             return Result(ok=False, message=f"cannot load TLS files for {shown}: {exc}")
         proxy = options.proxy.get_secret_value() if options.proxy else None
         # the transport alone, not an AsyncClient: a client per check spends a third of
-        # its CPU on cookie jars and auth flows a health check never needs; plain http
+        # its CPU on cookie jars and auth flows a health check never needs; http and https
         # hops without a proxy skip even that (see `PlainHop` in http_plain_hop.py), so the
         # transport is only built when a hop needs it
-        hops = Hops(tls, proxy or None)
+        if options.reuse_connections and self.pool is None:
+            from watchkeeper.plugins.probes.http_plain_hop import Pool
+
+            self.pool = Pool()
+        hops = Hops(tls, proxy or None, self.pool if options.reuse_connections else None)
         if proxy:
             try:
                 hops.transport()
@@ -175,18 +186,24 @@ class HttpProbe(Probe):
             try:
                 response, redirects = await send(hops, options, budget)
                 try:
+                    # before the body: once a TLS stream has read to its end, the
+                    # certificate is no longer to be had from it
+                    if type(response) is PlainResponse:
+                        https = response.request_data.https
+                        expiry = response.certificate_expiry() if https else None
+                    elif response.url.scheme == "https":
+                        expiry = certificate_expiry(_ssl_object(response))
+                    else:
+                        expiry = None
                     body, truncated = await _read_body(response, options.max_body)
                     elapsed = time.perf_counter() - start
-                    expiry = (
-                        certificate_expiry(_ssl_object(response))
-                        if type(response) is not PlainResponse and response.url.scheme == "https"
-                        else None
-                    )
                 finally:
                     await response.aclose()
             finally:
                 await hops.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
+            # (an alert after the handshake, e.g. a refused client certificate under TLS
+            # 1.3, comes as the ssl module's own error)
             return Result(
                 ok=False,
                 message=_describe_error(exc, shown, ctx.timeout, options),
@@ -198,6 +215,10 @@ class HttpProbe(Probe):
                 },
             )
         return _evaluate(options, response, redirects, body, truncated, elapsed, expiry, shown)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 def _evaluate(
@@ -390,9 +411,15 @@ def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOpt
             return f"TLS certificate of {shown} is not trusted: {reason}"
         if isinstance(exc.__context__, ssl.SSLError) or "SSL" in str(exc):
             return f"TLS handshake with {shown} failed: {reason}"
+        if _closed_in_handshake(exc):
+            return f"TLS handshake with {shown} failed: the server closed the connection"
         return f"cannot connect to {shown}{via}: {network_reason(exc) or reason}"
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"bad response from {shown}: {_reason(exc)}"
+    if isinstance(exc, ssl.SSLError):
+        if "ALERT" in str(exc):  # the server refused the handshake after it seemed done
+            return f"TLS handshake with {shown} failed: {_reason(exc)}"
+        return f"TLS error on the connection to {shown}: {_reason(exc)}"
     return f"request to {shown} failed: {_reason(exc)}"
 
 
@@ -402,6 +429,21 @@ def _reason(exc: Exception) -> str:
     if text.startswith("certificate verify failed: "):
         text = text.removeprefix("certificate verify failed: ")
     return text
+
+
+def _is_ssl(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLError)  # its errno is OpenSSL's, not the system's
+
+
+def _closed_in_handshake(exc: BaseException) -> bool:
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, ssl.SSLEOFError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def network_reason(exc: BaseException) -> str | None:
@@ -414,7 +456,7 @@ def network_reason(exc: BaseException) -> str | None:
         if isinstance(current, BaseExceptionGroup):
             current = current.exceptions[0]
             continue
-        if isinstance(current, OSError) and current.strerror:
+        if isinstance(current, OSError) and current.strerror and not _is_ssl(current):
             # asyncio words ECONNREFUSED as "Connect call failed (addr)"; the errno says it
             plain = isinstance(current.errno, int) and current.errno > 0
             reason = os.strerror(current.errno) if plain else current.strerror
@@ -428,7 +470,12 @@ def _ssl_object(response: httpx.Response) -> ssl.SSLObject | None:
 
 
 def _path(value: str | None, ctx: ProbeContext) -> Path | None:
-    return None if value is None else ctx.base_dir / Path(value).expanduser()
+    return None if value is None else _joined(ctx.base_dir, value)
+
+
+@lru_cache(maxsize=1024)
+def _joined(base_dir: Path, value: str) -> Path:
+    return base_dir / Path(value).expanduser()
 
 
 def took(seconds: float) -> str:
@@ -551,22 +598,30 @@ def _mtime(path: Path | None) -> int | None:
     return None if path is None else os.stat(path).st_mtime_ns
 
 
-def certificate_expiry(ssl_object: Any) -> float | None:
+def certificate_expiry(ssl_object: Any, cert: dict | None = None) -> float | None:
     """Return seconds until the peer certificate's notAfter (negative once expired).
 
-    An unverified connection (`verify: false`) hides the parsed certificate, so its DER
-    form is decoded instead. None when there is no certificate.
+    `cert` is the parsed certificate when the caller has it already. An unverified
+    connection (`verify: false`) hides the parsed certificate, so its DER form is decoded
+    instead. None when there is no certificate.
     """
     if ssl_object is None:
         return None
-    cert = ssl_object.getpeercert()
+    if cert is None:
+        cert = ssl_object.getpeercert()
     not_after = cert.get("notAfter") if cert else None
     if not_after is None:
         der = ssl_object.getpeercert(binary_form=True)
         not_after = _not_after_from_der(der) if der else None
     if not not_after:
         return None
-    return ssl.cert_time_to_seconds(not_after) - time.time()
+    return _seconds_of(not_after) - time.time()
+
+
+@lru_cache(maxsize=1024)
+def _seconds_of(not_after: str) -> float:
+    # strptime costs more than the rest of reading the certificate: once per certificate
+    return ssl.cert_time_to_seconds(not_after)
 
 
 @lru_cache(maxsize=256)

@@ -1,4 +1,4 @@
-"""Plain http hops for the `http` probe, on the probe's own asyncio protocol.
+"""Plain http and https hops for the `http` probe, on the probe's own asyncio protocol.
 
 Imported with http_request.py when a check sends a request, not with the plugin module, so
 `watchkeeper validate` does not import asyncio.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
+import time
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +19,14 @@ if TYPE_CHECKING:
 
     from watchkeeper.plugins.probes.http_request import Prepared
 
-# -- plain http on an asyncio protocol ----------------------------------------------------
+# -- http and https on an asyncio protocol -------------------------------------------------
 #
 # httpx spends ~0.7 ms of CPU on a one-shot plain http request (request and response
 # models, pool bookkeeping, anyio stream wrappers, h11 events) where the socket work takes
-# ~0.15 ms. A plain http hop without a proxy therefore goes out as bytes h11 serialised
-# once per check, and its response is parsed here for the common well-formed case; on
+# ~0.15 ms; on https its anyio TLS stream adds as much again around the handshake. A hop
+# without a proxy therefore goes out as bytes h11 serialised once per check (over
+# asyncio's own TLS transport for https), and its response is parsed here for the common
+# well-formed case; on
 # anything else (1xx, obs-fold, trailers, chunk extensions, a short body, odd bytes) every
 # byte received so far is handed to h11, exactly as httpcore would have fed it, so h11's
 # verdict and its error stand. Failures are raised as the httpx exceptions httpx raises
@@ -42,13 +46,14 @@ class PlainRequest:
     """A plain http request ready to go: its bytes, where to and how to rebuild its parts
     for h11 when a response needs h11's judgement."""
 
-    __slots__ = ("_parts", "_source", "data", "host", "method", "no_body", "port")
+    __slots__ = ("_parts", "_source", "data", "host", "https", "method", "no_body", "port")
 
     def __init__(self, method: bytes, data: bytes, url: httpx.URL, source: Any):
         self.method = method
         self.data = data
         self.host = url.raw_host.decode("ascii")
-        self.port = url.port or 80
+        self.https = url.scheme == "https"
+        self.port = url.port or (443 if self.https else 80)
         self.no_body = method == b"HEAD"
         self._source = source  # a Prepared, or (url, target, headers, body) of a redirect
         self._parts: tuple | None = None
@@ -152,34 +157,62 @@ def _expire(waiter: Any) -> None:
 
 
 class PlainHop:
-    """One plain http request on a fresh connection; the response streams its body."""
+    """One http or https request on a fresh connection (or on a kept one, given a `Pool`);
+    the response streams its body."""
 
     enabled = True
 
     @staticmethod
-    async def send(request: PlainRequest, budget: float) -> PlainResponse:
+    async def send(
+        request: PlainRequest,
+        budget: float,
+        tls: ssl.SSLContext | None = None,
+        pool: Pool | None = None,
+    ) -> PlainResponse:
         import httpx
 
-        protocol = await _connect(request.host, request.port, budget)
-        response = PlainResponse(protocol, request, budget)
-        try:
-            protocol.transport.write(request.data)
-            while protocol.write_paused and not protocol.eof:
-                try:
-                    await protocol.wait(budget)
-                except TimeoutError:
-                    raise httpx.WriteTimeout("") from None
-            # a server that closed early may still have answered: read, as httpcore does
-            await response.read_head()
-        except BaseException:
-            protocol.transport.abort()
-            raise
-        return response
+        tls = tls if request.https else None
+        key = (request.host, request.port, tls)
+        if pool is not None and (kept := pool.take(key)) is not None:
+            try:
+                return await _exchange(kept, request, budget, pool, key)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                if kept.buffer:
+                    raise  # the server answered: its answer stands
+                # the server closed the kept connection as the request went out: once
+                # more on a fresh one, as a browser does
+        protocol = await _connect(request.host, request.port, budget, tls)
+        return await _exchange(protocol, request, budget, pool, key)
 
 
-async def _connect(host: str, port: int, budget: float) -> _Protocol:
+async def _exchange(
+    protocol: _Protocol, request: PlainRequest, budget: float, pool: Pool | None, key: tuple
+) -> PlainResponse:
+    import httpx
+
+    response = PlainResponse(protocol, request, budget, pool, key)
+    try:
+        protocol.transport.write(request.data)
+        while protocol.write_paused and not protocol.eof:
+            try:
+                await protocol.wait(budget)
+            except TimeoutError:
+                raise httpx.WriteTimeout("") from None
+        # a server that closed early may still have answered: read, as httpcore does
+        await response.read_head()
+    except BaseException:
+        protocol.transport.abort()
+        raise
+    return response
+
+
+async def _connect(
+    host: str, port: int, budget: float, tls: ssl.SSLContext | None = None
+) -> _Protocol:
     """Connect as anyio's connect_tcp does for httpcore (the same resolution, the same
-    happy-eyeballs order and delay, the same errors); return the connected protocol."""
+    happy-eyeballs order and delay, the same errors), then, given `tls`, make the TLS
+    handshake as httpcore's start_tls does (its own `budget`, the same errors); return the
+    connected protocol."""
     import anyio
     import httpx
 
@@ -191,29 +224,43 @@ async def _connect(host: str, port: int, budget: float) -> _Protocol:
         # an address: one attempt, timed by the loop (no cancel scope needed)
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         try:
-            return await _connect_address(family, host, port, budget)
+            sock = await _open_socket(family, host, port, budget)
         except TimeoutError:
             raise httpx.ConnectTimeout("") from None
         except OSError as exc:
             raise httpx.ConnectError("All connection attempts failed") from _chained(exc)
+        return await _wrap(sock, host, budget, tls)
     loop = asyncio.get_running_loop()
     try:
         with anyio.fail_after(budget):
             targets = await _resolve(host, port)
             if len(targets) == 1:
                 try:
-                    _, protocol = await loop.create_connection(_Protocol, targets[0], port)
+                    if tls is None:
+                        _, protocol = await loop.create_connection(_Protocol, targets[0], port)
+                        return protocol
+                    sock = await _open_socket(_family(targets[0]), targets[0], port, budget)
+                except TimeoutError:
+                    raise
                 except OSError as exc:
                     raise httpx.ConnectError("All connection attempts failed") from _chained(exc)
-                return protocol
-            return await _happy_eyeballs(loop, targets, port)
+            else:
+                connected = await _happy_eyeballs(loop, targets, port, budget, tls is not None)
+                if tls is None:
+                    return connected
+                sock = connected
     except TimeoutError:
         raise httpx.ConnectTimeout("") from None
+    return await _wrap(sock, host, budget, tls)
 
 
-async def _connect_address(family: int, host: str, port: int, budget: float) -> _Protocol:
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+async def _open_socket(family: int, host: str, port: int, budget: float) -> socket.socket:
     """Connect a non-blocking socket as asyncio's sock_connect does, with a timer for
-    the timeout; wrap it in a transport."""
+    the timeout."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -237,11 +284,56 @@ async def _connect_address(family: int, host: str, port: int, budget: float) -> 
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error != 0:
                 raise OSError(error, f"Connect call failed {address}")
-        _, protocol = await loop.create_connection(_Protocol, sock=sock)
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+async def _wrap(sock: socket.socket, host: str, budget: float, tls: Any) -> _Protocol:
+    """A connected socket in a transport, plain or, given `tls`, after the handshake."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    try:
+        if tls is None:
+            _, protocol = await loop.create_connection(_Protocol, sock=sock)
+        else:
+            _, protocol = await loop.create_connection(
+                _Protocol, sock=sock, ssl=tls, server_hostname=host, ssl_handshake_timeout=budget
+            )
+    except BaseException as exc:
+        sock.close()
+        if not isinstance(exc, OSError) or tls is None:
+            raise
+        # httpcore's words for the same failures (anyio's TLS stream under it)
+        if isinstance(exc, ConnectionAbortedError) and "SSL handshake is taking" in str(exc):
+            raise httpx.ConnectTimeout("") from None
+        error = _handshake_error(exc)
+        if error.__cause__ is None:
+            raise error from exc
+        raise error from error.__cause__
     return protocol
+
+
+def _handshake_error(exc: OSError) -> Exception:
+    import httpx
+
+    if isinstance(exc, ssl.SSLError) and not _eof(exc):
+        return httpx.ConnectError(str(exc))
+    error = httpx.ConnectError("")
+    if isinstance(exc, ConnectionResetError) and exc.errno is None:
+        # asyncio's word for a connection closed during the handshake; anyio's (under
+        # httpcore) is OpenSSL's, which the message reads
+        error.__cause__ = ssl.SSLEOFError(
+            ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol"
+        )
+        error.__suppress_context__ = True
+    return error
+
+
+def _eof(exc: ssl.SSLError) -> bool:
+    return isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF_WHILE_READING" in str(exc)
 
 
 def _connected(done: Any) -> None:
@@ -279,26 +371,39 @@ async def _resolve(host: str, port: int) -> list[str]:
     return targets
 
 
-async def _happy_eyeballs(loop: Any, targets: list[str], port: int) -> _Protocol:
+async def _happy_eyeballs(
+    loop: Any, targets: list[str], port: int, budget: float, sockets: bool
+) -> Any:
+    """The first connection of attempts started 250 ms apart: a connected protocol, or
+    with `sockets` a connected socket (for a TLS handshake to follow)."""
     import anyio
     import httpx
 
-    connected: _Protocol | None = None
+    connected: Any = None
     errors: list[OSError] = []
+
+    def discard(connection: Any) -> None:
+        if sockets:
+            connection.close()
+        else:
+            connection.transport.abort()
 
     async def attempt(target: str, event: anyio.Event) -> None:
         nonlocal connected
         try:
-            _, protocol = await loop.create_connection(_Protocol, target, port)
+            if sockets:
+                connection: Any = await _open_socket(_family(target), target, port, budget)
+            else:
+                _, connection = await loop.create_connection(_Protocol, target, port)
         except OSError as exc:
             errors.append(exc)
             return
         else:
             if connected is None:
-                connected = protocol
+                connected = connection
                 tg.cancel_scope.cancel()
             else:
-                protocol.transport.abort()
+                discard(connection)
         finally:
             event.set()
 
@@ -311,7 +416,7 @@ async def _happy_eyeballs(loop: Any, targets: list[str], port: int) -> _Protocol
                     await event.wait()
     except BaseException:
         if connected is not None:
-            connected.transport.abort()
+            discard(connected)
         raise
     if connected is None:
         cause: BaseException = (
@@ -326,9 +431,20 @@ async def _happy_eyeballs(loop: Any, targets: list[str], port: int) -> _Protocol
 class PlainResponse:
     """The parts of an httpx.Response the probe reads, over `_Protocol`."""
 
-    def __init__(self, protocol: _Protocol, request: PlainRequest, budget: float):
+    def __init__(
+        self,
+        protocol: _Protocol,
+        request: PlainRequest,
+        budget: float,
+        pool: Pool | None = None,
+        key: tuple = (),
+    ):
         self.protocol = protocol
         self.request_data = request
+        self.pool = pool
+        self.key = key
+        self._keep: float | None = None  # seconds the connection may idle in the pool
+        self._ended = False  # a chunked body read to its last chunk
         self._url: httpx.URL | None = None
         self.budget = budget
         self.status_code = 0
@@ -371,10 +487,42 @@ class PlainResponse:
             self._encoding = httpx.Response(self.status_code, headers=self.raw_headers).encoding
         return self._encoding
 
-    async def aclose(self) -> None:
+    def certificate_expiry(self) -> float | None:
+        """Seconds until the server certificate expires, from this connection's handshake
+        (a kept connection's: the handshake it was opened with)."""
+        from watchkeeper.plugins.probes.http import certificate_expiry
+
         transport = self.protocol.transport
+        # asyncio parsed the certificate at the handshake: not again
+        return certificate_expiry(
+            transport.get_extra_info("ssl_object"), transport.get_extra_info("peercert")
+        )
+
+    async def aclose(self) -> None:
+        protocol = self.protocol
+        if self.pool is not None and self._reusable():
+            self.pool.put(self.key, protocol, self._keep)
+            return
+        transport = protocol.transport
         if not transport.is_closing():
-            transport.close()
+            if self.request_data.https:
+                transport.abort()  # as httpcore closes TLS: the TCP connection, no close_notify
+            else:
+                transport.close()
+
+    def _reusable(self) -> bool:
+        """The response was read to its end, nothing more came, and the server keeps the
+        connection open."""
+        protocol = self.protocol
+        return (
+            self._keep is not None
+            and self._remaining == 0
+            and (self._framing == "length" or (self._framing == "chunked" and self._ended))
+            and protocol.pos == len(protocol.buffer)
+            and not protocol.eof
+            and not protocol.paused
+            and not protocol.transport.is_closing()
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -391,8 +539,11 @@ class PlainResponse:
     def _read_error(self) -> BaseException:
         import httpx
 
+        cause = self.protocol.error
+        if isinstance(cause, ssl.SSLError) and not _eof(cause):
+            return cause  # as under httpcore, whose TLS stream raises it as it is
         error = httpx.ReadError("")
-        error.__cause__ = self.protocol.error
+        error.__cause__ = cause
         return error
 
     async def read_head(self) -> None:
@@ -422,6 +573,9 @@ class PlainResponse:
         headers = []
         length: int | None = None
         chunked = False
+        keep = None
+        if self.pool is not None and lines[0].startswith(b"HTTP/1.1 "):
+            keep = _KEEP_IDLE
         for line in lines[1:]:
             field = _FIELD.fullmatch(line)
             if field is None:
@@ -438,12 +592,15 @@ class PlainResponse:
                 chunked = True
             elif lower == b"content-encoding":
                 self._decoder = True
+            elif keep is not None and lower in (b"connection", b"keep-alive"):
+                keep = _keep_for(lower, value, keep)
             headers.append((name, value))
         if chunked and length is not None:
             return False
         code = int(status.group(1))
         self.status_code = code
         self.raw_headers = headers
+        self._keep = keep
         if code in (204, 304) or self.request_data.no_body:
             self._framing, self._remaining = "length", 0
         elif chunked:
@@ -553,6 +710,7 @@ class PlainResponse:
                 elif step is False:
                     await self._take_over()
                 elif step == b"":
+                    self._ended = True
                     return
                 else:
                     yield step
@@ -649,3 +807,78 @@ def _decoder(raw_headers: list[tuple[bytes, bytes]]) -> Any:
 
     response = httpx.Response(200, headers=raw_headers)
     return response._get_content_decoder()
+
+
+# -- kept connections (`reuse_connections: true`) -----------------------------------------
+
+_KEEP_IDLE = 55.0  # under the idle timeouts of common servers and load balancers (60 s+)
+_KEEP_PER_ORIGIN = 16
+_KEEP_ALIVE_TIMEOUT = re.compile(rb"timeout=(\d+)", re.IGNORECASE)
+
+
+def _keep_for(name: bytes, value: bytes, keep: float) -> float | None:
+    """How long a connection may idle, after a Connection or Keep-Alive header."""
+    if name == b"connection":
+        tokens = {t.strip().lower() for t in value.split(b",")}
+        return None if b"close" in tokens else keep
+    timeout = _KEEP_ALIVE_TIMEOUT.search(value)
+    if timeout is None:
+        return keep
+    # a second short of what the server says, so it never closes one as it is reused
+    seconds = min(keep, int(timeout.group(1)) - 1.0)
+    return seconds if seconds > 0 else None
+
+
+class Pool:
+    """Connections kept open between runs, idle, by where they lead (host, port and TLS
+    context); the most recently used is taken first. At most `_KEEP_PER_ORIGIN` idle ones
+    per destination; one idle longer than the server allows is closed, not reused."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple, list[tuple[float, _Protocol]]] = {}
+        self._swept = time.monotonic()
+
+    def take(self, key: tuple) -> _Protocol | None:
+        kept = self.idle.get(key)
+        now = time.monotonic()
+        while kept:
+            until, protocol = kept.pop()
+            if until > now and not protocol.eof and not protocol.transport.is_closing():
+                return protocol
+            _drop(protocol)
+        return None
+
+    def put(self, key: tuple, protocol: _Protocol, keep: float | None) -> None:
+        now = time.monotonic()
+        kept = self.idle.setdefault(key, [])
+        if keep is None or len(kept) >= _KEEP_PER_ORIGIN:
+            _drop(protocol)
+        else:
+            protocol.buffer.clear()
+            protocol.pos = 0
+            kept.append((now + keep, protocol))
+        if now - self._swept > 5.0:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for key in list(self.idle):
+            kept = self.idle[key]
+            for until, protocol in kept:
+                if until <= now or protocol.eof:
+                    _drop(protocol)
+            kept[:] = [(u, p) for u, p in kept if u > now and not p.eof]
+            if not kept:
+                del self.idle[key]
+
+    def close(self) -> None:
+        for kept in self.idle.values():
+            for _, protocol in kept:
+                _drop(protocol)
+        self.idle.clear()
+
+
+def _drop(protocol: _Protocol) -> None:
+    transport = protocol.transport
+    if not transport.is_closing():
+        transport.abort()

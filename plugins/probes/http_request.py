@@ -1,5 +1,5 @@
 """How the `http` probe sends a check's request: the first hop and any redirects, each
-through httpx's transport or, for plain http without a proxy, `PlainHop` (http_plain_hop.py).
+through httpx's transport or, without a proxy, `PlainHop` (http_plain_hop.py).
 
 HttpProbe imports this when it checks, not when its module is imported: `watchkeeper
 validate` imports every plugin module to learn its options and needs none of this.
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx
 
     from watchkeeper.plugins.probes.http import HttpOptions
-    from watchkeeper.plugins.probes.http_plain_hop import PlainRequest
+    from watchkeeper.plugins.probes.http_plain_hop import PlainRequest, Pool
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -32,8 +32,8 @@ async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, in
 
     prepared = _prepared(options)
     if prepared.plain is not None and hops.plain_ok():
-        # the common case: a plain http URL, no proxy; request bytes built once per check
-        response = await PlainHop.send(prepared.plain, budget)
+        # the common case: no proxy; request bytes built once per check
+        response = await PlainHop.send(prepared.plain, budget, hops.tls, hops.pool)
         if not _follow(options, response):
             return response, 0
         first_response = response
@@ -59,8 +59,8 @@ async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, in
         )
         if hop == 0 and first_response is not None:
             response = first_response
-        elif url.scheme == "http" and hops.plain_ok() and (plain := h11_request(request)):
-            response = await PlainHop.send(plain, budget)
+        elif url.scheme in _PLAIN and hops.plain_ok() and (plain := h11_request(request)):
+            response = await PlainHop.send(plain, budget, hops.tls, hops.pool)
         else:
             response = await hops.transport().handle_async_request(request)
             response.request = request
@@ -84,6 +84,7 @@ def _follow(options: HttpOptions, response: Any) -> bool:
     )
 
 
+_PLAIN = frozenset({"http", "https"})
 _ORIGIN_BOUND = frozenset({"authorization", "cookie", "host"})
 _DEFAULT_HEADERS = {
     "User-Agent": USER_AGENT,
@@ -93,9 +94,9 @@ _DEFAULT_HEADERS = {
 
 
 class Prepared:
-    """What every run of one check sends first: its URL, headers and, for plain http, the
-    request's bytes exactly as httpcore would write them (built once, by h11). For plain
-    http only the bytes are kept (a daemon may hold ten thousand of these); the URL and
+    """What every run of one check sends first: its URL, headers and, for http and https,
+    the request's bytes exactly as httpcore would write them (built once, by h11). Then
+    only the bytes are kept (a daemon may hold ten thousand of these); the URL and
     headers are built again when a redirect needs them."""
 
     __slots__ = ("_headers", "_url", "options", "plain")
@@ -108,7 +109,7 @@ class Prepared:
         self._url: httpx.URL | None = url
         self._headers: httpx.Headers | None = headers
         self.plain: PlainRequest | None = None
-        if url.scheme == "http":
+        if url.scheme in _PLAIN:
             try:
                 request = httpx.Request(
                     options.method,
@@ -174,14 +175,15 @@ def _prepared(options: HttpOptions) -> Prepared:
 
 
 class Hops:
-    """How a check's hops are sent: httpx's transport (built on first use) or, for plain
-    http without a proxy on asyncio, `PlainHop`."""
+    """How a check's hops are sent: httpx's transport (built on first use) or, without a
+    proxy on asyncio, `PlainHop`, on connections kept in `pool` when one is given."""
 
-    __slots__ = ("_plain", "_transport", "proxy", "tls")
+    __slots__ = ("_plain", "_transport", "pool", "proxy", "tls")
 
-    def __init__(self, tls: ssl.SSLContext, proxy: str | None):
+    def __init__(self, tls: ssl.SSLContext, proxy: str | None, pool: Pool | None = None):
         self.tls = tls
         self.proxy = proxy
+        self.pool = pool
         self._transport: Any = None
         self._plain: bool | None = None
 
