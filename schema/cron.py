@@ -8,14 +8,38 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import platform
 import re
+import struct
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from croniter import CroniterBadDateError, CroniterError, CroniterUnsupportedSyntaxError, croniter
 
-from watchkeeper.schema.text import shown
+def _pointer_size(
+    executable: str = sys.executable, bits: str = "", linkage: str = ""
+) -> tuple[str, str]:
+    if executable != sys.executable or bits or linkage:
+        return _architecture(executable, bits, linkage)
+    return f"{struct.calcsize('P') * 8}bit", linkage
+
+
+# croniter asks `platform.architecture()` at import whether Python is 32-bit, and that runs
+# `file` on the interpreter in a subprocess: tens of milliseconds of every start-up (and of
+# `watchkeeper validate`). This interpreter's pointer size answers the question.
+_architecture, platform.architecture = platform.architecture, _pointer_size
+try:
+    from croniter import (
+        CroniterBadDateError,
+        CroniterError,
+        CroniterUnsupportedSyntaxError,
+        croniter,
+    )
+finally:
+    platform.architecture = _architecture
+
+from watchkeeper.schema.text import shown  # noqa: E402
 
 FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _EXPECTED = (

@@ -8,7 +8,9 @@ import importlib
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,12 @@ from watchkeeper.engine.plugins import KINDS, builtin_type, registry
 def imported_by(argv: list[str], cwd) -> tuple[int, str, set[str]]:
     """Run the console script's `main` with argv in a fresh interpreter; return its exit
     code, what it printed and the modules it had imported by the end."""
+    code, out, _err, modules = ran(argv, cwd)
+    return code, out, modules
+
+
+def ran(argv: list[str], cwd) -> tuple[int, str, str, set[str]]:
+    """`imported_by`, with what went to stderr too."""
     code = textwrap.dedent(
         f"""
         import os, sys
@@ -42,10 +50,14 @@ def imported_by(argv: list[str], cwd) -> tuple[int, str, set[str]]:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    modules = done.stderr.rsplit("MODULES ", 1)[-1].split()
-    return done.returncode, done.stdout, set(modules)
+    err, _, modules = done.stderr.rpartition("\nMODULES ")
+    return done.returncode, done.stdout, err, set(modules.split())
 
 
 def test_version_imports_neither_typer_rich_pydantic_nor_the_engine(tmp_path):
@@ -64,8 +76,8 @@ def test_version_after_other_options_still_answers_through_typer(tmp_path):
 FILE = """\
 version: 1
 checks:
-  web: {probe: http, url: "https://example.com"}
-  db: {probe: tcp, host: db.internal, port: 5432}
+  web: {probe: http, url: "https://example.com", schedule: {cron: "*/5 * * * *"}}
+  db: {probe: tcp, host: db.internal, port: 5432, tls: true}
 notifiers:
   console: {type: log}
 routes:
@@ -86,13 +98,176 @@ def test_validate_imports_the_plugins_its_file_names_and_no_other_command(tmp_pa
         "watchkeeper.plugins.stores.sqlite",  # the default store
     }
     commands = {m for m in modules if m.startswith("watchkeeper.engine.cli.")}
-    assert commands == {
-        "watchkeeper.engine.cli.config_cmds",
-        "watchkeeper.engine.cli.grammar",
-        "watchkeeper.engine.cli.group",
-        "watchkeeper.engine.cli.root",
+    assert commands == {"watchkeeper.engine.cli.validate_cmd"}  # not typer's command group
+    # what a check runs on, the store's driver and the command line's libraries wait
+    runtime = {"asyncio", "anyio", "sniffio", "ssl", "sqlite3", "concurrent.futures", "queue"}
+    cli = {"typer", "click", "rich"}
+    assert not (runtime | cli) & modules, (runtime | cli) & modules
+    # croniter's import-time question runs no `file` subprocess (see schema/cron.py)
+    assert "croniter" in modules
+    assert "subprocess" not in modules
+
+
+# --- validate without typer ------------------------------------------------------------------
+
+WARNED = """\
+version: 1
+server:
+  admin_token: ${WK_LAZY_UNSET_TOKEN}
+checks:
+  api:
+    probe: http
+    url: https://user:lazy-hunter2@example.com/x
+    schedule: {every: 1m}
+    thresholds:
+      - {metric: error_rate, window: 15m, above: 5%, severity: critical}
+"""
+INVALID = WARNED.replace("version: 1\n", "version: 1\nchekcs: {}\n").replace(
+    "every: 1m", "every: 1m, cron: '61 * * * *'"
+)
+
+
+def test_validate_prints_the_same_through_typer_and_without_it(tmp_path):
+    """Every format, valid and invalid files, warnings, --strict and an unreadable file:
+    the line validate answers itself prints what typer's command prints, byte for byte."""
+    (tmp_path / "warned.yaml").write_text(WARNED)
+    (tmp_path / "invalid.yaml").write_text(INVALID)
+    (tmp_path / "monitor.yaml").write_text(FILE)
+    cases = [
+        ("monitor.yaml", []),
+        ("warned.yaml", []),
+        ("warned.yaml", ["--strict", "--format", "github"]),
+        ("invalid.yaml", []),
+        ("invalid.yaml", ["--format=json"]),
+        ("invalid.yaml", ["-f", "github", "--strict"]),
+        ("gone.yaml", []),
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [
+            (
+                pool.submit(ran, ["-c", name, "validate", *argv], tmp_path),
+                # `-cFILE` is a form only typer reads: the same command, through typer
+                pool.submit(ran, [f"-c{name}", "validate", *argv], tmp_path),
+            )
+            for name, argv in cases
+        ]
+        for (name, argv), (direct, through_typer) in zip(cases, runs, strict=True):
+            direct, through_typer = direct.result(), through_typer.result()
+            # (an unreadable file is reported through typer's command module either way)
+            assert "typer" not in direct[3] or name == "gone.yaml"
+            assert "typer" in through_typer[3]
+            assert direct[:3] == through_typer[:3], (name, argv)
+    outcomes = {
+        (name, *argv): run.result()[:3] for (name, argv), (run, _) in zip(cases, runs, strict=True)
     }
-    assert "rich.table" not in modules  # only `plugins` draws a table
+    assert outcomes[("monitor.yaml",)] == (0, "✓ monitor.yaml is valid\n", "")
+    assert outcomes[("warned.yaml",)][1].endswith("✓ warned.yaml is valid (2 warnings)\n")
+    assert "lazy-hunter2" not in str(outcomes)
+    assert outcomes[("invalid.yaml", "--format=json")][1].startswith('{\n  "valid": false')
+    assert outcomes[("gone.yaml",)] == (2, "", "error: gone.yaml: no such file\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "read"),
+    [
+        (["validate"], ("monitor.yaml", "text", "info", [], "text", False)),
+        (
+            ["--log-format", "json", "--log-level=debug", "-c", "a.yaml", "validate", "--strict"],
+            ("a.yaml", "json", "debug", [], "text", True),
+        ),
+        (
+            ["--config=a.yaml", "validate", "b.yaml", "-f", "github", "c.yaml", "--format=json"],
+            ("a.yaml", "text", "info", ["b.yaml", "c.yaml"], "json", False),
+        ),
+        # a `-c` after the command wins, as `config_first` moves it (engine/cli/grammar.py)
+        (
+            ["-c", "a.yaml", "validate", "--config", "b.yaml"],
+            ("b.yaml", "text", "info", [], "text", False),
+        ),
+        # typer's to read or to explain
+        (["validate", "--help"], None),
+        (["validate", "-h"], None),
+        (["--help", "validate"], None),
+        (["validate", "--", "a.yaml"], None),
+        (["validate", "-fjson"], None),
+        (["-ca.yaml", "validate"], None),
+        (["validate", "--format", "yaml"], None),
+        (["validate", "--format"], None),
+        (["validate", "-c"], None),
+        (["validate", "--no-such-option"], None),
+        (["validate", "-"], None),
+        (["--log-level", "DEBUG", "validate"], None),
+        (["--log-level", "debug", "validate", "--log-level", "info"], None),
+        (["--strict", "validate"], None),
+        (["plan", "validate"], None),
+        (["-c", "validate"], None),
+    ],
+)
+def test_the_lines_validate_answers_without_typer(argv, read, monkeypatch):
+    from watchkeeper.engine.cli import validate_cmd
+
+    monkeypatch.delenv("WATCHKEEPER_CONFIG", raising=False)
+    parsed = validate_cmd._parse(argv)
+    if read is None:
+        assert parsed is None
+        return
+    config, log_format, log_level, files, fmt, strict = read
+    assert parsed == (Path(config), log_format, log_level, [Path(f) for f in files], fmt, strict)
+
+
+def test_validate_without_typer_reads_watchkeeper_config_as_click_does(monkeypatch):
+    from watchkeeper.engine.cli import validate_cmd
+
+    monkeypatch.setenv("WATCHKEEPER_CONFIG", "ci/other.yaml")
+    assert validate_cmd._parse(["validate"])[0] == Path("ci/other.yaml")
+    assert validate_cmd._parse(["-c", "a.yaml", "validate"])[0] == Path("a.yaml")
+    monkeypatch.setenv("WATCHKEEPER_CONFIG", "")  # empty: no file given
+    assert validate_cmd._parse(["validate"])[0] == Path("monitor.yaml")
+
+
+def test_the_choices_validate_reads_are_the_ones_typer_offers():
+    from watchkeeper.engine.cli import validate_cmd
+    from watchkeeper.engine.cli.config_cmds import ValidateFormat
+    from watchkeeper.engine.cli.grammar import LogFormat, LogLevel
+
+    assert tuple(ValidateFormat) == validate_cmd.FORMATS
+    assert tuple(LogFormat) == validate_cmd.LOG_FORMATS
+    assert tuple(LogLevel) == validate_cmd.LOG_LEVELS
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        "monitor.yaml",
+        "ci/monitor.yaml, other.yaml",
+        "ünï cödé ✓.yaml",
+        "x" * 300 + ".yaml",
+        "a b  c.yaml",
+        "we[ir]d.yaml",
+        "[bold]x.yaml",
+        "emoji:smile:.yaml",
+        "tab\there.yaml",
+        "back\\slash.yaml",
+        "bell\x07.yaml",
+        "cr\rlf.yaml",
+        "masked-lazy-s3cr3t-value.yaml",
+    ],
+)
+@pytest.mark.parametrize(
+    "markup", ["[green]✓[/] {} is valid (1 warning)", "[red]✗[/] {}: 2 errors"]
+)
+def test_the_summary_line_is_what_rich_writes(names, markup, capsys):
+    from watchkeeper.engine.cli import validate_cmd
+    from watchkeeper.engine.cli.console import console
+    from watchkeeper.engine.observe.redaction import REDACTOR
+
+    REDACTOR.add("lazy-s3cr3t-value")
+    line = markup.format(names)
+    console.print(line, markup=True)
+    by_rich = capsys.readouterr()
+    validate_cmd._say(line)
+    assert capsys.readouterr() == by_rich
+    assert "lazy-s3cr3t-value" not in by_rich.out
 
 
 def test_help_lists_every_command_whatever_follows(tmp_path):

@@ -31,6 +31,12 @@ def main() -> None:
 
         sys.stdout.write(f"watchkeeper {version('watchkeeper')}\n")
         return
+    if "validate" in argv and not os.environ.get(COMPLETE_ENV):
+        from watchkeeper.engine.cli.validate_cmd import direct
+
+        code = direct(argv)  # None: a line typer reads (help, a typo)
+        if code is not None:
+            _leave(code)
     from watchkeeper.engine.cli import root
     from watchkeeper.engine.cli.grammar import command_named, config_first
     from watchkeeper.engine.cli.group import commands
@@ -41,9 +47,13 @@ def main() -> None:
         app(prog_name="watchkeeper", args=args)
     except SystemExit as exc:
         if root.fast_exit:
-            # freeing a large validated config object by object takes longer than
-            # validating it; nothing is left to clean up, so leave at once
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exc.code if isinstance(exc.code, int) else 1)
+            _leave(exc.code if isinstance(exc.code, int) else 1)
         raise
+
+
+def _leave(code: int) -> None:
+    """Exit at once: freeing a large validated config object by object takes longer than
+    validating it, and nothing is left to clean up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

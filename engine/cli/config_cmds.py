@@ -12,7 +12,6 @@ import typer
 from watchkeeper.engine.cli import root
 from watchkeeper.engine.cli.root import (
     EXIT_FAILED,
-    EXIT_USAGE,
     OutputFormat,
     app,
     console,
@@ -61,41 +60,15 @@ def validate(
         watchkeeper validate --format github --strict
         watchkeeper -c examples/infinite-idea.yaml validate --format json
     """
-    from watchkeeper.engine.config.problems import render
-    from watchkeeper.engine.config.validation import validate as run_validation
-    from watchkeeper.engine.plugins import PluginError
+    from watchkeeper.engine.cli.validate_cmd import run
 
-    paths = files or [state(ctx).config]
-    problems = []
-    valid = True
-    for path in paths:
-        try:
-            result = run_validation(path, strict=strict)
-        except PluginError as exc:
-            fail(str(exc), EXIT_FAILED)
-        except OSError as exc:
-            fail(str(exc), EXIT_USAGE)
-        problems.extend(result.problems)
-        valid = valid and result.valid
-    if fmt is ValidateFormat.json:
-        echo(render(problems, "json"))
-    elif problems:
-        echo(render(problems, fmt.value))
-    if fmt is ValidateFormat.text:
-        errors = sum(p.level == "error" for p in problems)
-        warnings = len(problems) - errors
-        names = ", ".join(str(p) for p in paths)
-        if valid:
-            note = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
-            console.print(f"[green]✓[/] {names} is valid{note}", markup=True)
-        else:
-            console.print(
-                f"[red]✗[/] {names}: {errors} error{'s' * (errors != 1)}"
-                + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""),
-                markup=True,
-            )
+    code = run(files or [state(ctx).config], fmt.value, strict, fail, _say)
     root.fast_exit = True
-    raise typer.Exit(0 if valid else EXIT_FAILED)
+    raise typer.Exit(code)
+
+
+def _say(markup: str) -> None:
+    console.print(markup, markup=True)
 
 
 SCHEMA_FILE = "monitor.schema.json"

@@ -11,13 +11,12 @@ import heapq
 import math
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from croniter import CroniterBadDateError
-
-from watchkeeper.schema.cron import (
+from watchkeeper.schema.cron import (  # croniter through it: see schema/cron.py
     NEVER_FIRES,
     PROBE_START,
     WINDOW_OVERLAP_MAX,
     Cron,
+    CroniterBadDateError,
     compile_cron,
     cron_error,
     every_error,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +27,8 @@ from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.units import Size, format_duration
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 
@@ -148,6 +148,8 @@ class HttpProbe(Probe):
         await self.tls.get()
 
     async def check(self, options: HttpOptions, ctx: ProbeContext) -> Result:
+        import ssl
+
         import httpx
 
         from watchkeeper.plugins.probes.http_plain_hop import PlainResponse
@@ -387,6 +389,8 @@ def _snippet(response: httpx.Response, body: bytes, limit: int = 200) -> str:
 
 
 def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOptions) -> str:
+    import ssl
+
     import httpx
 
     after = format_duration(timeout)
@@ -432,10 +436,14 @@ def _reason(exc: Exception) -> str:
 
 
 def _is_ssl(exc: BaseException) -> bool:
+    import ssl
+
     return isinstance(exc, ssl.SSLError)  # its errno is OpenSSL's, not the system's
 
 
 def _closed_in_handshake(exc: BaseException) -> bool:
+    import ssl
+
     current: BaseException | None = exc
     for _ in range(8):
         if current is None:
@@ -570,6 +578,8 @@ class TlsContexts:
         client_cert: Path | None,
         client_key: Path | None,
     ) -> ssl.SSLContext:
+        import ssl
+
         if not verify:
             context = ssl.create_default_context()
             context.check_hostname = False
@@ -621,6 +631,8 @@ def certificate_expiry(ssl_object: Any, cert: dict | None = None) -> float | Non
 @lru_cache(maxsize=1024)
 def _seconds_of(not_after: str) -> float:
     # strptime costs more than the rest of reading the certificate: once per certificate
+    import ssl
+
     return ssl.cert_time_to_seconds(not_after)
 
 
@@ -628,6 +640,9 @@ def _seconds_of(not_after: str) -> float:
 def _not_after_from_der(der: bytes) -> str | None:
     # the standard library decodes a certificate only from a file, and only through this
     # private helper; cached per certificate, so a check does not write a file each run
+    import ssl
+    import tempfile
+
     decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
     if decode is None:
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import ssl
 import time
 
 from pydantic import Field, model_validator
@@ -129,6 +128,8 @@ class TcpProbe(Probe):
         deadline: float,
         metrics: dict[str, float],
     ):
+        import ssl
+
         import anyio
         from anyio.streams.tls import TLSAttribute, TLSStream
 

@@ -13,14 +13,11 @@ take no lock.
 
 from __future__ import annotations
 
-import concurrent.futures
 import fcntl
 import json
 import logging
 import math
 import os
-import queue
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -29,16 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import sniffio
 from pydantic import Field
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.state.store import FencedWrite, Lease, Role, Row, StateStore, StoreError
 from watchkeeper.schema.daemon import StoreOptions
 
+# sqlite3, anyio and the queues are imported where the store opens and runs:
+# `watchkeeper validate` imports this module for its options and opens nothing
 if TYPE_CHECKING:
     import asyncio
+    import concurrent.futures
+    import queue
+    import sqlite3
+
+    import anyio
 
 log = logging.getLogger("watchkeeper.store.sqlite")
 
@@ -141,12 +143,16 @@ class SqliteStore(StateStore):
             raise StoreError(f"state store {self.path} is already open")
         if role not in ("daemon", "client"):
             raise ValueError(f"role must be 'daemon' or 'client', not {role!r}")
+        import anyio
+
         self.role = role
         self._lock_fd, conn = await anyio.to_thread.run_sync(self._prepare, role)
         self._read_limiter = anyio.CapacityLimiter(READERS)
         self._writer = _Writer(conn, self.path)
 
     def _prepare(self, role: Role) -> tuple[int | None, sqlite3.Connection]:
+        import sqlite3
+
         path = self.path
         try:
             # the state holds alert history, notices and the backup catalog: a folder and
@@ -181,6 +187,8 @@ class SqliteStore(StateStore):
         writer, self._writer = self._writer, None
         if writer is None:
             return
+        import anyio
+
         with anyio.CancelScope(shield=True):
             writer.stop()
             await anyio.to_thread.run_sync(writer.join)
@@ -416,6 +424,8 @@ class SqliteStore(StateStore):
             }
 
         figures = await self._read(stats)
+        import sqlite3
+
         db_bytes, wal_bytes = _file_size(path), _file_size(path.with_name(path.name + "-wal"))
         return {
             "backend": self.type,
@@ -442,6 +452,8 @@ class SqliteStore(StateStore):
 
     async def _write(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `op` in the writer thread inside the next batch's transaction."""
+        import sniffio
+
         writer = self._check_open()
         if sniffio.current_async_library() == "asyncio":
             import asyncio  # here: `validate` imports this module and runs no loop
@@ -451,16 +463,24 @@ class SqliteStore(StateStore):
             writer.submit(_Job(op, loop, future))
             return await future
         # Other event loops (trio): wait in a worker thread; slower, same semantics.
+        import concurrent.futures
+
+        import anyio
+
         done: concurrent.futures.Future = concurrent.futures.Future()
         writer.submit(_Job(op, None, done))
         return await anyio.to_thread.run_sync(done.result)
 
     async def _read(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `op` on a read-only connection in a worker thread."""
+        import anyio
+
         self._check_open()
         return await anyio.to_thread.run_sync(self._run_read, op, limiter=self._read_limiter)
 
     def _run_read(self, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        import sqlite3
+
         try:
             with self._readers_lock:
                 conn = self._idle_readers.pop() if self._idle_readers else None
@@ -492,6 +512,8 @@ class _Writer:
     """The thread that owns the writing connection and commits operations in batches."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
+        import queue
+
         self.conn = conn
         self.path = path
         self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -512,6 +534,9 @@ class _Writer:
         self.thread.join()
 
     def _run(self) -> None:
+        import queue
+        import sqlite3
+
         try:
             stopping = False
             while not stopping:
@@ -585,6 +610,8 @@ class _Writer:
     def _rollback(self) -> None:
         self.rows_added.clear()
         if self.conn.in_transaction:
+            import sqlite3
+
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -634,6 +661,8 @@ def _fence(conn: sqlite3.Connection, collection: str, keys_json: str, epoch: int
 
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    import sqlite3
+
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
     )
@@ -715,6 +744,8 @@ def _release_lock(fd: int | None) -> None:
 
 def _store_error(path: Path, exc: BaseException) -> BaseException:
     """Wrap SQLite's errors in StoreError; anything else is a bug and passes as is."""
+    import sqlite3
+
     if not isinstance(exc, sqlite3.Error):
         return exc
     error = StoreError(f"state file {path}: {exc}")
