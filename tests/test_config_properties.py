@@ -481,7 +481,10 @@ def test_what_validate_accepts_builds_every_schedule_and_window(config):
     # `_prepare` is what a reload builds before it changes anything: every check's series
     # and first fire time, every task, backup and drill series, the maintenance windows
     daemon = SimpleNamespace(
-        reg=registry(), runtime=SimpleNamespace(replica=None), clock=SimpleNamespace(now=time.time)
+        reg=registry(),
+        runtime=SimpleNamespace(replica=None),
+        clock=SimpleNamespace(now=time.time),
+        config=SimpleNamespace(checks={}),  # nothing running yet to share models with
     )
     plan = Daemon._prepare(daemon, result.config)
     maintenance = plan["maintenance"]

@@ -1,11 +1,15 @@
 """Reloading the daemon's configuration: watching its files, reading them in a child
 process, applying the new config in place and rolling back what failed to apply.
 
-A part of `Daemon` (engine/daemon.py), which holds the state a reload changes.
+A part of `Daemon` (engine/daemon.py), which holds the state a reload changes. The event
+loop goes on probing and answering throughout: the child reads the file, a thread builds
+the new check instances and their first fire times, and the switch on the loop is done
+in slices of about 10 ms (`Slices`), so that no step of the loop waits for a reload.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -19,6 +23,7 @@ from watchkeeper.engine.config.instances import expand
 from watchkeeper.engine.config.problems import ConfigError, Problem
 from watchkeeper.engine.config.process import KEEPS_RUNNING, ConfigLimitError, aload_config_isolated
 from watchkeeper.engine.config.validation import Validation
+from watchkeeper.engine.run.reload import Slices
 
 log = logging.getLogger("watchkeeper.daemon")
 
@@ -60,7 +65,17 @@ class Reloading:
         running; either way the outcome is kept in `last_reload` for /health and the API.
         """
         async with self._reload_lock:
-            return await self._reload()
+            # no collector pass meanwhile: a reload of ten thousand checks makes enough
+            # objects to set off a full one, which walks the whole heap in one step of
+            # the event loop (a third of a second). Nothing is frozen afterwards: what the
+            # reload replaced must stay collectable, or memory would grow with each one
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                return await self._reload()
+            finally:
+                if enabled:
+                    gc.enable()
 
     async def _reload(self) -> bool:
         at = time.time()
@@ -79,7 +94,8 @@ class Reloading:
             message = f"the config could not be taken in: {type(exc).__name__}: {exc}"
             return self._refused(at, [Problem.at(None, "", message)])
         try:
-            plan = self._prepare(validation.config)
+            # off the event loop: expanding ten thousand checks takes a second
+            plan = await anyio.to_thread.run_sync(self._prepare, validation.config)
         except Exception as exc:
             # nothing has changed yet: a refusal like an invalid file's
             log.exception("reload rejected: the config cannot be applied")
@@ -155,9 +171,20 @@ class Reloading:
 
     def _prepare(self, config: Any) -> dict[str, Any]:
         """Build, without changing anything, what a config's applying could fail on: its
-        check instances, each schedule's first fire time, its maintenance windows."""
+        check instances, each schedule's first fire time, its maintenance windows.
+
+        Run in a thread: it touches nothing the event loop uses but the running config,
+        which it only reads. A check whose model equals the running one's takes that
+        model, so the daemon keeps one copy of what did not change.
+        """
         from watchkeeper.engine.schedule import timetable
 
+        running = self.config.checks
+        checks = config.checks
+        for name, check in checks.items():
+            old = running.get(name)
+            if old is not None and old is not check and old == check:
+                checks[name] = old
         instances = expand(config, self.reg, replica=self.runtime.replica)
         start = datetime.fromtimestamp(self.clock.now(), UTC)
         for key, instance in instances.items():
@@ -179,10 +206,11 @@ class Reloading:
         now = self.clock.now()
         maintenance.under_way(now)
         maintenance.next_boundary(now)
-        return {"maintenance": maintenance}
+        return {"maintenance": maintenance, "instances": instances}
 
     async def _apply(self, validation: Validation, plan: dict[str, Any]) -> tuple[list[str], ...]:
-        """Switch every part of the daemon to a checked configuration."""
+        """Switch every part of the daemon to a checked configuration, in slices."""
+        slices = Slices()
         if validation.config.state != self.config.state:
             log.warning("`state` changed: it applies after a restart")
         self.validation, self.config = validation, validation.config
@@ -190,19 +218,23 @@ class Reloading:
         self._mtime = self._config_mtime()
         self.maintenance = self.alerting.maintenance = plan["maintenance"]
         self.outbox.config = self.config
-        added, removed, changed = await self.runtime.apply(self.config)
-        # workers learn the new checks and options before any of them is scheduled
-        await self.executor.load(self.runtime.instances)
-        for key in removed:
-            self.scheduler.remove(f"check:{key}")
-        for key in (*added, *changed):
-            self.scheduler.remove(f"check:{key}")
-            self._schedule(self.runtime.instances[key])
-        # unchanged checks got new instance objects too: their jobs must run those
-        for key, instance in self.runtime.instances.items():
+        instances = plan.pop("instances")
+        added, removed, changed = await self.runtime.apply(self.config, instances, slices)
+        del instances
+        runtime = self.runtime
+        # workers learn the new checks and options before any of them is scheduled: all of
+        # them when checks went away (their workers let go of them) or most changed; else
+        # a check a worker does not know yet is sent with its first run
+        if removed or len(added) + len(changed) > len(runtime.instances) // 10:
+            await self.executor.load(runtime.instances)
+        self._reload_jobs(added, removed, changed)
+        await slices.checkpoint()
+        # a check whose secrets alone changed is a new instance on its old job
+        for key, instance in runtime.instances.items():
             job = self.scheduler.jobs.get(f"check:{key}")
-            if job is not None:
+            if job is not None and job.target is not instance:
                 job.target = instance
+            await slices.checkpoint()
         self._schedule_jobs()
         self.backups.apply(self.config, maintenance=self.maintenance)
         # a window added while under way applies at once; alerts it no longer covers go out
@@ -212,6 +244,15 @@ class Reloading:
         await self.alerting.release(now)
         await self.heartbeats.load()
         return added, removed, changed
+
+    def _reload_jobs(self, added: list[str], removed: list[str], changed: list[str]) -> None:
+        """Replace the jobs of removed, added and changed checks, in one step: a job that
+        is due meanwhile runs once, on the old instance or the new one."""
+        for key in removed:
+            self.scheduler.remove(f"check:{key}")
+        for key in (*added, *changed):
+            self.scheduler.remove(f"check:{key}")
+            self._schedule(self.runtime.instances[key])
 
     def _snapshot(self) -> dict[str, Any]:
         """Keep what `_apply` replaces, for `_roll_back`."""

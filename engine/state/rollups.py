@@ -795,12 +795,12 @@ async def run(daemon: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> N
     while True:
         now = daemon.clock.now()
         try:
-            instances = getattr(getattr(daemon, "runtime", None), "instances", None)
+            # not kept in a local across the sleep: a reload's instances replace these
             done = await roll_up(
                 daemon.store,
                 daemon.config,
                 now=now,
-                instances=instances,
+                instances=getattr(getattr(daemon, "runtime", None), "instances", None),
                 maintenance=daemon.maintenance,
             )
             if done:
