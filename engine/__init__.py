@@ -57,3 +57,8 @@ class _PublicPathFinder:
 
 if not any(isinstance(finder, _PublicPathFinder) for finder in sys.meta_path):
     sys.meta_path.insert(0, _PublicPathFinder())
+
+# httpx imports its command line (click, rich, pygments: some 5 MB) with itself when they
+# are installed; no watchkeeper process runs `httpx` as a command, so it gets the stub
+# httpx keeps for when they are not
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

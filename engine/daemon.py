@@ -269,15 +269,23 @@ class Daemon(Jobs, Reloading):
         from watchkeeper.engine.observe.sentry import init_sentry, sentry_checkins
 
         init_sentry(self.config)
-        await self.start()
+        if hasattr(self.executor, "prestart"):
+            # the worker process starts while the checks are built and scheduled
+            await self.executor.prestart()
+        try:
+            await self.start()
+        except BaseException:
+            await self.executor.close()  # the worker started early goes too
+            raise
         self.schedule_all()
         try:
             # bound before anything runs: a taken address is a clear start-up error
             http = bind_http(self)
             async with anyio.create_task_group() as tg:
+                # the checks first: each worker is sent them as it starts
+                await self.executor.load(self.runtime.instances)
                 if hasattr(self.executor, "serve"):
                     await tg.start(self.executor.serve, name="probe workers")
-                await self.executor.load(self.runtime.instances)
                 await tg.start(self.writer.run, name="state writer")
                 await tg.start(self.outbox.run, name="outbox")
                 await tg.start(self.alerting.run, name="alerting")

@@ -46,7 +46,7 @@ def location_of(key: str) -> str | None:
     return location if slash else None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Instance:
     """One runnable check: a check in one environment with its settings resolved."""
 
@@ -70,13 +70,25 @@ class Instance:
     runbook: str | None
     description: str | None
     depends_on: list[str] = field(default_factory=list)  # parent instance keys
-    fingerprint: str = ""
+    digest: str = field(default="", repr=False)  # `fingerprint`, once it is asked for
     replica: str | None = None  # host-scoped checks under replicas: one instance each
     # a check with `locations` is one judging instance (`locations` set, never run itself)
     # and one run instance per location (`location` and `parent` set), keyed `key/location`
     locations: Any = None
     location: str | None = None
     parent: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of everything that defines how this instance runs and is judged,
+        worked out when first asked for (a reload compares them; a start needs none)."""
+        if not self.digest:
+            self.digest = _fingerprint(self)
+        return self.digest
+
+    @fingerprint.setter
+    def fingerprint(self, value: str) -> None:
+        self.digest = value
 
     @property
     def passive(self) -> bool:
@@ -112,8 +124,11 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
     With `replica` (daemons sharing a store), host-scoped checks (system, command, env)
     watch each replica's own host: their instance is `key~replica`, one per replica.
     """
+    from watchkeeper.engine.run.sharing import Interner
+
     defaults = config.defaults
     out: dict[str, Instance] = {}
+    share = Interner()  # equal labels and rule lists: one object for every instance
     env_lists = {name: check.environments for name, check in config.checks.items()}
     for name, check in config.checks.items():
         if not check.enabled:
@@ -135,6 +150,7 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
                 options,
                 defaults,
                 _parents(check.depends_on, environment, env_lists),
+                share,
             )
             if host:
                 out[key].replica = replica
@@ -157,12 +173,12 @@ def _located(judge: Instance, spec: Any) -> dict[str, Instance]:
     for location in spec.from_:
         key = location_key(judge.key, location)
         run = replace(judge, key=key, thresholds=[], location=location, parent=judge.key)
-        run.fingerprint = _fingerprint(run)
+        run.digest = ""  # its own, worked out when asked for
         runs[key] = run
     judge.locations = spec
     judge.schedule = None  # never run itself: its locations run it on the check's schedule
     judge.failure_threshold = judge.success_threshold = 1
-    judge.fingerprint = _fingerprint(judge)
+    judge.digest = ""  # changed above: worked out again when asked for
     return runs
 
 
@@ -192,13 +208,17 @@ def _instance(
     options: Any,
     defaults: Any,
     parents: list[str],
+    share: Any = None,
 ) -> Instance:
     passive = bool(getattr(probe_class, "passive", False))
     schedule, timezone = check_schedule(options, defaults)
     if passive:
         schedule = None
     labels = {**defaults.labels, **options.labels}
-    instance = Instance(
+    thresholds = list(options.thresholds)
+    if share is not None:  # neither is changed once built
+        labels, thresholds = share(labels), share(thresholds)
+    return Instance(
         key=key,
         check=name,
         environment=environment,
@@ -215,13 +235,11 @@ def _instance(
         flap_threshold=_setting(options, defaults, "flap_threshold"),
         flap_window=_setting(options, defaults, "flap_window"),
         labels=labels,
-        thresholds=list(options.thresholds),
+        thresholds=thresholds,
         runbook=options.runbook,
         description=options.description,
         depends_on=parents,
     )
-    instance.fingerprint = _fingerprint(instance)
-    return instance
 
 
 def _parents(

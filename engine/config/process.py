@@ -18,10 +18,12 @@ daemon's event loop never reads a byte of YAML.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -115,13 +117,205 @@ def _answer(path: str) -> dict[str, Any]:
     except OSError as exc:
         return {"ok": False, "oserror": str(exc)}
     loaded = validation.loaded
+    config = validation.config
+    # the checks travel as their models (`write_answer`), the rest as plain data
+    data = config.model_dump(by_alias=True, exclude_unset=True, exclude={"checks"})
+    if not config.checks and "checks" in config.model_fields_set:
+        data["checks"] = {}
     return {
         "ok": True,
-        "data": validation.config.model_dump(by_alias=True, exclude_unset=True),
+        "data": data,
+        "checks": config.checks,
+        "probes": sorted({check.probe for check in config.checks.values()}),
         "problems": [asdict(p) for p in validation.problems],
         "files": list(loaded.files) if loaded else [path],
         "secrets": sorted(loaded.secrets) if loaded else [],
     }
+
+
+CHECKS_AT_ONCE = 50
+"""Checks validated, or unpickled, in one call: a call holds the GIL, so a reload's thread
+taking in ten thousand lets the daemon's event loop run between parts of a few ms."""
+
+
+class _CheckPickler(pickle.Pickler):
+    """Pickles check models by their probe type rather than their class, which the config
+    model makes per file and no module names; notes the fields of every model class it
+    meets, so the daemon can tell whether it has the same ones."""
+
+    def __init__(self, stream: Any, probes: dict[type, str]):
+        super().__init__(stream, protocol=pickle.HIGHEST_PROTOCOL)
+        self.probes = probes
+        self.layouts: dict[Any, tuple[str, ...]] = {}
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type):
+            fields = getattr(obj, "__pydantic_fields__", None)
+            probe = self.probes.get(obj)
+            if fields is not None:
+                place = ("probe", probe) if probe else (obj.__module__, obj.__qualname__)
+                self.layouts[place] = tuple(fields)
+            if probe is not None:
+                # by the module's name: the child runs it as __main__
+                from watchkeeper.engine.config.process import _check_class
+
+                return _check_class, (probe,)
+        return NotImplemented
+
+
+def write_answer(answer: dict[str, Any]) -> bytes:
+    """The child's answer as the daemon reads it (`read_answer`).
+
+    The checks go as their validated models, with the values they share (a schedule, an
+    empty map, a default `expect:`) made one object first: pickle writes an object once
+    however often it is referred to, so the daemon unpickles one copy of what ten thousand
+    checks share, and validates nothing again. They follow the rest in parts from one
+    pickler, so the parts share objects and the daemon can take them a part at a time.
+    A check whose models cannot be pickled sends every check as plain data instead.
+    """
+    checks = answer.pop("checks", None)
+    if checks:
+        share = _Sharer()
+        for check in checks.values():
+            share.model(check)
+        names = list(checks)
+        parts = [
+            {name: checks[name] for name in names[i : i + CHECKS_AT_ONCE]}
+            for i in range(0, len(names), CHECKS_AT_ONCE)
+        ]
+        probes = {type(check): check.probe for check in checks.values()}
+        stream = io.BytesIO()
+        pickler = _CheckPickler(stream, probes)
+        try:
+            pickler.dump({**answer, "parts": len(parts)})
+            for part in parts:
+                pickler.dump(part)
+            pickler.dump(pickler.layouts)
+            return stream.getvalue()
+        except (pickle.PicklingError, TypeError, AttributeError):
+            answer["data"]["checks"] = {
+                name: check.model_dump(by_alias=True, exclude_unset=True)
+                for name, check in checks.items()
+            }
+    return pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _Sharer:
+    """Make equal values of check models one object (in the child, before pickling)."""
+
+    def __init__(self) -> None:
+        from pydantic import BaseModel
+
+        from watchkeeper.engine.run.sharing import Interner
+
+        self.base = BaseModel
+        self.intern = Interner()
+        self.empty: dict[type, Any] = {}
+        self.fields: dict[frozenset[str], set[str]] = {}
+        self.simple: dict[tuple[type, Any], Any] = {}
+        self.models: dict[tuple, Any] = {}
+        self.defaults: dict[tuple[type, str], Any] = {}
+        self.mutable: dict[type, tuple[str, ...]] = {}
+
+    def model(self, model: Any, every: bool = False) -> None:
+        """Share the values of a model's fields that hold objects of their own (`every`:
+        all of them) and its set of fields set."""
+        cls = type(model)
+        values = model.__dict__
+        fields = model.__pydantic_fields_set__
+        if every:
+            for name, value in values.items():
+                values[name] = self.value(value)
+        else:
+            for name in fields:
+                if name in values:
+                    values[name] = self.value(values[name])
+            mutable = self.mutable.get(cls)
+            if mutable is None:
+                # unset fields whose default is a fresh container or model each time
+                mutable = self.mutable[cls] = tuple(
+                    name
+                    for name, info in cls.model_fields.items()
+                    if info.default_factory is not None
+                    or isinstance(info.default, dict | list | set | self.base)
+                )
+            defaults = self.defaults
+            for name in mutable:
+                if name in fields or name not in values:
+                    continue
+                value = values[name]
+                shared = defaults.setdefault((cls, name), value)
+                # a default factory may make a different value each time
+                if shared is not value and type(shared) is type(value) and shared == value:
+                    values[name] = shared
+        shared_fields = self.fields.setdefault(frozenset(fields), fields)
+        if shared_fields is not fields:
+            object.__setattr__(model, "__pydantic_fields_set__", shared_fields)
+
+    def value(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return sys.intern(value)
+        if kind is float or kind is int:
+            return self.simple.setdefault((kind, value), value)
+        if kind is dict or kind is list:
+            return self.intern(value) if value else self.empty.setdefault(kind, value)
+        if value is None or kind is bool or not isinstance(value, self.base):
+            return value
+        if value.__pydantic_extra__ or getattr(value, "__pydantic_private__", None):
+            return value
+        try:  # a model of plain values (a schedule): they are its key
+            items = value.__dict__.values()
+            key = (kind, frozenset(value.__pydantic_fields_set__), *items, *map(type, items))
+            return self.models.setdefault(key, value)
+        except TypeError:
+            pass
+        self.model(value, every=True)
+        # its values are shared objects by now: equal models have the same ones
+        key = (kind, id(value.__pydantic_fields_set__), *map(id, value.__dict__.values()))
+        return self.models.setdefault(key, value)
+
+
+_UNPICKLING = threading.local()
+
+
+def _check_class(probe: str) -> type:
+    """The daemon's model of a probe type's checks (while `read_answer` unpickles)."""
+    return _UNPICKLING.classes[probe]
+
+
+def _check_classes(model: Any) -> dict[str, type]:
+    """Probe type -> check model class of a config model."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    found: dict[str, type] = {}
+
+    def walk(kind: Any) -> None:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            if "probe" in kind.model_fields:
+                for name in get_args(kind.model_fields["probe"].annotation):
+                    found[name] = kind
+            return
+        for arg in get_args(kind):
+            walk(arg)
+
+    walk(model.model_fields["checks"].annotation)
+    return found
+
+
+def _layout(place: Any, classes: dict[str, type]) -> tuple[str, ...] | None:
+    if place[0] == "probe":
+        cls = classes.get(place[1])
+    else:
+        import importlib
+
+        cls = importlib.import_module(place[0])
+        for part in place[1].split("."):
+            cls = getattr(cls, part, None)
+    fields = getattr(cls, "__pydantic_fields__", None)
+    return None if fields is None else tuple(fields)
 
 
 def command(path: str | os.PathLike[str], limits: Limits | None = None) -> list[str]:
@@ -160,8 +354,9 @@ def accept(
     from watchkeeper.engine.config.validation import Validation, config_model
     from watchkeeper.engine.observe.redaction import REDACTOR
 
+    unpickler = pickle.Unpickler(io.BytesIO(output))
     try:
-        answer = pickle.loads(output)
+        answer = unpickler.load()
     except Exception:
         detail = stderr.decode("utf-8", "replace").strip().splitlines()
         raise OSError(
@@ -180,7 +375,11 @@ def accept(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        config = _validated(config_model(reg, answer["data"]), answer["data"])
+        data = answer["data"]
+        if "parts" in answer:
+            config = _unpickled(path, unpickler, answer, reg)
+        else:
+            config = _validated(config_model(reg, data), data)
     finally:
         if enabled:
             gc.enable()
@@ -194,9 +393,34 @@ def accept(
     return Validation(path=str(path), config=config, loaded=accepted, problems=problems)
 
 
-CHECKS_AT_ONCE = 50
-"""Checks validated in one call: a call holds the GIL, so a reload's thread checking ten
-thousand lets the daemon's event loop run between parts of about 5 ms."""
+def _unpickled(path: Any, unpickler: pickle.Unpickler, answer: dict[str, Any], reg: Any) -> Any:
+    """The config of an answer whose checks come as models (`write_answer`): the rest is
+    validated, the checks are taken as the child checked them, a part at a time."""
+    from watchkeeper.engine.config.validation import config_model
+
+    data = answer["data"]
+    probes = answer["probes"]
+    # the model for the types the file names: its checks' types are in `probes`
+    model = config_model(reg, {**data, "checks": {p: {"probe": p} for p in probes}})
+    classes = _check_classes(model)
+    config = model.model_validate({**data, "checks": {}})
+    checks = config.checks
+    _UNPICKLING.classes = classes
+    try:
+        for _ in range(answer["parts"]):
+            checks.update(unpickler.load())
+        layouts = unpickler.load()
+    finally:
+        del _UNPICKLING.classes
+    for place, fields in layouts.items():
+        if _layout(place, classes) != fields:
+            # the installed watchkeeper changed under this process: its models would not
+            # be what the child's were
+            raise OSError(
+                f"{path}: the config was checked by another version of watchkeeper than "
+                "the one running (restart it to load this file)"
+            )
+    return config
 
 
 def _validated(model: Any, data: dict[str, Any]) -> Any:
@@ -310,7 +534,7 @@ def main() -> None:
     if memory > 0:
         _limit_memory(memory)
     try:
-        answer = pickle.dumps(_answer(sys.argv[1]), protocol=pickle.HIGHEST_PROTOCOL)
+        answer = write_answer(_answer(sys.argv[1]))
     except MemoryError:
         os._exit(EXIT_MEMORY)  # the parent says so; nothing more is sure to fit
     sys.stdout.buffer.write(answer)

@@ -222,20 +222,32 @@ def _url_password(value: str) -> set[str]:
     return {password, unquote(password)} if password else set()
 
 
-def _secrets_in(obj: Any):
-    if isinstance(obj, SecretStr):
-        yield obj
-    elif isinstance(obj, BaseModel):
-        # only the fields whose type can hold a secret: a large config is mostly checks,
-        # thresholds and schedules, which never do
-        for name in _secret_fields(type(obj)):
-            yield from _secrets_in(getattr(obj, name, None))
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _secrets_in(v)
-    elif isinstance(obj, list | tuple):
-        for v in obj:
-            yield from _secrets_in(v)
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _secrets_in(obj: Any) -> list[SecretStr]:
+    found: list[SecretStr] = []
+    seen: set[int] = set()  # checks share objects (a schedule, an empty map): walked once
+    stack = [obj]
+    while stack:
+        obj = stack.pop()
+        if type(obj) in _PLAIN:
+            continue
+        if isinstance(obj, SecretStr):
+            found.append(obj)
+            continue
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, BaseModel):
+            # only the fields whose type can hold a secret: a large config is mostly
+            # checks, thresholds and schedules, which never do
+            stack.extend(getattr(obj, name, None) for name in _secret_fields(type(obj)))
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            stack.extend(obj)
+    return found
 
 
 @functools.cache

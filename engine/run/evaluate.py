@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +35,7 @@ class Point:
     values: dict[str, float]
 
 
-@dataclass
+@dataclass(slots=True)
 class RuleState:
     """Counters of one rule (all its severity tiers) for one instance."""
 
@@ -43,10 +43,12 @@ class RuleState:
     severity: str | None = None
     fails: int = 0
     oks: int = 0
-    breach: dict[str, int] = field(default_factory=dict)
-    since: dict[str, float] = field(default_factory=dict)
+    # a threshold rule's tiers breached (index -> runs, and since when); None until one
+    # is: the `up` rule of every check never needs them
+    breach: dict[str, int] | None = None
+    since: dict[str, float] | None = None
     clean: int = 0
-    flips: list[float] = field(default_factory=list)
+    flips: list[float] | tuple[()] = ()  # replaced, never changed in place
     flapping: bool = False
     alert_id: str | None = None
 
@@ -57,8 +59,8 @@ class RuleState:
             "severity": self.severity,
             "fails": self.fails,
             "oks": self.oks,
-            "breach": dict(self.breach),
-            "since": dict(self.since),
+            "breach": dict(self.breach) if self.breach else {},
+            "since": dict(self.since) if self.since else {},
             "clean": self.clean,
             "flips": list(self.flips),
             "flapping": self.flapping,
@@ -164,6 +166,11 @@ def measure_of(rule: Threshold) -> str:
 class Evaluator:
     """Evaluate one instance's results into alert changes."""
 
+    __slots__ = (
+        "_said", "book", "history", "instance", "last_at", "last_ok", "rank", "rules", "span",
+        "tiers",
+    )  # fmt: skip
+
     def __init__(
         self,
         instance: Instance,
@@ -263,6 +270,10 @@ class Evaluator:
         self, rid: str, tiers: list[Threshold], values: dict[str, float], at: float
     ) -> list[AlertChange]:
         state = self.rule(rid)
+        if state.breach is None:
+            state.breach = {}
+        if state.since is None:
+            state.since = {}
         breaching: list[tuple[Threshold, float]] = []
         evaluated = False
         for index, tier in enumerate(tiers):
@@ -319,8 +330,8 @@ class Evaluator:
     ) -> bool:
         key = str(tiers.index(tier))
         if isinstance(tier.for_, int):
-            return state.breach.get(key, 0) >= tier.for_
-        return at - state.since.get(key, at) >= tier.for_
+            return (state.breach or {}).get(key, 0) >= tier.for_
+        return at - (state.since or {}).get(key, at) >= tier.for_
 
     def _value(
         self, rule: Threshold, values: dict[str, float], at: float

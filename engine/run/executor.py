@@ -174,6 +174,7 @@ class ProcessExecutor:
         self._ids = 0
         self._tg: Any = None
         self._closing = False
+        self._early: Any = None  # the first worker's process, started by `prestart`
 
     async def serve(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
         """Start the workers and keep them running until cancelled."""
@@ -189,17 +190,30 @@ class ProcessExecutor:
         finally:
             await self.close()
 
-    async def _spawn(self, index: int) -> _Worker:
+    async def prestart(self) -> None:
+        """Start the first worker's process now, before `serve`: it imports itself while
+        the daemon builds its checks, and `serve` takes it on."""
+        if self._early is None and not self.workers:
+            self._early = await self._open()
+
+    async def _open(self) -> Any:
         import subprocess
         import sys
 
-        process = await anyio.open_process(
+        return await anyio.open_process(
             [sys.executable, "-m", "watchkeeper.engine.run.worker", str(self.base_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
             env=_worker_environment(),
         )
+
+    async def _spawn(self, index: int) -> _Worker:
+        process, self._early = self._early, None
+        if process is None or index != 0:
+            if process is not None:
+                process.kill()
+            process = await self._open()
         worker = _Worker(index, process)
         if index < len(self.workers):
             self.workers[index] = worker
@@ -207,10 +221,12 @@ class ProcessExecutor:
             self.workers.append(worker)
         ready = anyio.Event()
         self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
+        # built while the worker starts (its interpreter imports meanwhile), and again for
+        # each worker rather than kept: the frame of ten thousand checks is a megabyte
+        data = None if self._instances is None else self._load_frame("load", self._instances)
         await ready.wait()
-        if self._instances is not None:
-            # built again rather than kept: the frame of ten thousand checks is megabytes
-            await worker.send_frame(self._load_frame("load", self._instances))
+        if data is not None:
+            await worker.send_frame(data)
         worker.added.clear()
         self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
         return worker
@@ -314,6 +330,8 @@ class ProcessExecutor:
         """Send every worker the checks it may be asked to run."""
         self._instances = instances
         self.loaded = {key: i.options for key, i in instances.items() if not i.passive}
+        if not any(worker.alive for worker in self.workers):
+            return  # workers started from now on are sent these
         data = self._load_frame("load", instances)
         for worker in self.workers:
             if worker.alive:
@@ -389,7 +407,11 @@ class ProcessExecutor:
 
     async def close(self) -> None:
         self._closing = True
+        early, self._early = self._early, None
         with anyio.CancelScope(shield=True):
+            if early is not None:  # started, never served (the daemon failed to start)
+                early.kill()
+                await early.wait()
             for worker in self.workers:
                 # not `alive`: its reader has been cancelled by now, which clears that
                 if worker.process.returncode is None:

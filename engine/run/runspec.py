@@ -5,7 +5,7 @@ environment, timeout, labels and option values. Equal values (a default `expect:
 header maps, the same labels) are sent as one object, so the worker holds them once, and
 its per-check cost is the check's own strings plus two small slotted objects.
 
-Options of built-in probes travel as a tuple of field values and become an `OptionsRecord`
+Options of built-in probes travel as their field values and become an `OptionsRecord`
 in the worker: the same attributes, without a pydantic model per check. Their probes only
 read option attributes. A third-party probe's options travel as its model (its `check()`
 may call methods the model defines).
@@ -71,12 +71,32 @@ def record_class(probe_type: str, names: tuple[str, ...]) -> type[OptionsRecord]
     return cls
 
 
+def make_record(probe_type: str, names: tuple[str, ...], *values: Any) -> OptionsRecord:
+    """The record of a built-in probe's option values (called as a worker unpickles)."""
+    return record_class(probe_type, names)(*values)
+
+
+class _Values:
+    """A built-in probe's option values, pickled as the call that makes their record: the
+    worker builds each check's record as it unpickles the frame, and keeps no tuple of
+    values beside it."""
+
+    __slots__ = ("names", "probe_type", "values")
+
+    def __init__(self, probe_type: str, names: tuple[str, ...], values: tuple[Any, ...]):
+        self.probe_type, self.names, self.values = probe_type, names, values
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return make_record, (self.probe_type, self.names, *self.values)
+
+
 def pack(instance: Any, record: tuple[str, ...] | None, intern: Interner) -> Packed:
     """Describe an instance for a worker; `record` names the option fields sent as values
     (None: send the options model itself)."""
     options = instance.options
     if record is not None:
-        sent: Any = tuple(intern(getattr(options, name)) for name in record)
+        values = tuple(intern(getattr(options, name)) for name in record)
+        sent: Any = _Values(intern(instance.probe_type), record, values)
     else:
         cls = instance.probe_class.Options
         sent = cls.model_construct(
@@ -96,6 +116,6 @@ def unpack(key: str, packed: Packed, records: dict[str, tuple[str, ...] | None])
     """The RunSpec a worker keeps for one packed check."""
     probe_type, check, environment, timeout, labels, options = packed
     names = records.get(probe_type)
-    if names is not None:
+    if names is not None and type(options) is tuple:
         options = record_class(probe_type, names)(*options)
     return RunSpec(key, probe_type, check, environment, timeout, labels, options)

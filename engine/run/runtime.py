@@ -36,12 +36,14 @@ log = logging.getLogger("watchkeeper.runtime")
 ChangeHandler = Callable[[list[AlertChange]], Awaitable[None]]
 
 
-def result_row(instance: Instance, result: Result, at: float) -> Row:
-    """Return the stored form of a result."""
+def result_row(
+    instance: Instance, result: Result, at: float, flat: dict[str, float] | None = None
+) -> Row:
+    """Return the stored form of a result (`flat`: its `flat_metrics()`, if at hand)."""
     data: dict[str, Any] = {
         "ok": result.ok,
         "duration": round(result.duration, 6),
-        "metrics": result.flat_metrics(),
+        "metrics": result.flat_metrics() if flat is None else flat,
     }
     if result.message:
         data["message"] = result.message[:2000]
@@ -125,14 +127,15 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         was_down = evaluator.down
         changes = evaluator.evaluate(result, at)
         changes += evaluator.settle(at)
+        flat = result.flat_metrics()  # one copy, for the stored row and `latest`
         latest = self.latest[instance.key] = {
             "at": at,
             "ok": result.ok,
             "message": result.message,
             "duration": result.duration,
-            "metrics": result.flat_metrics(),
+            "metrics": flat,
         }
-        self.writer.append("results", result_row(instance, result, at))
+        self.writer.append("results", result_row(instance, result, at, flat))
         for handler in self.result_handlers:
             handler(instance, result, at)
         doc = evaluator.state_doc()

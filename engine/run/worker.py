@@ -102,16 +102,46 @@ def unpack_result(packed: tuple) -> Any:
     )
 
 
+BUILTIN_PROBES = "watchkeeper.plugins.probes."
+
+
+class Probes:
+    """Probe classes by type, for a worker: a built-in probe's module is imported by its
+    name when its type is first run (a worker of http checks loads the http probe and
+    neither the plugin registry nor the config's models); a third-party probe's type is
+    looked up in the full registry."""
+
+    def __init__(self) -> None:
+        self.builtin: set[str] = set()  # the daemon sends their options as records
+        self.classes: dict[str, type] = {}
+        self.registry: Any = None
+
+    def get(self, kind: str, name: str) -> type:
+        cls = self.classes.get(name)
+        if cls is None:
+            if name in self.builtin:
+                import importlib
+
+                module = importlib.import_module(BUILTIN_PROBES + name)
+                cls = module.watchkeeper_probes()[0]
+            else:
+                if self.registry is None:
+                    from watchkeeper.engine.plugins import registry
+
+                    self.registry = registry()
+                cls = self.registry.get(kind, name)
+            self.classes[name] = cls
+        return cls
+
+
 class WorkerState:
     """The checks a worker knows and the probes it runs them with."""
 
     def __init__(self, base_dir: Path):
-        from watchkeeper.engine.plugins import registry
         from watchkeeper.engine.run.executor import LocalExecutor
 
-        # the registry imports a built-in probe's module when its type is first looked up:
-        # a worker of http checks loads the http probe, not the other plugins
-        self.executor = LocalExecutor(registry(), base_dir)
+        self.probes = Probes()
+        self.executor = LocalExecutor(self.probes, base_dir)  # type: ignore[arg-type]
         self.specs: dict[str, RunSpec] = {}
 
     def take(self, message: tuple) -> None:
@@ -119,7 +149,17 @@ class WorkerState:
         from watchkeeper.engine.observe.redaction import REDACTOR
 
         kind, records, checks, secrets = message
-        specs = {key: unpack(key, packed, records) for key, packed in checks.items()}
+        builtin = {name for name, fields in records.items() if fields is not None}
+        for name in builtin - self.probes.builtin:
+            self.probes.builtin.add(name)
+            try:
+                self.probes.get("probe", name)  # imported now rather than at a first run
+            except Exception:
+                pass  # its runs report why, as a probe that cannot start
+        specs = {}
+        while checks:  # each packed check let go of as its spec is made
+            key, packed = checks.popitem()
+            specs[key] = unpack(key, packed, records)
         if kind == "load":
             self.specs = specs  # every check this worker may run
         else:
