@@ -72,9 +72,20 @@ class RuntimeOwnership:
             # a location's run judges only its own `up`, for its check's judging
             # instance: its verdicts are never alerts, so they go to a book of their own
             book = self.book if instance.parent is None else AlertBook()
-            self.evaluators[key] = Evaluator(
+            evaluator = self.evaluators[key] = Evaluator(
                 instance, self.severities, book, state, history.get(key, ())
             )
+            # a replica killed between storing a firing alert and its rule's counters
+            # leaves the alert open with a rule state that says inactive: the alert is
+            # the truth, or its recovery would never resolve it
+            for alert in book.open_for(key):
+                if alert.status != "firing":
+                    continue
+                if alert.rule != UP and alert.rule not in evaluator.tiers:
+                    continue
+                rule = evaluator.rule(alert.rule)
+                if not rule.active:
+                    rule.active, rule.severity, rule.alert_id = True, alert.severity, alert.id
             if state.get("last_at") is not None:
                 self.latest[key] = {"at": state["last_at"], "ok": state.get("last_ok")}
 
