@@ -48,7 +48,8 @@ class RunSpec:
 class OptionsRecord:
     """A probe's options as plain attributes (subclassed per probe with its field names)."""
 
-    __slots__ = ()
+    # weakly referable: a probe may cache what it builds from them until they are freed
+    __slots__ = ("__weakref__",)
 
     def __init__(self, *values: Any):
         for name, value in zip(self.__slots__, values, strict=True):

@@ -8,6 +8,7 @@ validate` imports every plugin module to learn its options and needs none of thi
 from __future__ import annotations
 
 import base64
+import weakref
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +100,13 @@ class Prepared:
     only the bytes are kept (a daemon may hold ten thousand of these); the URL and
     headers are built again when a redirect needs them."""
 
-    __slots__ = ("_headers", "_url", "options", "plain")
+    __slots__ = ("_headers", "_options", "_url", "plain")
 
     def __init__(self, options: HttpOptions):
         import httpx
 
-        self.options = options  # held, so its id() is not reused while it is cached
+        # held weakly: when a reload replaces the check, its options and this go together
+        self._options = weakref.KeyedRef(options, _forget, id(options))
         url, headers = self._first()
         self._url: httpx.URL | None = url
         self._headers: httpx.Headers | None = headers
@@ -124,6 +126,10 @@ class Prepared:
                 self.plain = h11_request(request, self)
         if self.plain is not None:
             self._url = self._headers = None
+
+    @property
+    def options(self) -> HttpOptions | None:
+        return self._options()
 
     def _first(self) -> tuple[httpx.URL, httpx.Headers]:
         import httpx
@@ -162,14 +168,19 @@ class Prepared:
         return request.url.raw_path, request.headers.raw, request.content
 
 
+# id(options) -> what its runs send; an entry leaves when its options are freed
 PREPARED: dict[int, Prepared] = {}
+
+
+def _forget(ref: weakref.KeyedRef) -> None:
+    prepared = PREPARED.get(ref.key)
+    if prepared is not None and prepared._options is ref:
+        del PREPARED[ref.key]
 
 
 def _prepared(options: HttpOptions) -> Prepared:
     prepared = PREPARED.get(id(options))
     if prepared is None or prepared.options is not options:
-        if len(PREPARED) >= 50_000:
-            PREPARED.clear()  # options of checks a reload replaced
         prepared = PREPARED[id(options)] = Prepared(options)
     return prepared
 
