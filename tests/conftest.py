@@ -102,3 +102,23 @@ def plugin_paths(tmp_path_factory) -> dict[str, str]:
         install(HERE / name, root / name)
         paths[name] = str(root / name)
     return paths
+
+
+@pytest.fixture
+def target():
+    """An HTTP target whose answers a test sets (tests.daemon_harness.Target)."""
+    from tests.daemon_harness import Target
+
+    server = Target()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver recording what the daemon sends (tests.daemon_harness.Recorder)."""
+    from tests.daemon_harness import Recorder
+
+    server = Recorder()
+    yield server
+    server.close()

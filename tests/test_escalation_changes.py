@@ -17,20 +17,6 @@ pytestmark = pytest.mark.slow
 DEDUP_PREFIX = "watchkeeper-"
 
 
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def receiver():
-    server = Recorder()
-    yield server
-    server.close()
-
-
 def write(tmp_path, config: dict) -> None:
     (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 

@@ -69,13 +69,6 @@ def views():
     server.close()
 
 
-@pytest.fixture
-def receiver():
-    server = Recorder()
-    yield server
-    server.close()
-
-
 def config(views: Views, receiver: Recorder, state: dict) -> dict:
     return {
         "version": 1,

@@ -214,13 +214,6 @@ class OpenRecorder(Recorder):
 
 
 @pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def receiver():
     server = OpenRecorder()
     yield server

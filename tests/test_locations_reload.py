@@ -16,20 +16,6 @@ from tests.daemon_harness import Daemon, Recorder, Target
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def receiver():
-    server = Recorder()
-    yield server
-    server.close()
-
-
 def config(target: Target, receiver: Recorder, timeout: str) -> dict:
     return {
         "version": 1,

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api_harness import ADMIN_TOKEN, LiveDaemon, wait_until
-from tests.daemon_harness import Recorder
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +29,6 @@ def scrape(live) -> dict[tuple[str, tuple], float]:
 
 def value(samples, name: str, **labels) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
-
-
-@pytest.fixture
-def receiver():
-    server = Recorder()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.api_harness import ADMIN_TOKEN, LiveDaemon, wait_until
-from tests.daemon_harness import Daemon, Target, free_port
+from tests.daemon_harness import Daemon, free_port
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="signals and FIFOs")
 
@@ -114,13 +114,6 @@ def refused_after(base: str, at: str | None, timeout: float = 40.0) -> dict:
     assert detail["at"] == public["at"], (public, detail)
     detail["problems"] = public.get("problems", 0)
     return detail
-
-
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize("how", ["sighup", "api"])

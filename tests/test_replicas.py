@@ -24,20 +24,6 @@ pytestmark = pytest.mark.slow
 LEASE = "3s"
 
 
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def receiver():
-    server = Recorder()
-    yield server
-    server.close()
-
-
 @pytest.fixture(params=["postgres", "redis"])
 def shared_state(request):
     """A `state:` section for a store several daemons share."""

@@ -62,13 +62,6 @@ def config(target: Target, **server) -> dict:
 
 
 @pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def live(tmp_path, target):
     with LiveDaemon(tmp_path, config(target), {"ADMIN_TOKEN": ADMIN_TOKEN}) as daemon:
         # both web instances have run: the headline counts only db as waiting

@@ -55,13 +55,6 @@ def config(target: Target) -> dict:
 
 
 @pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def live(tmp_path, target):
     with LiveDaemon(tmp_path, config(target), {"ADMIN_TOKEN": ADMIN_TOKEN}) as daemon:
         for name in ("api", "home", "auth"):
