@@ -174,7 +174,7 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         instance = self.instances.get(key)
         if instance is None or instance.locations is None:
             return
-        seen = self.location_states(instance)
+        seen = self.location_states(instance, announce=True)
         signature = tuple((s.location, s.status, s.at) for s in seen)
         if self._judged.get(key) == signature:
             return
@@ -185,11 +185,16 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
         await self.ingest(instance, result, at)
 
     def location_states(
-        self, instance: Instance, docs: dict[str, dict[str, Any]] | None = None
+        self,
+        instance: Instance,
+        docs: dict[str, dict[str, Any]] | None = None,
+        *,
+        announce: bool = False,
     ) -> list[Any]:
         """What each location of a located check last saw (unknown without a replica);
         runs another replica made are read from `docs` (stored states), by default from
-        those this daemon last read."""
+        those this daemon last read. Judging `announce`s a location losing or regaining
+        its last replica in the log; pages and the API only read."""
         from watchkeeper.engine.run.locations import seen_of
 
         live = self.live_locations()
@@ -201,6 +206,8 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
             else:
                 doc = (self.remote_states if docs is None else docs).get(key)
             seen.append(seen_of(location, doc, live=location in live))
+            if not announce:
+                continue
             if location not in live and location not in self._missing:
                 self._missing.add(location)
                 log.warning(
