@@ -22,8 +22,10 @@ if TYPE_CHECKING:  # not imported at run time: a worker process needs neither
     from watchkeeper.engine.config.instances import Instance
     from watchkeeper.engine.plugins import Registry
 
-RUN_WINDOW = 0.004
-"""Seconds a run may wait for others to share its frame to a worker."""
+RUN_WINDOW = 0.0
+"""Seconds a run may wait for others to share its frame to a worker: none, as the
+scheduler releases runs due close together at once (`scheduler.TICK`), and every run
+queued before the sender wakes goes in its frame."""
 
 log = logging.getLogger("watchkeeper.executor")
 
@@ -232,7 +234,8 @@ class ProcessExecutor:
         return worker
 
     async def _send_runs(self, worker: _Worker) -> None:
-        """Send queued runs: those that became due within `window` of the first in one frame."""
+        """Send queued runs: those queued by the time this wakes (or within `window` of the
+        first) in one frame."""
         while worker.alive:
             await worker.wake.wait()
             if self.window > 0:

@@ -12,13 +12,14 @@ The daemon talks to each worker over its stdin/stdout with length-prefixed pickl
                        ("results", [(job_id, packed Result), ...])  as runs finish
 
 A check is sent once, in compact form (runspec.py), and named by its key afterwards: a run
-is a job id and a key. Runs and results travel in batches: the daemon gathers the runs that
-become due within a few milliseconds into one frame, and the worker returns the results
-that finish within a few milliseconds in one, so a pipe write, a pickle and a wake-up are
-paid per batch, not per run. The worker imports only the probe plugins its checks use.
-Probes run on the worker's own event loop with the engine's usual timeout handling, many
-at once; the daemon adds the outer guard (a worker that stops answering is killed and
-replaced).
+is a job id and a key. Runs and results travel in batches, so a pipe write, a pickle and a
+wake-up on each side are paid per batch, not per run: the scheduler releases the runs due
+within a tick (25 ms) of each other at once and the daemon sends them in one frame; the
+worker sends results back as soon as no run of its own is going, and otherwise gathers
+those that finish within a few milliseconds into one frame. The worker imports only the
+probe plugins its checks use. Probes run on the worker's own event loop with the engine's
+usual timeout handling, many at once; the daemon adds the outer guard (a worker that stops
+answering is killed and replaced).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from watchkeeper.engine.run.runspec import RunSpec, unpack
 HEADER = struct.Struct(">I")
 
 RESULT_WINDOW = 0.004
-"""Seconds a finished result may wait for others to share its frame back to the daemon."""
+"""Seconds a finished result may wait for others to share its frame back to the daemon,
+while other runs are still going (with none going, it goes at once)."""
 
 
 def read_frame(stream: BinaryIO) -> Any:
@@ -186,13 +188,18 @@ async def serve(base_dir: Path, *, window: float = RESULT_WINDOW) -> None:
     finished: list[tuple[int, tuple]] = []
     running: set[asyncio.Task] = set()
     stopped = asyncio.Event()
+    timer: asyncio.TimerHandle | None = None
+    going = 0  # runs started and not yet reported
 
     def write(message: Any) -> None:
         out.write(frame(message))
         out.flush()
 
     def flush_results() -> None:
-        nonlocal finished
+        nonlocal finished, timer
+        if timer is not None:
+            timer.cancel()
+            timer = None
         batch, finished = finished, []
         if not batch:
             return
@@ -205,18 +212,29 @@ async def serve(base_dir: Path, *, window: float = RESULT_WINDOW) -> None:
         out.flush()
 
     def report(job_id: int, result: Any) -> None:
-        if not finished:
-            # everything that finishes within the window goes back in one frame
-            loop.call_later(window, flush_results)
+        nonlocal timer
         finished.append((job_id, pack_result(result)))
+        if not going:
+            # no run is going: the batch goes back now, without waiting for a timer
+            flush_results()
+        elif timer is None:
+            # everything that finishes within the window goes back in one frame
+            timer = loop.call_later(window, flush_results)
 
     async def run(job_id: int, key: str) -> None:
-        report(job_id, await state.run(key))
+        nonlocal going
+        try:
+            result = await state.run(key)
+        finally:
+            going -= 1
+        report(job_id, result)
 
     def handle(messages: list[Any]) -> None:
+        nonlocal going
         for message in messages:
             kind = message[0]
             if kind == "runs":
+                going += len(message[1])
                 for job_id, key in message[1]:
                     task = loop.create_task(run(job_id, key))
                     running.add(task)
