@@ -5,7 +5,7 @@ asyncio socket client in the same run; scheduling lateness at 10,000 checks/min;
                            [--lateness-checks 10000] [--lateness-seconds 150]
                            [--skip-throughput] [--skip-lateness]
     python bench/engine.py --isolation [--steady-checks 4000] [--checks 5000]
-                           [--seconds 30] [--repeat 3]
+                           [--seconds 30] [--repeat 3] [--shape both|steady|flat-out]
 
 The target is a local nginx (installed from Debian packages when missing) on a free port.
 Each repeat measures the raw client, then the engine in a fresh process (the daemon runs
@@ -44,8 +44,6 @@ from pathlib import Path
 import psutil
 import yaml
 
-from watchkeeper.engine.testing import free_port
-
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 from figures import verdict  # noqa: E402
@@ -59,6 +57,10 @@ def start_nginx(directory: Path) -> tuple[subprocess.Popen, int]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    # imported here, in the parent: the child holding the daemon measures its RSS, and the
+    # test kit (http.server, ssl) is no part of a daemon
+    from watchkeeper.engine.testing import free_port
+
     port = free_port()
     conf = directory / "nginx.conf"
     conf.write_text(f"""
@@ -404,6 +406,8 @@ def isolation(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) ->
         ("steady", args.steady_checks, "60s", 15.0),
         ("flat out", args.checks, "1s", 5.0),
     ]
+    if args.shape != "both":
+        shapes = [s for s in shapes if s[0].replace(" ", "-") == args.shape]
     for shape, count, every, warmup in shapes:
         print(
             f"\n== isolation, {shape}: {count} http checks every {every}, workers auto vs 0, "
@@ -451,6 +455,12 @@ def main() -> None:
         help="only CPU per probe, default workers vs workers: 0, steady and flat out",
     )
     parser.add_argument("--steady-checks", type=int, default=4000)
+    parser.add_argument(
+        "--shape",
+        choices=["both", "steady", "flat-out"],
+        default="both",
+        help="with --isolation: measure only the steady rate, or only flat out",
+    )
     # the engine's own process (internal)
     parser.add_argument("--child", choices=["throughput", "lateness"], help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)

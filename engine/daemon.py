@@ -265,9 +265,10 @@ class Daemon(Jobs, Reloading):
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
-        from watchkeeper.engine.api import bind_http
+        from watchkeeper.engine.observe.memory import limit_arenas
         from watchkeeper.engine.observe.sentry import init_sentry, sentry_checkins
 
+        limit_arenas()  # before threads allocate: see observe/memory.py
         init_sentry(self.config)
         if hasattr(self.executor, "prestart"):
             # the worker process starts while the checks are built and scheduled
@@ -280,7 +281,7 @@ class Daemon(Jobs, Reloading):
         self.schedule_all()
         try:
             # bound before anything runs: a taken address is a clear start-up error
-            http = bind_http(self)
+            http = _bind_http(self)
             async with anyio.create_task_group() as tg:
                 # the checks first: each worker is sent them as it starts
                 await self.executor.load(self.runtime.instances)
@@ -404,6 +405,28 @@ class Daemon(Jobs, Reloading):
         finally:
             await self.shutdown()
         return results
+
+
+class _ServerOff:
+    """The HTTP server of `server.enabled: false`: nothing to serve."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+
+    async def serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        self.done.set()
+        task_status.started(None)
+
+
+def _bind_http(daemon: Daemon) -> Any:
+    # the API stack (hypercorn, starlette, jinja2, prometheus_client: ~7 MB) is imported
+    # only for a server that runs
+    if not daemon.config.server.enabled:
+        logging.getLogger("watchkeeper.api").info("HTTP server off (server.enabled: false)")
+        return _ServerOff()
+    from watchkeeper.engine.api import bind_http
+
+    return bind_http(daemon)
 
 
 def load_daemon(path: str | os.PathLike[str], **kwargs: Any) -> Daemon:

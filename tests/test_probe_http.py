@@ -477,9 +477,9 @@ def test_checks_with_the_same_tls_settings_share_one_ssl_context(https_server, c
 
     contexts = anyio.run(main)
     assert all(r.ok for r in results), [r.message for r in results if not r.ok]
-    # the default one (loaded by open()), the CA bundle's and the unverified one
-    assert len(contexts) == 3
-    assert len(builds) == 3
+    # the CA bundle's and the unverified one (the default one only when a check needs it)
+    assert len(contexts) == 2
+    assert len(builds) == 2
 
 
 # --- JSON subset matching ------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 from typing import Any
 
 import anyio
@@ -166,9 +167,10 @@ def monitor_config(options: Any) -> dict[str, Any]:
 
 
 def _active() -> bool:
-    import sentry_sdk
-
-    return sentry_sdk.get_client().is_active()
+    # no client can be active before the SDK is imported (init_sentry imports it, given a
+    # DSN), and importing it only to ask costs the daemon some 9 MB
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    return sentry_sdk is not None and sentry_sdk.get_client().is_active()
 
 
 async def sentry_checkins(daemon: Any, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:

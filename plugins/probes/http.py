@@ -22,6 +22,7 @@ from watchkeeper.engine.run.extract import (
     short_json,
 )
 from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
+from watchkeeper.plugins.probes.http_errors import is_a
 from watchkeeper.schema.base import ConfigModel, Secret
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.units import Size, format_duration
@@ -140,33 +141,35 @@ class HttpProbe(Probe):
         self.pool: Any = None  # connections kept for `reuse_connections`, on first use
 
     async def open(self, ctx: OpenContext) -> None:
-        # import and load the CA store now, not inside the first checks' timeouts
-        import httpx  # noqa: F401
-
+        # the request path now, not inside the first checks' timeouts; httpx and a CA store
+        # only when a check needs them (a proxy, a redirect, TLS), see `check()`
         from watchkeeper.plugins.probes import http_request  # noqa: F401
-
-        await self.tls.get()
 
     async def check(self, options: HttpOptions, ctx: ProbeContext) -> Result:
         import ssl
 
-        import httpx
-
         from watchkeeper.plugins.probes.http_plain_hop import PlainResponse
-        from watchkeeper.plugins.probes.http_request import Hops, send
+        from watchkeeper.plugins.probes.http_request import Hops, load_httpx, prepare, send
 
         shown = masked_url(options.url)
-        budget = time_budget(ctx.timeout)
-        try:
-            tls = await self.tls.get(
-                verify=options.verify,
-                ca_bundle=_path(options.ca_bundle, ctx),
-                client_cert=_path(options.client_cert, ctx),
-                client_key=_path(options.client_key, ctx),
-            )
-        except (OSError, ssl.SSLError) as exc:
-            return Result(ok=False, message=f"cannot load TLS files for {shown}: {exc}")
+        began = time.perf_counter()
         proxy = options.proxy.get_secret_value() if options.proxy else None
+        files = (options.ca_bundle, options.client_cert, options.client_key)
+        tls: ssl.SSLContext | None = None
+        plain_http = options.url[:7].lower() == "http://"
+        if proxy or not plain_http or not options.verify or any(f is not None for f in files):
+            # before the clock starts, and a TLS file that cannot be read fails every run
+            # of the check, an http:// one too, as it always has; a plain http check with
+            # the default settings builds the default context only if a redirect needs it
+            try:
+                tls = await self.tls.get(
+                    verify=options.verify,
+                    ca_bundle=_path(options.ca_bundle, ctx),
+                    client_cert=_path(options.client_cert, ctx),
+                    client_key=_path(options.client_key, ctx),
+                )
+            except (OSError, ssl.SSLError) as exc:
+                return Result(ok=False, message=f"cannot load TLS files for {shown}: {exc}")
         # the transport alone, not an AsyncClient: a client per check spends a third of
         # its CPU on cookie jars and auth flows a health check never needs; http and https
         # hops without a proxy skip even that (see `PlainHop` in http_plain_hop.py), so the
@@ -175,15 +178,26 @@ class HttpProbe(Probe):
             from watchkeeper.plugins.probes.http_plain_hop import Pool
 
             self.pool = Pool()
-        hops = Hops(tls, proxy or None, self.pool if options.reuse_connections else None)
+        pool = self.pool if options.reuse_connections else None
+        hops = Hops(tls, proxy or None, pool, self.tls)
         if proxy:
+            await load_httpx()
+            import httpx
+
             try:
                 hops.transport()
             except (ValueError, httpx.InvalidURL):
                 return Result(ok=False, message=f"invalid proxy URL for {shown}")  # never echo it
             except ImportError:
                 return Result(ok=False, message="a SOCKS proxy needs the socksio package installed")
+        try:
+            await hops.ready(await prepare(options))
+        except Exception:
+            pass  # sending meets the same error, and reports it as a failed request
         start = time.perf_counter()
+        # less what a first run spent building a TLS context or importing httpx: the
+        # library still times out before the engine does, and says which phase hung
+        budget = max(time_budget(ctx.timeout) - (start - began), 0.001)
         try:
             try:
                 response, redirects = await send(hops, options, budget)
@@ -203,9 +217,11 @@ class HttpProbe(Probe):
                     await response.aclose()
             finally:
                 await hops.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
+        except Exception as exc:
             # (an alert after the handshake, e.g. a refused client certificate under TLS
             # 1.3, comes as the ssl module's own error)
+            if not _request_error(exc):
+                raise
             return Result(
                 ok=False,
                 message=_describe_error(exc, shown, ctx.timeout, options),
@@ -213,7 +229,7 @@ class HttpProbe(Probe):
                 details={
                     "error": type(exc).__name__,
                     "url": shown,
-                    **({"timeout": True} if isinstance(exc, httpx.TimeoutException) else {}),
+                    **({"timeout": True} if is_a(exc, "TimeoutException") else {}),
                 },
             )
         return _evaluate(options, response, redirects, body, truncated, elapsed, expiry, shown)
@@ -221,6 +237,13 @@ class HttpProbe(Probe):
     async def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+def _request_error(exc: Exception) -> bool:
+    """Whether `exc` is a failed request (httpx's errors, TLS errors), told in a message."""
+    import ssl
+
+    return isinstance(exc, ssl.SSLError) or is_a(exc, "HTTPError", "InvalidURL")
 
 
 def _evaluate(
@@ -391,25 +414,23 @@ def _snippet(response: httpx.Response, body: bytes, limit: int = 200) -> str:
 def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOptions) -> str:
     import ssl
 
-    import httpx
-
     after = format_duration(timeout)
     via = " through the proxy" if options.proxy else ""
-    if isinstance(exc, httpx.ConnectTimeout):
+    if is_a(exc, "ConnectTimeout"):
         return f"timed out after {after} connecting to {shown}{via}"
-    if isinstance(exc, httpx.ReadTimeout):
+    if is_a(exc, "ReadTimeout"):
         return f"timed out after {after} waiting for the response from {shown}"
-    if isinstance(exc, httpx.WriteTimeout):
+    if is_a(exc, "WriteTimeout"):
         return f"timed out after {after} sending the request to {shown}"
-    if isinstance(exc, httpx.TimeoutException):
+    if is_a(exc, "TimeoutException"):
         return f"timed out after {after} on {shown}"
-    if isinstance(exc, httpx.TooManyRedirects):
+    if is_a(exc, "TooManyRedirects"):
         return f"more than {options.max_redirects} redirects from {shown}"
-    if isinstance(exc, httpx.ProxyError):
+    if is_a(exc, "ProxyError"):
         return f"proxy error for {shown}: {_reason(exc)}"
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if is_a(exc, "UnsupportedProtocol", "InvalidURL"):
         return f"invalid URL {shown}: {_reason(exc)}"
-    if isinstance(exc, httpx.ConnectError):
+    if is_a(exc, "ConnectError"):
         reason = _reason(exc)
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in reason:
             return f"TLS certificate of {shown} is not trusted: {reason}"
@@ -418,7 +439,7 @@ def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOpt
         if _closed_in_handshake(exc):
             return f"TLS handshake with {shown} failed: the server closed the connection"
         return f"cannot connect to {shown}{via}: {network_reason(exc) or reason}"
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if is_a(exc, "RemoteProtocolError"):
         return f"bad response from {shown}: {_reason(exc)}"
     if isinstance(exc, ssl.SSLError):
         if "ALERT" in str(exc):  # the server refused the handshake after it seemed done

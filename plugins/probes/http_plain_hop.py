@@ -14,6 +14,9 @@ import time
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
+from watchkeeper.plugins.probes import http_errors as errors
+from watchkeeper.plugins.probes.http_decoding import PlainHeaders, content_decoder, text_encoding
+
 if TYPE_CHECKING:
     import httpx
 
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 # anything else (1xx, obs-fold, trailers, chunk extensions, a short body, odd bytes) every
 # byte received so far is handed to h11, exactly as httpcore would have fed it, so h11's
 # verdict and its error stand. Failures are raised as the httpx exceptions httpx raises
-# for them, with the same text, so messages and details do not depend on the path.
+# for them (their twins in http_errors.py, so httpx stays unloaded), with the same text,
+# so messages and details do not depend on the path.
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([2-9][0-9][0-9])(?: [\t\x20-\x7e]*)?")
 _FIELD = re.compile(
@@ -48,12 +52,12 @@ class PlainRequest:
 
     __slots__ = ("_parts", "_source", "data", "host", "https", "method", "no_body", "port")
 
-    def __init__(self, method: bytes, data: bytes, url: httpx.URL, source: Any):
+    def __init__(self, method: bytes, data: bytes, host: str, port: int, https: bool, source: Any):
         self.method = method
         self.data = data
-        self.host = url.raw_host.decode("ascii")
-        self.https = url.scheme == "https"
-        self.port = url.port or (443 if self.https else 80)
+        self.host = host
+        self.https = https
+        self.port = port
         self.no_body = method == b"HEAD"
         self._source = source  # a Prepared, or (url, target, headers, body) of a redirect
         self._parts: tuple | None = None
@@ -70,14 +74,27 @@ class PlainRequest:
 
 
 def h11_request(request: httpx.Request, prepared: Prepared | None = None) -> PlainRequest | None:
-    """Serialise a request as httpcore does (h11, headers then body then end); None when
-    h11 refuses it, so the httpx path reports that exactly as before."""
-    import h11
-
+    """Serialise an httpx request as httpcore does; None when h11 refuses it, so the httpx
+    path reports that exactly as before."""
     method = request.method.encode("ascii")
     target = request.url.raw_path
     headers = request.headers.raw
     body = request.content
+    data = h11_bytes(method, target, headers, body)
+    if data is None:
+        return None
+    url = request.url
+    https = url.scheme == "https"
+    port = url.port or (443 if https else 80)
+    source = prepared if prepared is not None else (url, target, headers, body)
+    return PlainRequest(method, data, url.raw_host.decode("ascii"), port, https, source)
+
+
+def h11_bytes(method: bytes, target: bytes, headers: list, body: bytes) -> bytes | None:
+    """A request's bytes as httpcore writes them (h11: headers, then body, then end);
+    None when h11 refuses them."""
+    import h11
+
     try:
         conn = h11.Connection(our_role=h11.CLIENT)
         data = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
@@ -85,8 +102,7 @@ def h11_request(request: httpx.Request, prepared: Prepared | None = None) -> Pla
         data += conn.send(h11.EndOfMessage()) or b""
     except h11.LocalProtocolError:
         return None
-    source = prepared if prepared is not None else (request.url, target, headers, body)
-    return PlainRequest(method, data, request.url, source)
+    return data
 
 
 class _Protocol(asyncio.Protocol):
@@ -169,15 +185,13 @@ class PlainHop:
         tls: ssl.SSLContext | None = None,
         pool: Pool | None = None,
     ) -> PlainResponse:
-        import httpx
-
         tls = tls if request.https else None
         key = (request.host, request.port, tls)
         if pool is not None and (kept := pool.take(key)) is not None:
             try:
                 return await _exchange(kept, request, budget, pool, key)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if kept.buffer:
+            except Exception as exc:
+                if not errors.is_a(exc, "ReadError", "RemoteProtocolError") or kept.buffer:
                     raise  # the server answered: its answer stands
                 # the server closed the kept connection as the request went out: once
                 # more on a fresh one, as a browser does
@@ -188,8 +202,6 @@ class PlainHop:
 async def _exchange(
     protocol: _Protocol, request: PlainRequest, budget: float, pool: Pool | None, key: tuple
 ) -> PlainResponse:
-    import httpx
-
     response = PlainResponse(protocol, request, budget, pool, key)
     try:
         protocol.transport.write(request.data)
@@ -197,7 +209,7 @@ async def _exchange(
             try:
                 await protocol.wait(budget)
             except TimeoutError:
-                raise httpx.WriteTimeout("") from None
+                raise errors.WriteTimeout("") from None
         # a server that closed early may still have answered: read, as httpcore does
         await response.read_head()
     except BaseException:
@@ -214,7 +226,6 @@ async def _connect(
     handshake as httpcore's start_tls does (its own `budget`, the same errors); return the
     connected protocol."""
     import anyio
-    import httpx
 
     try:
         address = ip_address(host)
@@ -226,9 +237,9 @@ async def _connect(
         try:
             sock = await _open_socket(family, host, port, budget)
         except TimeoutError:
-            raise httpx.ConnectTimeout("") from None
+            raise errors.ConnectTimeout("") from None
         except OSError as exc:
-            raise httpx.ConnectError("All connection attempts failed") from _chained(exc)
+            raise errors.ConnectError("All connection attempts failed") from _chained(exc)
         return await _wrap(sock, host, budget, tls)
     loop = asyncio.get_running_loop()
     try:
@@ -243,14 +254,14 @@ async def _connect(
                 except TimeoutError:
                     raise
                 except OSError as exc:
-                    raise httpx.ConnectError("All connection attempts failed") from _chained(exc)
+                    raise errors.ConnectError("All connection attempts failed") from _chained(exc)
             else:
                 connected = await _happy_eyeballs(loop, targets, port, budget, tls is not None)
                 if tls is None:
                     return connected
                 sock = connected
     except TimeoutError:
-        raise httpx.ConnectTimeout("") from None
+        raise errors.ConnectTimeout("") from None
     return await _wrap(sock, host, budget, tls)
 
 
@@ -292,8 +303,6 @@ async def _open_socket(family: int, host: str, port: int, budget: float) -> sock
 
 async def _wrap(sock: socket.socket, host: str, budget: float, tls: Any) -> _Protocol:
     """A connected socket in a transport, plain or, given `tls`, after the handshake."""
-    import httpx
-
     loop = asyncio.get_running_loop()
     try:
         if tls is None:
@@ -308,7 +317,7 @@ async def _wrap(sock: socket.socket, host: str, budget: float, tls: Any) -> _Pro
             raise
         # httpcore's words for the same failures (anyio's TLS stream under it)
         if isinstance(exc, ConnectionAbortedError) and "SSL handshake is taking" in str(exc):
-            raise httpx.ConnectTimeout("") from None
+            raise errors.ConnectTimeout("") from None
         error = _handshake_error(exc)
         if error.__cause__ is None:
             raise error from exc
@@ -317,11 +326,9 @@ async def _wrap(sock: socket.socket, host: str, budget: float, tls: Any) -> _Pro
 
 
 def _handshake_error(exc: OSError) -> Exception:
-    import httpx
-
     if isinstance(exc, ssl.SSLError) and not _eof(exc):
-        return httpx.ConnectError(str(exc))
-    error = httpx.ConnectError("")
+        return errors.ConnectError(str(exc))
+    error = errors.ConnectError("")
     if isinstance(exc, ConnectionResetError) and exc.errno is None:
         # asyncio's word for a connection closed during the handshake; anyio's (under
         # httpcore) is OpenSSL's, which the message reads
@@ -350,12 +357,11 @@ def _chained(cause: BaseException) -> OSError:
 
 async def _resolve(host: str, port: int) -> list[str]:
     import anyio
-    import httpx
 
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise httpx.ConnectError(str(exc)) from exc
+        raise errors.ConnectError(str(exc)) from exc
     # anyio's order: the first IPv6 address, then the first IPv4 one, then the rest
     v6_found = v4_found = False
     targets: list[str] = []
@@ -377,10 +383,9 @@ async def _happy_eyeballs(
     """The first connection of attempts started 250 ms apart: a connected protocol, or
     with `sockets` a connected socket (for a TLS handshake to follow)."""
     import anyio
-    import httpx
 
     connected: Any = None
-    errors: list[OSError] = []
+    failed: list[OSError] = []
 
     def discard(connection: Any) -> None:
         if sockets:
@@ -396,7 +401,7 @@ async def _happy_eyeballs(
             else:
                 _, connection = await loop.create_connection(_Protocol, target, port)
         except OSError as exc:
-            errors.append(exc)
+            failed.append(exc)
             return
         else:
             if connected is None:
@@ -420,11 +425,11 @@ async def _happy_eyeballs(
         raise
     if connected is None:
         cause: BaseException = (
-            errors[0]
-            if len(errors) == 1
-            else ExceptionGroup("multiple connection attempts failed", errors)
+            failed[0]
+            if len(failed) == 1
+            else ExceptionGroup("multiple connection attempts failed", failed)
         )
-        raise httpx.ConnectError("All connection attempts failed") from _chained(cause)
+        raise errors.ConnectError("All connection attempts failed") from _chained(cause)
     return connected
 
 
@@ -450,7 +455,7 @@ class PlainResponse:
         self.status_code = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.extensions: dict[str, Any] = {}
-        self._headers: httpx.Headers | None = None
+        self._headers: PlainHeaders | None = None
         self._encoding: str | None = None
         # body framing: "length" (self._remaining bytes), "chunked", "close", or "h11"
         self._framing = "length"
@@ -471,20 +476,16 @@ class PlainResponse:
         return self._url
 
     @property
-    def headers(self) -> httpx.Headers:
+    def headers(self) -> PlainHeaders:
         if self._headers is None:
-            import httpx
-
-            self._headers = httpx.Headers(self.raw_headers)
+            self._headers = PlainHeaders(self.raw_headers)
         return self._headers
 
     @property
     def encoding(self) -> str | None:
         if self._encoding is None:
-            import httpx
-
             # httpx's own rules (charset parameter, known codecs, utf-8 by default)
-            self._encoding = httpx.Response(self.status_code, headers=self.raw_headers).encoding
+            self._encoding = text_encoding(self.headers)
         return self._encoding
 
     def certificate_expiry(self) -> float | None:
@@ -527,22 +528,18 @@ class PlainResponse:
     # -- reading -----------------------------------------------------------------------------
 
     async def _more(self) -> None:
-        import httpx
-
         if self.protocol.eof:
             return
         try:
             await self.protocol.wait(self.budget)
         except TimeoutError:
-            raise httpx.ReadTimeout("") from None
+            raise errors.ReadTimeout("") from None
 
     def _read_error(self) -> BaseException:
-        import httpx
-
         cause = self.protocol.error
         if isinstance(cause, ssl.SSLError) and not _eof(cause):
             return cause  # as under httpcore, whose TLS stream raises it as it is
-        error = httpx.ReadError("")
+        error = errors.ReadError("")
         error.__cause__ = cause
         return error
 
@@ -638,7 +635,6 @@ class PlainResponse:
 
     async def _h11_event(self) -> Any:
         import h11
-        import httpx
 
         conn = self._h11
         protocol = self.protocol
@@ -646,7 +642,7 @@ class PlainResponse:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
+                raise errors.RemoteProtocolError(str(exc)) from exc
             if event is not h11.NEED_DATA:
                 return event
             if len(protocol.buffer) == self._fed and not protocol.eof:
@@ -659,7 +655,7 @@ class PlainResponse:
             else:
                 data = b""
                 if conn.their_state == h11.SEND_RESPONSE:
-                    raise httpx.RemoteProtocolError(
+                    raise errors.RemoteProtocolError(
                         "Server disconnected without sending a response."
                     )
             conn.receive_data(data)
@@ -785,7 +781,7 @@ class PlainResponse:
         return body
 
     async def aiter_bytes(self) -> Any:
-        decoder = _decoder(self.raw_headers)
+        decoder = content_decoder(self.raw_headers)
         async for raw in self.aiter_raw():
             if decoder is None:
                 yield raw
@@ -797,16 +793,6 @@ class PlainResponse:
             rest = decoder.flush()
             if rest:
                 yield rest
-
-
-def _decoder(raw_headers: list[tuple[bytes, bytes]]) -> Any:
-    """httpx's content decoder for these headers; None when there is nothing to decode."""
-    if not any(name.lower() == b"content-encoding" for name, _ in raw_headers):
-        return None
-    import httpx
-
-    response = httpx.Response(200, headers=raw_headers)
-    return response._get_content_decoder()
 
 
 # -- kept connections (`reuse_connections: true`) -----------------------------------------

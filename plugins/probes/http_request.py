@@ -8,20 +8,22 @@ validate` imports every plugin module to learn its options and needs none of thi
 from __future__ import annotations
 
 import base64
+import re
+import sys
 import weakref
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from watchkeeper.plugins.probes.http import USER_AGENT
-from watchkeeper.plugins.probes.http_plain_hop import PlainHop, h11_request
+from watchkeeper.plugins.probes.http_plain_hop import PlainHop, PlainRequest, h11_bytes, h11_request
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx
 
-    from watchkeeper.plugins.probes.http import HttpOptions
-    from watchkeeper.plugins.probes.http_plain_hop import PlainRequest, Pool
+    from watchkeeper.plugins.probes.http import HttpOptions, TlsContexts
+    from watchkeeper.plugins.probes.http_plain_hop import Pool
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -29,17 +31,20 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, int]:
     """Send the request, following redirects as browsers do; return the open response and
     the number of redirects followed."""
-    import httpx
-
-    prepared = _prepared(options)
-    if prepared.plain is not None and hops.plain_ok():
+    prepared = await prepare(options)
+    plain = prepared.plain
+    if plain is not None and hops.plain_ok():
         # the common case: no proxy; request bytes built once per check
-        response = await PlainHop.send(prepared.plain, budget, hops.tls, hops.pool)
+        tls = await hops.context() if plain.https else None
+        response = await PlainHop.send(plain, budget, tls, hops.pool)
         if not _follow(options, response):
             return response, 0
         first_response = response
     else:
         first_response = None
+    await load_httpx()
+    import httpx
+
     timeout = {"connect": budget, "read": budget, "write": budget, "pool": budget}
     first = url = prepared.url
     headers = prepared.headers
@@ -61,8 +66,10 @@ async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, in
         if hop == 0 and first_response is not None:
             response = first_response
         elif url.scheme in _PLAIN and hops.plain_ok() and (plain := h11_request(request)):
-            response = await PlainHop.send(plain, budget, hops.tls, hops.pool)
+            tls = await hops.context() if plain.https else None
+            response = await PlainHop.send(plain, budget, tls, hops.pool)
         else:
+            await hops.context()
             response = await hops.transport().handle_async_request(request)
             response.request = request
         if not _follow(options, response):
@@ -75,6 +82,16 @@ async def send(hops: Hops, options: HttpOptions, budget: float) -> tuple[Any, in
         if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
             method, content, json_body = "GET", None, None
     raise httpx.TooManyRedirects(f"more than {options.max_redirects} redirects", request=request)
+
+
+async def load_httpx() -> None:
+    """Import httpx, on a thread the first time: other checks run on while it loads."""
+    if "httpx" not in sys.modules:
+        import importlib
+
+        import anyio
+
+        await anyio.to_thread.run_sync(importlib.import_module, "httpx")
 
 
 def _follow(options: HttpOptions, response: Any) -> bool:
@@ -92,25 +109,37 @@ _DEFAULT_HEADERS = {
     "Accept": "*/*",
     "Accept-Encoding": "gzip, deflate",
 }
+_DEFAULT_RAW = [(k.encode("ascii"), v.encode("ascii")) for k, v in _DEFAULT_HEADERS.items()]
 
 
 class Prepared:
     """What every run of one check sends first: its URL, headers and, for http and https,
     the request's bytes exactly as httpcore would write them (built once, by h11). Then
     only the bytes are kept (a daemon may hold ten thousand of these); the URL and
-    headers are built again when a redirect needs them."""
+    headers are built again when a redirect needs them.
+
+    A plain URL with ASCII headers is read here, as httpx would read it, without importing
+    httpx; anything else goes through httpx's own models."""
 
     __slots__ = ("_headers", "_options", "_url", "plain")
 
     def __init__(self, options: HttpOptions):
-        import httpx
-
         # held weakly: when a reload replaces the check, its options and this go together
         self._options = weakref.KeyedRef(options, _forget, id(options))
-        url, headers = self._first()
-        self._url: httpx.URL | None = url
-        self._headers: httpx.Headers | None = headers
+        self._url: httpx.URL | None = None
+        self._headers: httpx.Headers | None = None
         self.plain: PlainRequest | None = None
+        simple = simple_request(options)
+        if simple is not None:
+            method, target, headers, body, host, port, https = simple
+            data = h11_bytes(method, target, headers, body)
+            if data is not None:
+                self.plain = PlainRequest(method, data, host, port, https, self)
+                return
+        import httpx
+
+        url, headers = self._first()
+        self._url, self._headers = url, headers
         if url.scheme in _PLAIN:
             try:
                 request = httpx.Request(
@@ -158,14 +187,129 @@ class Prepared:
 
     def parts(self) -> tuple[bytes, list, bytes]:
         """The first request's target, raw headers and body, built again (for h11)."""
+        options = self.options
+        simple = simple_request(options)
+        if simple is not None:
+            return simple[1], simple[2], simple[3]
         import httpx
 
-        options = self.options
         url, headers = self._first()
         request = httpx.Request(
             options.method, url, headers=headers, content=options.body, json=options.json_body
         )
         return request.url.raw_path, request.headers.raw, request.content
+
+
+# a URL httpx leaves as it is (no case, dot segment, escape or default port to normalise,
+# no userinfo or fragment): scheme, host, port, path, query
+_SIMPLE_URL = re.compile(
+    r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([1-9][0-9]{0,4}))?"
+    r"((?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*)"
+    r"(\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?"
+)
+_IPV4_LIKE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?=/|$)")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def simple_request(
+    options: HttpOptions,
+) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, str, int, bool] | None:
+    """Method, target, raw headers, body, host, port and https of the first request, as
+    httpx.Request would build them; None when httpx must build it (an unusual URL,
+    credentials in the URL, a non-ASCII header, a body httpx encodes its own way)."""
+    url = _SIMPLE_URL.fullmatch(options.url)
+    if url is None:
+        return None
+    scheme, host, port_text, path, query = url.groups()
+    if _DOT_SEGMENT.search(path) or (_IPV4_LIKE.fullmatch(host) and not _ipv4(host)):
+        return None
+    https = scheme == "https"
+    default = 443 if https else 80
+    port = int(port_text) if port_text else default
+    if port > 65535:
+        return None
+    target = ((path or "/") + (query or "")).encode("ascii")
+    netloc = host if port == default else f"{host}:{port}"
+    try:
+        # httpx.Headers(_DEFAULT_HEADERS), then .update(options.headers): every default
+        # the user names (in any case) gives way, the user's come after, in their order
+        user = [(k.encode("ascii"), v.encode("ascii")) for k, v in options.headers.items()]
+    except UnicodeEncodeError:
+        return None
+    named = {k.lower() for k, _ in user}
+    headers = [(k, v) for k, v in _DEFAULT_RAW if k.lower() not in named] + user
+    if options.auth is not None:
+        auth = _basic(options.auth.username, options.auth.password.get_secret_value())
+        headers = _set(headers, b"Authorization", auth.encode("ascii"))
+    body = b""
+    content: dict[bytes, bytes] = {}
+    if options.body is not None:
+        try:
+            body = options.body.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        if body:
+            content = {b"Content-Length": str(len(body)).encode("ascii")}
+    elif options.json_body is not None:
+        import json
+
+        try:  # as httpx's encode_json; what it refuses, httpx refuses in its own words
+            text = json.dumps(
+                options.json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
+        except (TypeError, ValueError):
+            return None
+        body = text.encode("utf-8")
+        content = {
+            b"Content-Length": str(len(body)).encode("ascii"),
+            b"Content-Type": b"application/json",
+        }
+    for name, value in content.items():  # headers.setdefault: the user's own win
+        if not _has(headers, name):
+            headers.append((name, value))
+    auto = []
+    if not _has(headers, b"Host"):
+        auto.append((b"Host", netloc.encode("ascii")))
+    method = options.method
+    if method in _BODY_METHODS and not (
+        _has(headers, b"Content-Length") or _has(headers, b"Transfer-Encoding")
+    ):
+        auto.append((b"Content-Length", b"0"))
+    return method.encode("ascii"), target, auto + headers, body, host, port, https
+
+
+def _ipv4(host: str) -> bool:
+    from ipaddress import IPv4Address
+
+    try:
+        IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _has(headers: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    lower = name.lower()
+    return any(k.lower() == lower for k, _ in headers)
+
+
+def _set(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> list:
+    """httpx.Headers.__setitem__: the first header of that name takes the value (and the
+    name's spelling), later ones go; a new name goes last."""
+    lower = name.lower()
+    out: list[tuple[bytes, bytes]] = []
+    done = False
+    for k, v in headers:
+        if k.lower() == lower:
+            if not done:
+                out.append((name, value))
+                done = True
+        else:
+            out.append((k, v))
+    if not done:
+        out.append((name, value))
+    return out
 
 
 # id(options) -> what its runs send; an entry leaves when its options are freed
@@ -178,25 +322,53 @@ def _forget(ref: weakref.KeyedRef) -> None:
         del PREPARED[ref.key]
 
 
-def _prepared(options: HttpOptions) -> Prepared:
+async def prepare(options: HttpOptions) -> Prepared:
+    """What this check's runs send first, built on its first run."""
     prepared = PREPARED.get(id(options))
     if prepared is None or prepared.options is not options:
+        if simple_request(options) is None:
+            await load_httpx()  # httpx builds this one
         prepared = PREPARED[id(options)] = Prepared(options)
     return prepared
 
 
 class Hops:
     """How a check's hops are sent: httpx's transport (built on first use) or, without a
-    proxy on asyncio, `PlainHop`, on connections kept in `pool` when one is given."""
+    proxy on asyncio, `PlainHop`, on connections kept in `pool` when one is given. `tls`
+    is the check's TLS context; None stands for the default one, built (from `contexts`)
+    only when a hop needs it: a worker of plain http checks never loads a CA store."""
 
-    __slots__ = ("_plain", "_transport", "pool", "proxy", "tls")
+    __slots__ = ("_contexts", "_plain", "_transport", "pool", "proxy", "tls")
 
-    def __init__(self, tls: ssl.SSLContext, proxy: str | None, pool: Pool | None = None):
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None,
+        proxy: str | None,
+        pool: Pool | None = None,
+        contexts: TlsContexts | None = None,
+    ):
         self.tls = tls
         self.proxy = proxy
         self.pool = pool
+        self._contexts = contexts
         self._transport: Any = None
         self._plain: bool | None = None
+
+    async def context(self) -> ssl.SSLContext:
+        """The check's TLS context, the default one built now if it is not yet."""
+        if self.tls is None:
+            self.tls = await self._contexts.get()
+        return self.tls
+
+    async def ready(self, prepared: Prepared) -> None:
+        """Load what the first hop needs, before its clock starts: httpx and the TLS
+        context when it goes through httpx's transport, the context for https."""
+        plain = prepared.plain
+        if plain is None or not self.plain_ok():
+            await load_httpx()
+            await self.context()
+        elif plain.https:
+            await self.context()
 
     def plain_ok(self) -> bool:
         if self._plain is None:
@@ -210,6 +382,7 @@ class Hops:
         return self._plain
 
     def transport(self) -> httpx.AsyncHTTPTransport:
+        """httpx's transport, built on first use (after `context()`)."""
         if self._transport is None:
             import httpx
 
