@@ -14,6 +14,7 @@ import pluggy
 from pydantic import BaseModel
 
 from watchkeeper.engine import hookspecs
+from watchkeeper.engine.entry_points import may_declare
 from watchkeeper.engine.run.probe import Metric
 
 # raised here and while the config model is assembled from the plugins' options
@@ -225,7 +226,9 @@ def create_manager(*, load_entry_points: bool = True, defer: bool = False) -> pl
             manager.register(importlib.import_module(module_name), name=module_name)
     if isinstance(manager, _Deferring):
         manager.deferred = tuple(deferred)
-    if load_entry_points:
+    # reading every distribution's metadata costs more than a small validate: only when
+    # some distribution declares the group (engine/entry_points.py)
+    if load_entry_points and may_declare(ENTRY_POINT_GROUP):
         try:
             manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except pluggy.PluginValidationError as exc:

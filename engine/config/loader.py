@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from watchkeeper.engine.config.marks import Marks, node_mark
 from watchkeeper.engine.config.problems import Mark, Problem, shown
+from watchkeeper.engine.config.pyyaml import yaml
 from watchkeeper.engine.observe.redaction import REDACTOR, is_secret_name
 
 try:

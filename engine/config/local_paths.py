@@ -59,11 +59,10 @@ def local_path_problems(
 def _named_paths(config: Any) -> Iterator[tuple[tuple, str, str]]:
     """Yield (key path, value, kind) of every local path the configuration names."""
     for name, check in (getattr(config, "checks", None) or {}).items():
-        fields = getattr(type(check), "model_fields", None)
+        # a model's fields are its __dict__: a key its probe lacks costs no exception
+        values = vars(check)
         for field in CHECK_FILES:
-            if fields is not None and field not in fields:
-                continue  # asking a model for a key it lacks costs an exception
-            value = getattr(check, field, None)
+            value = values.get(field)
             if isinstance(value, str):
                 yield ("checks", name, field), value, "file"
     backups = getattr(config, "backups", None)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from watchkeeper.engine.config.problems import Mark
+from watchkeeper.engine.config.pyyaml import yaml
 
 # (file, key node or None for a list item, value node)
 Entry = tuple[str, "yaml.Node | None", "yaml.Node"]

@@ -20,6 +20,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from watchkeeper.engine.config import loader
 from watchkeeper.engine.config.problems import ConfigError, Mark, Problem, sort_problems
+from watchkeeper.engine.entry_points import may_declare
 from watchkeeper.engine.observe.redaction import REDACTOR
 from watchkeeper.engine.plugins import Registry, registry
 from watchkeeper.schema.config import ConfigBase, build_config_model
@@ -35,12 +36,29 @@ def default_path() -> str:
 
 @functools.cache
 def _model_for(reg: Registry, only: frozenset[tuple[str, str]] | None) -> type[ConfigBase]:
+    _no_pydantic_plugins_to_find()
     if only is None:
         return build_config_model(reg.types)
     kept: dict[str, set[str]] = {}
     for kind, name in only:
         kept.setdefault(kind, set()).add(name)
     return build_config_model(reg.types, kept)
+
+
+def _no_pydantic_plugins_to_find() -> None:
+    """Tell pydantic it has no plugins where no distribution declares its entry-point group.
+
+    pydantic looks for plugins of its own when it builds its first validator (the config
+    model, for `validate`), and reads the metadata of every installed distribution to find
+    them: a tenth of `validate` of a small file. Where engine/entry_points.py finds that no
+    distribution declares the group, the answer it would reach (none) is given to it first.
+    """
+    from pydantic.plugin import _loader
+
+    # private names of pydantic's: where they are not as expected, pydantic looks itself
+    group = getattr(_loader, "PYDANTIC_ENTRY_POINT_GROUP", None)
+    if group and getattr(_loader, "_plugins", ()) is None and not may_declare(group):
+        _loader._plugins = {}
 
 
 def config_model(reg: Registry | None = None, data: Any = None) -> type[ConfigBase]:
@@ -258,12 +276,17 @@ class _Compiler:
         config = self.config
         default_tz = config.defaults.timezone or "UTC"
         probes = self.reg.types.get("probe", {})
+        passive: dict[str, bool] = {}
         for name, check in config.checks.items():
             path = ("checks", name)
-            expect = getattr(check, "expect_every", None)
+            # a model's fields are its __dict__: a key its probe lacks costs no exception
+            expect = vars(check).get("expect_every")
             if expect is not None:
                 self.heartbeat(expect, (*path, "expect_every"), check.timezone or default_tz)
-            if getattr(probes.get(check.probe), "passive", False):
+            probe = check.probe
+            if probe not in passive:
+                passive[probe] = bool(getattr(probes.get(probe), "passive", False))
+            if passive[probe]:
                 continue
             entry, tz = check_schedule(check, config.defaults)
             where = (*path, "schedule") if check.schedule else ("defaults", "schedule")
