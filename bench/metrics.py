@@ -12,9 +12,11 @@ times, `--gap` seconds apart, asking for gzip as Prometheus does. A run counts a
 a scrape" when it started between the request and 250 ms after the answer. The daemon's
 CPU time per scrape is its CPU over the scraping phase less the quiet phase's rate.
 
-Targets (issue 23): p99 scrape time <= 100 ms at 10,000 checks; check starts during
-scrapes no more than 50 ms later than in the quiet window; no loop stall over 50 ms while
-scraping; <= 300 bytes per check with the default `metrics_per_check: basic`.
+Targets (issue 23): p99 scrape time <= 100 ms at 10,000 checks, the first scrape included
+(printed on its own, and the loop thread's CPU per scrape beside the wall times); check
+starts during scrapes no more than 50 ms later than in the quiet window; no loop stall
+over 50 ms while scraping (wall, and the loop thread's CPU per 10 ms tick); <= 300 bytes
+per check with the default `metrics_per_check: basic`.
 """
 
 from __future__ import annotations
@@ -47,11 +49,23 @@ AROUND = 0.25  # a run started this long after a scrape's answer still counts as
 async def child(config: Path, out: Path, every: float) -> None:
     import anyio
 
+    from watchkeeper.engine.api.metrics import Metrics
     from watchkeeper.engine.daemon import load_daemon
 
     daemon = load_daemon(config)
     runs: list[tuple[float, float]] = []
-    stalls: list[tuple[float, float]] = []
+    stalls: list[tuple[float, float, float]] = []  # (when, how late, loop-thread CPU meanwhile)
+    answers: list[float] = []  # loop-thread CPU from each scrape's start to its body
+    plain_response = Metrics.response
+
+    async def timed_response(self: Metrics, accept_encoding: str) -> tuple[bytes, dict]:
+        # other tasks run between the scrape's turns: their CPU counts too (an upper bound)
+        began = time.thread_time()
+        answer = await plain_response(self, accept_encoding)
+        answers.append(time.thread_time() - began)
+        return answer
+
+    Metrics.response = timed_response  # type: ignore[method-assign]
     collections: list[tuple[float, float]] = []  # (when, how long) of garbage collections
     collecting = [0.0]
 
@@ -73,11 +87,11 @@ async def child(config: Path, out: Path, every: float) -> None:
     async def ticker() -> None:
         with ticking:
             while True:
-                before = time.perf_counter()
+                before, cpu = time.perf_counter(), time.thread_time()
                 await anyio.sleep(0.01)
                 over = time.perf_counter() - before - 0.01
                 if over > 0.002:
-                    stalls.append((time.time(), over))
+                    stalls.append((time.time(), over, time.thread_time() - cpu))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(daemon.serve)
@@ -89,7 +103,7 @@ async def child(config: Path, out: Path, every: float) -> None:
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
         await anyio.Path(out).write_text(
-            json.dumps({"runs": runs, "stalls": stalls, "gc": collections})
+            json.dumps({"runs": runs, "stalls": stalls, "gc": collections, "answers": answers})
         )
         ticking.cancel()
         daemon.stop()
@@ -174,8 +188,9 @@ def measure(args: argparse.Namespace, tmp: Path, port: int) -> None:
     recorded = json.loads(out.read_text())
     quiet_runs = [s for at, s in recorded["runs"] if quiet_from <= at <= quiet_to]
     scrape_runs = [s for at, s in recorded["runs"] if within(at, windows)]
-    quiet_stalls = [s for at, s in recorded["stalls"] if quiet_from <= at <= quiet_to]
-    scrape_stalls = [s for at, s in recorded["stalls"] if within(at, windows)]
+    quiet_stalls = [s for at, s, _ in recorded["stalls"] if quiet_from <= at <= quiet_to]
+    scrape_stalls = [s for at, s, _ in recorded["stalls"] if within(at, windows)]
+    scrape_cpu = [c for at, _, c in recorded["stalls"] if within(at, windows)]
     quiet_rate = (cpu1 - cpu0) / (quiet_to - quiet_from)
     per_scrape = max(0.0, (cpu2 - cpu1) - quiet_rate * scraping) / args.scrapes
 
@@ -191,6 +206,20 @@ def measure(args: argparse.Namespace, tmp: Path, port: int) -> None:
         f"{p50 * ms:.1f} / {p99 * ms:.1f} ms (max {max(took) * ms:.1f})",
         "p99 <= 100 ms",
         p99 <= 0.1,
+    )
+    verdict(
+        "first scrape time (every check's lines new to it, unless rendered as results came)",
+        f"{took[0] * ms:.1f} ms",
+        "<= 100 ms",
+        took[0] <= 0.1,
+    )
+    spent = recorded["answers"]
+    c99 = quantile(spent, 0.99)
+    verdict(
+        "scrape CPU of the loop thread, first / p50 / p99",
+        f"{spent[0] * ms:.1f} / {quantile(spent, 0.5) * ms:.1f} / {c99 * ms:.1f} ms",
+        "first and p99 <= 100 ms",
+        spent[0] <= 0.1 and c99 <= 0.1,
     )
     size = statistics.median(raw)
     verdict(
@@ -233,6 +262,13 @@ def measure(args: argparse.Namespace, tmp: Path, port: int) -> None:
         f"{worst * ms:.1f} ms ({len(scrape_stalls)} over 2 ms)",
         "<= 50 ms",
         worst <= 0.05,
+    )
+    worst_cpu = max(scrape_cpu, default=0.0)
+    verdict(
+        "longest event-loop stall during scrapes (CPU of the loop thread per 10 ms tick)",
+        f"{worst_cpu * ms:.1f} ms",
+        "<= 50 ms",
+        worst_cpu <= 0.05,
     )
 
 

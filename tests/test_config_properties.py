@@ -482,7 +482,7 @@ def test_what_validate_accepts_builds_every_schedule_and_window(config):
     # and first fire time, every task, backup and drill series, the maintenance windows
     daemon = SimpleNamespace(
         reg=registry(),
-        runtime=SimpleNamespace(replica=None),
+        runtime=SimpleNamespace(replica=None, all_instances={}, instances={}),
         clock=SimpleNamespace(now=time.time),
         config=SimpleNamespace(checks={}),  # nothing running yet to share models with
     )

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchkeeper.engine.api import admin, heartbeat, intake, integrations, ping, public
 from watchkeeper.engine.api.auth import FailureLimiter, Refusals
+from watchkeeper.engine.api.health import HealthChecks
 from watchkeeper.engine.api.metrics import Metrics
 from watchkeeper.engine.api.responses import error
 from watchkeeper.engine.api.status_page import StatusPage
@@ -161,7 +162,8 @@ SWEEP_EVERY = 5.0
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    """While serving, end each window of refused calls on time; at the end, write the last."""
+    """While serving, end each window of refused calls on time and keep /health's check
+    list fresh; at the end, write the last window."""
 
     async def sweep() -> None:
         while True:
@@ -171,6 +173,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(sweep, name="refused calls")
+        tg.start_soon(app.state.health.renew, name="health check list")
         try:
             yield
         finally:
@@ -191,6 +194,7 @@ def create_app(daemon: Any) -> Starlette:
     app.state.daemon = daemon
     app.state.refusals = refusals
     app.state.limiter = FailureLimiter()
+    app.state.health = HealthChecks(daemon)
     app.state.metrics = Metrics(daemon, refusals=refusals)
     app.state.page = StatusPage(daemon)
     app.state.told_closed = False

@@ -133,6 +133,26 @@ class CheckSeries:
             tally.failed += 1
         tally.version += 1
 
+    def warm(self, instance: Any, full: bool) -> None:
+        """Render an instance's lines as its result comes in (from `Metrics.observe`), so a
+        scrape, the first one too, finds them ready. The scrape still renders again what
+        changed since (an alert firing without a result, say): this only saves it work."""
+        runtime = self.daemon.runtime
+        key = instance.key
+        last = runtime.latest.get(key)
+        if full != self._full or not last or runtime.instances.get(key) is not instance:
+            return  # the next scrape starts afresh; a result of a check replaced meanwhile
+        evaluator = runtime.evaluators.get(key)
+        get_open = runtime.book.get_open
+        firing = any(
+            (alert := get_open(key, rule)) is not None and alert.status == "firing"
+            for rule in (evaluator.rules if evaluator is not None else ())
+        )
+        tally = self.tallies.get(key) if full else None
+        lines = self._render(instance, last, runtime.instance_down(key), firing, tally)
+        version = -1 if tally is None else tally.version
+        self.cache[key] = _Shown(last.get("at"), firing, version, lines)
+
     async def exposition(self) -> list[bytes]:
         """Return the per-check families as chunks of exposition text (to be joined once),
         yielding to the event loop between slices of instances."""

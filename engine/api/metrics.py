@@ -107,8 +107,13 @@ class Metrics:
             )
         children[0].observe(duration)
         children[1].inc()
-        if self.checks.full():
+        full = self.checks.full()
+        if full:
             self.checks.observe(instance, ok, duration)
+        if self.daemon.config.server.metrics != "off":
+            # rendered now, a few microseconds a result, rather than all at once by a
+            # scrape that finds thousands of new results (the first one finds them all)
+            self.checks.warm(instance, full)
 
     async def _sent(self, delivery: Any, notice: Any) -> None:
         self.sent.labels(delivery.notifier).inc()

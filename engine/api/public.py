@@ -9,6 +9,7 @@ from starlette.responses import HTMLResponse, Response
 
 from watchkeeper.engine.api import auth, views
 from watchkeeper.engine.api.admin import deny
+from watchkeeper.engine.api.health import Encoded, encode_object
 from watchkeeper.engine.api.responses import error, json_response
 from watchkeeper.engine.api.status_page import View, badge_status, badge_svg
 
@@ -18,16 +19,21 @@ def daemon_of(request: Request) -> Any:
 
 
 async def health(request: Request) -> Response:
-    """200 while the daemon runs and its store takes writes, 503 otherwise."""
+    """200 while the daemon runs and its store takes writes, 503 otherwise.
+
+    The checks are listed as they were at most `health.FRESH` seconds ago (health.py);
+    the rest is read now.
+    """
     daemon = daemon_of(request)
-    rows = await views.checks(daemon)
+    checks = request.app.state.health
+    overall, listed = await checks.fresh()
     store = views.store_state(daemon)
     stopping = daemon.stopping.is_set()
     healthy = store["state"] == "ok" and not stopping
     body = {
-        "status": ("stopping" if stopping else "unhealthy") if not healthy else views.overall(rows),
+        "status": ("stopping" if stopping else "unhealthy") if not healthy else overall,
         "version": views.version(),
-        "checks": [views.public_check(r) for r in rows],
+        "checks": Encoded(listed),
         "daemon": views.resources(daemon),
         "store": {
             "type": store["type"],
@@ -39,7 +45,13 @@ async def health(request: Request) -> Response:
         # but someone should know; the problems themselves are for the admin API
         "last_reload": outcome() if (outcome := getattr(daemon, "reload_outcome", None)) else None,
     }
-    return json_response(body, 200 if healthy else 503, headers={"Cache-Control": "no-store"})
+    checks.read()
+    return Response(
+        encode_object(body),
+        200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+        media_type="application/json",
+    )
 
 
 async def ready(request: Request) -> Response:

@@ -13,13 +13,13 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import psutil
 
 from watchkeeper.engine.config.instances import split_key
-from watchkeeper.engine.observe.version import version
+from watchkeeper.engine.observe.version import version as installed_version
 
 log = logging.getLogger("watchkeeper.api")
 
@@ -28,12 +28,19 @@ GOOD_BACKUP = {"ok", "success", "succeeded", "verified", "good"}
 UPCOMING_DAYS = 14
 
 
-@cache
+@lru_cache(maxsize=32768)  # bounded: every run brings a new time, and a daemon runs for months
 def iso(at: float | None) -> str | None:
     """Return UNIX seconds as ISO-8601 UTC with a Z, or None."""
     if at is None:
         return None
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@cache
+def version() -> str:
+    """Return the installed watchkeeper version, read once: the package metadata takes
+    milliseconds to read, and /health gives it in every answer."""
+    return installed_version()
 
 
 _PROCESS: psutil.Process | None = None
@@ -148,13 +155,8 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
             if everything[key].parent is not None:
                 continue  # a location's run shows under its check
             state = states.get(key) or {}
-            up = (state.get("rules") or {}).get("up") or {}
             check, environment = split_key(key)
-            status = (
-                "unknown"
-                if state.get("last_at") is None
-                else ("down" if up.get("active") else "up")
-            )
+            status = remote_status(state)
             rows.append(
                 {
                     "check": check,
@@ -177,6 +179,14 @@ async def checks(daemon: Any) -> list[dict[str, Any]]:
 
     judge_composites(rows, everything or daemon.runtime.instances)
     return rows
+
+
+def remote_status(state: dict[str, Any]) -> str:
+    """Return the status of a check another replica runs, from its stored state."""
+    if state.get("last_at") is None:
+        return "unknown"
+    up = (state.get("rules") or {}).get("up") or {}
+    return "down" if up.get("active") else "up"
 
 
 def public_check(row: dict[str, Any]) -> dict[str, Any]:

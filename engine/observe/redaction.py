@@ -43,6 +43,7 @@ class Redactor:
         self._forms: set[str] = set()  # the values and their escaped forms: what is masked
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
+        self.generation = 0  # changes with what is masked: text masked before may be stale
 
     def add(self, value: str | SecretStr | None) -> None:
         """Register a secret value (and the password inside it, when it is a URL)."""
@@ -62,6 +63,7 @@ class Redactor:
             if forms - self._forms:
                 self._forms |= forms
                 self._pattern = re.compile(_trie_pattern(self._forms))
+                self.generation += 1
 
     def add_from(self, obj: Any) -> None:
         """Register every SecretStr found in a model, mapping or list."""
@@ -103,6 +105,7 @@ class Redactor:
             self._values.clear()
             self._forms.clear()
             self._pattern = None
+            self.generation += 1
 
 
 def _trie_pattern(words: set[str]) -> str:

@@ -71,21 +71,29 @@ class RuntimeReload:
         slices = slices or Slices()
         if instances is None:
             instances = expand(config, self.reg, replica=self.replica)
+        # one pass over ten thousand checks, in slices: each a look-up or two per check
+        new_instances: dict[str, Instance] = {}
+        added: list[str] = []
+        changed: list[str] = []
         for key, instance in instances.items():
             old = self.all_instances.get(key) or self.instances.get(key)
             if old is not None and same(old, instance):
-                instances[key] = old
+                instance = instances[key] = old
+            if self.mine(key):
+                new_instances[key] = instance
+                running = self.instances.get(key)
+                if running is None:
+                    added.append(key)
+                elif running.fingerprint != instance.fingerprint:
+                    changed.append(key)
             await slices.checkpoint()
-        new_instances = {k: i for k, i in instances.items() if self.mine(k)}
-        await slices.checkpoint()
-        added = [k for k in new_instances if k not in self.instances]
-        removed = [k for k in self.instances if k not in instances]
-        changed = [
-            k
-            for k, i in new_instances.items()
-            if k in self.instances and self.instances[k].fingerprint != i.fingerprint
-        ]
-        await slices.checkpoint()
+        removed, given_up = [], []  # gone from the config; still in it, another's now
+        for key in list(self.instances):
+            if key not in instances:
+                removed.append(key)
+            elif key not in new_instances:
+                given_up.append(key)
+            await slices.checkpoint()
         # a changed check whose rules now look further back than its history reaches:
         # the older part comes from the store, as it would after a restart
         longer = {
@@ -100,10 +108,17 @@ class RuntimeReload:
             old = self.evaluators.get(key)
             fresh[key] = self._evaluator(key, new_instances[key], old, severities, stored)
             await slices.checkpoint()
+        # found before the switch (in slices): kept evaluators whose instance is replaced
+        retarget = []
+        for key, instance in new_instances.items():
+            evaluator = self.evaluators.get(key)
+            if key not in fresh and evaluator is not None and evaluator.instance is not instance:
+                retarget.append(key)
+            await slices.checkpoint()
         # the switch: one step, no waiting
         now = self.clock.now()
         changes: list[AlertChange] = []
-        for key in [k for k in self.instances if k not in new_instances and k in instances]:
+        for key in given_up:
             self._release({key})
         for key in removed:
             changes += self.evaluators[key].resolve_all(now, "check removed from monitor.yaml")
@@ -115,11 +130,11 @@ class RuntimeReload:
             if old is not None:
                 changes += self._resolve_dropped(key, old, evaluator, now)
             self.evaluators[key] = evaluator
-        for key, instance in new_instances.items():
+        for key in retarget:
             # kept evaluators of checks whose secrets alone changed run the new instance
             evaluator = self.evaluators.get(key)
-            if evaluator is not None and evaluator.instance is not instance:
-                evaluator.instance = instance
+            if evaluator is not None:
+                evaluator.instance = new_instances[key]
         self.config = config
         self.severities = severities
         self.all_instances = instances
