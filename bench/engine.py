@@ -142,11 +142,18 @@ def measure_raw(port: int, nginx_pid: int, seconds: float) -> dict:
     }
 
 
-def write_config(directory: Path, checks: dict, workers: str) -> Path:
+def write_config(directory: Path, checks: dict, workers: str, *, defaults: bool = False) -> Path:
+    """The bench's config; with `defaults`, as a user would start it (the HTTP server on,
+    the default concurrency), for the memory a default daemon takes."""
+    from watchkeeper.engine.testing import free_port
+
+    engine = {"workers": workers if workers == "auto" else int(workers)}
+    if not defaults:
+        engine["concurrency"] = 512
     config = {
         "version": 1,
-        "engine": {"workers": workers if workers == "auto" else int(workers), "concurrency": 512},
-        "server": {"enabled": False},
+        "engine": engine,
+        "server": {"listen": f"127.0.0.1:{free_port()}"} if defaults else {"enabled": False},
         "state": {"type": "sqlite", "path": str(directory / "state.db")},
         "checks": checks,
         "notifiers": {"console": {"type": "log"}},
@@ -363,12 +370,15 @@ def throughput(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -
 def lateness(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> None:
     print(
         f"\n== lateness and RSS: {args.lateness_checks} http checks every 60s "
-        f"({args.lateness_checks / 60:.0f} runs/s), workers: {args.workers}, "
+        f"({args.lateness_checks / 60:.0f} runs/s), default settings (HTTP server on), "
+        f"workers: {args.workers}, "
         f"{args.lateness_seconds:.0f}s after a 10s warm-up; load average {load()}"
     )
     folder = tmp / "late"
     folder.mkdir()
-    path = write_config(folder, http_checks(port, args.lateness_checks, "60s"), args.workers)
+    path = write_config(
+        folder, http_checks(port, args.lateness_checks, "60s"), args.workers, defaults=True
+    )
     late = run_child("lateness", path, args.lateness_seconds, 10.0, nginx_pid)
     print(
         f"lateness over {late['late_samples']} runs: p50 {late['p50'] * 1000:.1f} ms "

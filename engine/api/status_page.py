@@ -10,6 +10,7 @@ shown only to callers presenting the admin token.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape as xml_escape
-
-import jinja2
 
 from watchkeeper.engine.api import views
 from watchkeeper.engine.config.instances import split_key
@@ -42,12 +41,18 @@ TEMPLATES = Path(__file__).parent / "templates"
 OTHER = "Other"
 """The group of checks without an environment (or without the grouping label)."""
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATES),
-    autoescape=jinja2.select_autoescape(["html", "svg", "xml"], default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+@functools.cache
+def _env() -> Any:
+    # built at the first page asked for: a daemon nobody opens a page of needs no jinja2
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "svg", "xml"], default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def _day(at: float) -> str:
@@ -305,7 +310,7 @@ class View:
 
 def render_template(template: str, view: View, **context: Any) -> str:
     """Render one of the pages' templates for a reader."""
-    return view.finish(_env.get_template(template).render(view=view, **context))
+    return view.finish(_env().get_template(template).render(view=view, **context))
 
 
 def headline(rows: list[dict[str, Any]]) -> tuple[str, str]:
