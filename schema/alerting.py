@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from watchkeeper.schema.base import ConfigModel, Name, PluginOptions
+from watchkeeper.schema.base import ConfigModel, Name, PluginOptions, empty_dict, empty_list
 from watchkeeper.schema.cron import jitter_error
 from watchkeeper.schema.schedule import CronSpec, Schedule
 from watchkeeper.schema.units import Duration
@@ -20,7 +20,7 @@ class NotifierOptions(PluginOptions):
 
     send_resolved: bool = Field(True, description="Also tell this receiver when an alert resolves.")
     templates: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="jinja2 templates overriding this notifier's default messages, by name.",
     )
     timeout: Duration = Field(10.0, description="Longest one delivery attempt may take.")
@@ -86,7 +86,7 @@ class RouteMatch(ConfigModel):
         description="Rule ids (`up`, a threshold's name or metric; shell-style patterns allowed).",
     )
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels the check must carry, exactly."
+        default_factory=empty_dict, description="Labels the check must carry, exactly."
     )
     event: str | list[str] | None = Field(
         None,
@@ -101,7 +101,7 @@ class Route(ConfigModel):
     """One routing rule; the first that matches wins unless it says `continue: true`."""
 
     match: RouteMatch = Field(default_factory=RouteMatch, description="What this route matches.")
-    notify: list[Name] = Field(default_factory=list, description="Notifiers to tell.")
+    notify: list[Name] = Field(default_factory=empty_list, description="Notifiers to tell.")
     escalate: Name | None = Field(None, description="Escalation policy to start.")
     repeat: Duration | None = Field(
         None, description="Re-notify an unchanged firing group this often until acknowledged."
@@ -134,9 +134,11 @@ class EscalationLevel(ConfigModel):
 
     after: Duration = Field(description="Counted from the alert's first notice actually sent.")
     name: str | None = Field(None, description="Shown in notifications and the timeline.")
-    notify: list[Name] = Field(default_factory=list, description="Notifiers told at this level.")
+    notify: list[Name] = Field(
+        default_factory=empty_list, description="Notifiers told at this level."
+    )
     actions: list[Name] = Field(
-        default_factory=list, description="Self-healing actions run at this level."
+        default_factory=empty_list, description="Self-healing actions run at this level."
     )
     repeat: Duration | None = Field(
         None, description="Last level only: repeat it this often while unacknowledged."
@@ -170,12 +172,14 @@ class MaintenanceWindow(ConfigModel):
         None, description="One-off window start, ISO-8601 with offset."
     )
     end: AwareDatetime | None = Field(None, description="One-off window end.")
-    checks: list[str] = Field(default_factory=list, description="Checks in scope.")
+    checks: list[str] = Field(default_factory=empty_list, description="Checks in scope.")
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Checks carrying these labels are in scope."
+        default_factory=empty_dict, description="Checks carrying these labels are in scope."
     )
-    environments: list[Name] = Field(default_factory=list, description="Environments in scope.")
-    backups: list[Name] = Field(default_factory=list, description="Backup jobs in scope.")
+    environments: list[Name] = Field(
+        default_factory=empty_list, description="Environments in scope."
+    )
+    backups: list[Name] = Field(default_factory=empty_list, description="Backup jobs in scope.")
     effect: Literal["mute", "pause"] = Field(
         "mute", description="mute: run and record, notify no one; pause: do not run at all."
     )
@@ -215,6 +219,6 @@ class Task(ConfigModel):
 
     schedule: Schedule = Field(description="When the checklist is posted.")
     notify: list[Name] = Field(description="Notifiers that receive it.")
-    checklist: list[str] = Field(default_factory=list, description="Items to tick off.")
+    checklist: list[str] = Field(default_factory=empty_list, description="Items to tick off.")
     description: str | None = Field(None, description="Shown above the checklist.")
     report: ReportSpec | None = Field(None, description="Attach an uptime/SLO report.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from watchkeeper.schema.base import ConfigModel, Name, PluginOptions, Secret
+from watchkeeper.schema.base import ConfigModel, Name, PluginOptions, Secret, empty_dict, empty_list
 from watchkeeper.schema.schedule import Schedule
 from watchkeeper.schema.units import Duration
 
@@ -83,7 +83,7 @@ class BackupJobBase(ConfigModel):
     severity: str = Field("high", description="Severity of a failed or overdue backup's alert.")
     timeout: Duration = Field(21600.0, description="Longest one run may take.")
     encrypt: Encryption | None = Field(None, description="Encrypt at rest (age format).")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels for routing.")
+    labels: dict[str, str] = Field(default_factory=empty_dict, description="Labels for routing.")
 
 
 class Drill(ConfigModel):
@@ -99,7 +99,7 @@ class Drill(ConfigModel):
     )
     scratch_dir: str | None = Field(None, description="Directory to restore file backups into.")
     verify: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Checks to run against the restored copy (their DSN is pointed at it).",
     )
     min_rows: int | None = Field(

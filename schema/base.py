@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from collections.abc import Callable
+from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -38,3 +39,33 @@ class PluginOptions(ConfigModel):
     """
 
     plugin_kind: ClassVar[str] = ""
+
+
+# `default_factory=list` (or `dict`) makes pydantic read the builtin's signature, which
+# inspect gets by tokenizing its text signature: a Python function is read directly
+def empty_list() -> list:
+    """Return a new empty list (a field's default)."""
+    return []
+
+
+def empty_dict() -> dict:
+    """Return a new empty dict (a field's default)."""
+    return {}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def defaults_of(model: type[M]) -> Callable[[], M]:
+    """Return a default factory for a section of `model`, every field of which has a
+    default and no model validator: it makes the instance `model()` would.
+
+    `model()` would first build `model`'s own validator (its build is deferred), though
+    the monitor.yaml model validates the section within its own and a missing section's
+    defaults are not validated (`validate_default=False`): a cost of every start-up.
+    """
+
+    def factory() -> M:
+        return model.model_construct()
+
+    return factory

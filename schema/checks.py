@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from watchkeeper.schema.base import ConfigModel, Name, PluginOptions
+from watchkeeper.schema.base import ConfigModel, Name, PluginOptions, empty_dict, empty_list
 from watchkeeper.schema.schedule import Schedule, TimezoneName
 from watchkeeper.schema.units import Duration, Quantity, parse_duration
 
@@ -68,7 +68,7 @@ class Threshold(ConfigModel):
         "(3) or time breaching (5m) before the alert fires.",
     )
     where: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Labels selecting one instance of a labelled metric, e.g. {path: /}.",
     )
     min_samples: int | None = Field(
@@ -151,7 +151,7 @@ class CheckSettings(ConfigModel):
         None, description="Window for counting flips (default 1h)."
     )
     labels: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Labels for routing, "
         "maintenance scope and the status page; merged with "
         "defaults.labels.",
@@ -218,12 +218,12 @@ class CheckCommon(CheckSettings):
         "may use ${env.key}.",
     )
     thresholds: list[Threshold] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Rules on metrics; rules sharing a name are severity tiers of one alert.",
     )
     runbook: str | None = Field(None, description="Text or URL shown in every alert of this check.")
     depends_on: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Checks whose `up` alert holds back this check's alerts (shown as blocked).",
     )
     locations: Locations | None = Field(

@@ -16,7 +16,7 @@ from pydantic import Field, PydanticUndefinedAnnotation, PydanticUserError, crea
 
 from watchkeeper.schema.alerting import EscalationLevel, MaintenanceWindow, Route, Task
 from watchkeeper.schema.backups import BackupJobBase, Drill
-from watchkeeper.schema.base import ConfigModel, Name
+from watchkeeper.schema.base import ConfigModel, Name, defaults_of, empty_dict, empty_list
 from watchkeeper.schema.checks import CheckCommon, Defaults
 from watchkeeper.schema.daemon import Engine, Sentry, Server
 from watchkeeper.schema.slos import SLO
@@ -34,24 +34,29 @@ class ConfigBase(ConfigModel):
 
     version: Literal[1] = Field(description="Format version; always 1.")
     include: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Further files (globs, "
         "relative to this file) whose sections are merged into this "
         "one, e.g. [checks/*.yaml].",
     )
     defaults: Defaults = Field(
-        default_factory=Defaults, description="Settings every check inherits."
+        default_factory=defaults_of(Defaults), description="Settings every check inherits."
     )
     environments: dict[Name, dict[str, str]] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Named sets of values a check's string fields read as ${env.key}.",
     )
-    server: Server = Field(default_factory=Server, description="HTTP API, status page and metrics.")
+    server: Server = Field(
+        default_factory=defaults_of(Server),
+        description="HTTP API, status page and metrics.",
+    )
     engine: Engine = Field(
-        default_factory=Engine, description="Worker processes and concurrency of the daemon."
+        default_factory=defaults_of(Engine),
+        description="Worker processes and concurrency of the daemon.",
     )
     sentry: Sentry = Field(
-        default_factory=Sentry, description="The daemon's own error reporting and check-ins."
+        default_factory=defaults_of(Sentry),
+        description="The daemon's own error reporting and check-ins.",
     )
     severities: list[str] = Field(
         default_factory=lambda: list(DEFAULT_SEVERITIES),
@@ -59,18 +64,22 @@ class ConfigBase(ConfigModel):
         description="Severity names, most severe first; routes match `>=high` by this order.",
     )
     routes: list[Route] = Field(
-        default_factory=list, description="Routing rules, first match wins unless `continue: true`."
+        default_factory=empty_list,
+        description="Routing rules, first match wins unless `continue: true`.",
     )
     escalation: dict[Name, list[EscalationLevel]] = Field(
-        default_factory=dict, description="Escalation policies: levels by time unacknowledged."
+        default_factory=empty_dict,
+        description="Escalation policies: levels by time unacknowledged.",
     )
     maintenance: list[MaintenanceWindow] = Field(
-        default_factory=list, description="Quiet windows, recurring or one-off."
+        default_factory=empty_list, description="Quiet windows, recurring or one-off."
     )
     tasks: dict[Name, Task] = Field(
-        default_factory=dict, description="Recurring checklists posted on schedule."
+        default_factory=empty_dict, description="Recurring checklists posted on schedule."
     )
-    slos: dict[Name, SLO] = Field(default_factory=dict, description="Service level objectives.")
+    slos: dict[Name, SLO] = Field(
+        default_factory=empty_dict, description="Service level objectives."
+    )
 
 
 def _title(type_name: str, suffix: str) -> str:
@@ -147,12 +156,14 @@ def build_config_model(
         __module__=__name__,
         destinations=(
             dict[Name, destination],
-            Field(default_factory=dict, description="Where backup copies are written, by name."),
+            Field(
+                default_factory=empty_dict, description="Where backup copies are written, by name."
+            ),
         ),
-        jobs=(dict[Name, job], Field(default_factory=dict, description="Scheduled backups.")),
+        jobs=(dict[Name, job], Field(default_factory=empty_dict, description="Scheduled backups.")),
         drills=(
             dict[Name, Drill],
-            Field(default_factory=dict, description="Scheduled restore tests."),
+            Field(default_factory=empty_dict, description="Scheduled restore tests."),
         ),
     )
     backups.__doc__ = "Scheduled backups, their destinations and restore drills."
@@ -160,7 +171,9 @@ def build_config_model(
     def default_store():
         for model in store_models:
             if model.model_fields["type"].annotation == Literal["sqlite"]:
-                return model(type="sqlite")
+                # as `model(type="sqlite")`, without building the store's own validator
+                # (see `defaults_of`)
+                return model.model_construct(type="sqlite")
         return None
 
     model = create_model(
@@ -178,7 +191,7 @@ def build_config_model(
         checks=(
             dict[Name, check],
             Field(
-                default_factory=dict,
+                default_factory=empty_dict,
                 description="Health checks by "
                 "name; `probe` selects the plugin, the other keys are its options.",
             ),
@@ -186,20 +199,21 @@ def build_config_model(
         notifiers=(
             dict[Name, notifier],
             Field(
-                default_factory=dict,
+                default_factory=empty_dict,
                 description="Receivers of notices by name; `type` selects the plugin.",
             ),
         ),
         actions=(
             dict[Name, action],
             Field(
-                default_factory=dict, description="Self-healing actions run by escalation level 1."
+                default_factory=empty_dict,
+                description="Self-healing actions run by escalation level 1.",
             ),
         ),
         backups=(
             backups,
             Field(
-                default_factory=backups,
+                default_factory=defaults_of(backups),
                 description="Scheduled backups, destinations and restore drills.",
             ),
         ),

@@ -106,6 +106,33 @@ def test_validate_imports_the_plugins_its_file_names_and_no_other_command(tmp_pa
     # croniter's import-time question runs no `file` subprocess (see schema/cron.py)
     assert "croniter" in modules
     assert "subprocess" not in modules
+    # the log notifier's options need neither the notice model nor its templates
+    notices = {
+        "watchkeeper.engine.alerting.notice",
+        "watchkeeper.engine.alerting.templates",
+        "watchkeeper.plugins.notifiers.messages",
+    }
+    assert not notices & modules, notices & modules
+
+
+def test_validate_of_dns_and_tcp_checks_does_not_load_the_http_probe(tmp_path):
+    (tmp_path / "monitor.yaml").write_text(
+        "version: 1\n"
+        "checks:\n"
+        "  resolver: {probe: dns, name: example.com, expect: {rcode: nxdomain}}\n"
+        "  db: {probe: tcp, host: db.internal, port: 5432, tls: true}\n"
+    )
+    code, out, modules = imported_by(["validate"], tmp_path)
+    assert code == 0, out
+    assert "is valid" in out
+    loaded = modules & set(plugins.DEFAULT_PLUGINS)
+    assert loaded == {
+        "watchkeeper.plugins.probes.dns",
+        "watchkeeper.plugins.probes.tcp",
+        "watchkeeper.plugins.stores.sqlite",
+    }
+    # the helpers dns and tcp share with http are imported when a check runs
+    assert not {m for m in modules if m.startswith("watchkeeper.plugins.probes.http")}
 
 
 # --- validate without typer ------------------------------------------------------------------

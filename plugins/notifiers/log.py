@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from watchkeeper.engine.alerting.notice import Notice
 from watchkeeper.engine.alerting.notifier import Notifier, NotifyContext
-from watchkeeper.engine.alerting.templates import render
 from watchkeeper.engine.hookspecs import hookimpl
-from watchkeeper.plugins.notifiers import messages
 from watchkeeper.schema.alerting import NotifierOptions
 
+if TYPE_CHECKING:
+    from watchkeeper.engine.alerting.notice import Notice
+
 LOGGER = "watchkeeper.notify"
-DEFAULTS = {"text": messages.LOG_LINE}
+
+
+def __getattr__(name: str) -> Any:
+    # `DEFAULTS` comes from the messages module, which loads the notice model and its
+    # helpers: `watchkeeper validate` reads only LogOptions and loads neither
+    if name == "DEFAULTS":
+        from watchkeeper.plugins.notifiers import messages
+
+        return {"text": messages.LOG_LINE}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LogOptions(NotifierOptions):
@@ -33,7 +42,10 @@ class LogNotifier(Notifier):
 
     def preview(self, notice: Notice, options: LogOptions) -> str:
         """Return the line this notice would be logged as."""
-        text = render("text", notice, options, DEFAULTS, **messages.helpers(notice))
+        from watchkeeper.engine.alerting.templates import render
+        from watchkeeper.plugins.notifiers import messages
+
+        text = render("text", notice, options, __getattr__("DEFAULTS"), **messages.helpers(notice))
         # one line per notice, whatever an overriding template produced
         return " | ".join(part.strip() for part in text.splitlines() if part.strip())
 

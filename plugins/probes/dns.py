@@ -12,8 +12,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
-from watchkeeper.plugins.probes.http import network_reason, time_budget, took
-from watchkeeper.schema.base import ConfigModel
+from watchkeeper.schema.base import ConfigModel, defaults_of, empty_list
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import format_duration
 
@@ -46,7 +45,7 @@ class DnsExpect(ConfigModel):
     )
     answers: list[str] | None = Field(None, description="The exact set of answers.")
     contains: list[str] = Field(
-        default_factory=list, description="Answers that must be among those returned."
+        default_factory=empty_list, description="Answers that must be among those returned."
     )
     regex: str | None = Field(
         None, description="A regular expression every answer must match (and one must exist)."
@@ -73,12 +72,15 @@ class DnsOptions(ProbeOptions):
     )
     record_type: RecordType = Field("A", description="Record type to query.")
     resolvers: list[str] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="Resolver addresses (`ip`, `ip:port` or `[ipv6]:port`); default: the "
         "system's (/etc/resolv.conf).",
     )
     protocol: Literal["udp", "tcp"] = Field("udp", description="Transport.")
-    expect: DnsExpect = Field(default_factory=DnsExpect, description="What good answers look like.")
+    expect: DnsExpect = Field(
+        default_factory=defaults_of(DnsExpect),
+        description="What good answers look like.",
+    )
 
     @field_validator("resolvers")
     @classmethod
@@ -142,6 +144,10 @@ class DnsProbe(Probe):
         import dns.rcode
         import dns.resolver
         import dns.reversename
+
+        # the http probe's module (and what it imports) is loaded when a check runs, not
+        # when `watchkeeper validate` reads the options
+        from watchkeeper.plugins.probes.http import time_budget, took
 
         question = f"{options.name} {options.record_type}"
         try:
@@ -342,6 +348,8 @@ def _errors(errors: list[Any]) -> dict[str, str]:
     """Return what went wrong with each resolver: `{"127.0.0.1:5353": "no answer"}`."""
     import dns.exception
     import dns.rcode
+
+    from watchkeeper.plugins.probes.http import network_reason
 
     parts: dict[str, str] = {}
     for server, _tcp, port, error, response in errors:

@@ -6,7 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.run.probe import Metric, Probe
-from watchkeeper.schema.base import ConfigModel, Secret
+from watchkeeper.schema.base import ConfigModel, Secret, empty_dict
 from watchkeeper.schema.checks import Extraction, ProbeOptions
 from watchkeeper.schema.daemon import check_ping_secret
 from watchkeeper.schema.schedule import CronExpr, TimezoneName
@@ -39,7 +39,7 @@ class HeartbeatOptions(ProbeOptions):
         None, description="Token accepted for this check's beats besides the admin token."
     )
     extract: dict[str, Extraction] = Field(
-        default_factory=dict,
+        default_factory=empty_dict,
         description="Metrics read from the beat's body, besides its `metrics`.",
     )
     ping_id: Secret | None = Field(

@@ -9,13 +9,6 @@ from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.run.probe import Metric, Probe, ProbeContext, Result
-from watchkeeper.plugins.probes.http import (
-    TlsContexts,
-    certificate_expiry,
-    network_reason,
-    time_budget,
-    took,
-)
 from watchkeeper.schema.checks import ProbeOptions
 from watchkeeper.schema.units import Size, format_duration
 
@@ -74,10 +67,16 @@ class TcpProbe(Probe):
     )
 
     def __init__(self) -> None:
+        # the http probe's module (and what it imports) is loaded when a probe is made to
+        # run checks, not when `watchkeeper validate` reads the options
+        from watchkeeper.plugins.probes.http import TlsContexts
+
         self.tls = TlsContexts()
 
     async def check(self, options: TcpOptions, ctx: ProbeContext) -> Result:
         import anyio
+
+        from watchkeeper.plugins.probes.http import network_reason, time_budget, took
 
         target = _target(options.host, options.port)
         after = format_duration(ctx.timeout)
@@ -132,6 +131,8 @@ class TcpProbe(Probe):
 
         import anyio
         from anyio.streams.tls import TLSAttribute, TLSStream
+
+        from watchkeeper.plugins.probes.http import certificate_expiry, network_reason
 
         target = _target(options.host, options.port)
         try:
