@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +266,7 @@ class Daemon(Jobs, Reloading):
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
-        from watchkeeper.engine.observe.memory import limit_arenas
+        from watchkeeper.engine.observe.memory import limit_arenas, release_free_memory
         from watchkeeper.engine.observe.sentry import init_sentry, sentry_checkins
 
         limit_arenas()  # before threads allocate: see observe/memory.py
@@ -309,6 +310,9 @@ class Daemon(Jobs, Reloading):
                     tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
                 tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
+                # what start-up built and let go of (the config as it arrived, the frames
+                # of checks sent to workers) goes back to the system, off the loop
+                threading.Thread(target=release_free_memory, name="trim", daemon=True).start()
                 await events.emit(self.reg.manager, "watchkeeper_startup", config=self.config)
                 log.info(
                     "daemon started",
