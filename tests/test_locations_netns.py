@@ -214,6 +214,14 @@ class OpenRecorder(Recorder):
 
 
 @pytest.fixture
+def target():
+    # this module's Target, which namespaces can reach (not conftest's, on loopback)
+    server = Target()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def receiver():
     server = OpenRecorder()
     yield server
