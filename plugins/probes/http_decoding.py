@@ -114,46 +114,48 @@ class _Identity:
         return b""
 
 
-class _Deflate:
-    """zlib-wrapped deflate, or raw deflate when the first bytes say so (as httpx)."""
+class _Zlib:
+    """A zlib decompressor whose errors are httpx's DecodingError."""
+
+    wbits = zlib.MAX_WBITS | 16  # gzip
 
     def __init__(self) -> None:
-        self.first_attempt = True
-        self.decompressor = zlib.decompressobj()
+        self.decompressor = zlib.decompressobj(self.wbits)
 
     def decode(self, data: bytes) -> bytes:
-        was_first_attempt = self.first_attempt
+        try:
+            return self.decompressor.decompress(data)
+        except zlib.error as exc:
+            raise _decoding_error(exc) from exc
+
+    def flush(self) -> bytes:
+        try:
+            return self.decompressor.flush()
+        except zlib.error as exc:
+            raise _decoding_error(exc) from exc
+
+
+_GZip = _Zlib
+
+
+class _Deflate(_Zlib):
+    """zlib-wrapped deflate, or raw deflate when the first bytes say so (as httpx)."""
+
+    wbits = zlib.MAX_WBITS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_attempt = True
+
+    def decode(self, data: bytes) -> bytes:
+        if not self.first_attempt:
+            return super().decode(data)
         self.first_attempt = False
         try:
             return self.decompressor.decompress(data)
-        except zlib.error as exc:
-            if was_first_attempt:
-                self.decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                return self.decode(data)
-            raise _decoding_error(exc) from exc
-
-    def flush(self) -> bytes:
-        try:
-            return self.decompressor.flush()
-        except zlib.error as exc:
-            raise _decoding_error(exc) from exc
-
-
-class _GZip:
-    def __init__(self) -> None:
-        self.decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-
-    def decode(self, data: bytes) -> bytes:
-        try:
-            return self.decompressor.decompress(data)
-        except zlib.error as exc:
-            raise _decoding_error(exc) from exc
-
-    def flush(self) -> bytes:
-        try:
-            return self.decompressor.flush()
-        except zlib.error as exc:
-            raise _decoding_error(exc) from exc
+        except zlib.error:
+            self.decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+            return super().decode(data)
 
 
 class _Multi:
