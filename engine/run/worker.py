@@ -14,8 +14,8 @@ The daemon talks to each worker over its stdin/stdout with length-prefixed pickl
 A check is sent once, in compact form (runspec.py), and named by its key afterwards: a run
 is a job id and a key. Runs and results travel in batches, so a pipe write, a pickle and a
 wake-up on each side are paid per batch, not per run: the scheduler releases the runs due
-within a tick (25 ms) of each other at once and the daemon sends them in one frame; the
-worker sends results back as soon as no run of its own is going, and otherwise gathers
+within a tick (`scheduler.TICK`) of each other at once and the daemon sends them in one
+frame; the worker sends results back as soon as no run of its own is going, and otherwise gathers
 those that finish within a few milliseconds into one frame. The worker imports only the
 probe plugins its checks use. Probes run on the worker's own event loop with the engine's
 usual timeout handling, many at once; the daemon adds the outer guard (a worker that stops

@@ -2,7 +2,7 @@
 
 Each job owns one series from `timetable` (built once, advanced on every fire). The loop
 sleeps until the earliest fire time (or until the job set changes), queues the run and
-moves the job to its next time. With a `tick` (`TICK`, 25 ms, by default), the runs due
+moves the job to its next time. With a `tick` (`TICK`, 100 ms, by default), the runs due
 within one tick of the earliest are released together when the last of them falls due,
 so they share one wake-up here and one frame to a probe worker: a run starts at most a
 tick late (the lateness counted includes it), and a run with no other due within the
@@ -32,8 +32,14 @@ from watchkeeper.engine.schedule.clock import Clock
 
 log = logging.getLogger("watchkeeper.scheduler")
 
-TICK = 0.025
-"""Seconds a due run may wait for others falling due after it, to be released with them."""
+TICK = 0.1
+"""Seconds a due run may wait for others falling due after it, to be released with them.
+
+Each release costs a wake-up of the daemon and of a worker and a frame each way, whatever
+it carries: at a steady 67 runs/s, runs released in 100 ms batches cost a third less CPU
+than in 25 ms ones (with or without workers), and the worker's share then costs little
+more than running the probes in the daemon. A check every minute does not notice a start
+100 ms late; the wait is counted in lateness."""
 
 
 @dataclass(eq=False)
