@@ -315,7 +315,7 @@ def test_the_seed_example_runs_end_to_end(tmp_path, app, receivers, database_url
                 "deploy-hook": deploys(receivers),
             }
 
-        with Daemon(tmp_path, "examples/infinite-idea.yaml", env=env):
+        with Daemon(tmp_path, "examples/infinite-idea.yaml", env=env) as daemon:
             # a healthy start: every check runs, nobody is paged
             time.sleep(4)
             assert counts() == {"alerts": 0, "mail": 0, "pagerduty": 0, "deploy-hook": 0}
@@ -424,13 +424,17 @@ def test_the_seed_example_runs_end_to_end(tmp_path, app, receivers, database_url
             # the resolution twice.
 
         # 4. throughout ----------------------------------------------------------------------
-        incidents = {event["dedup_key"] for event in pagerduty(receivers)}
-        assert incidents == {dedup_key}, "an SLO (or other) alert paged a second time"
-        assert [e["event_action"] for e in pagerduty(receivers)] == [
-            "trigger",
-            "acknowledge",
-            "resolve",
+        # what PagerDuty heard, said in full when it is not one incident's three events
+        paged = [
+            (e["dedup_key"], e["event_action"], e.get("payload", {}).get("summary"))
+            for e in pagerduty(receivers)
         ]
+        incidents = {key for key, _, _ in paged}
+        alert_lines = "\n".join(line for line in daemon.log.splitlines() if "alert " in line)
+        assert incidents == {dedup_key}, (
+            f"an SLO (or other) alert paged a second time: {paged}\n{alert_lines}"
+        )
+        assert [action for _, action, _ in paged] == ["trigger", "acknowledge", "resolve"], paged
         headlines = [
             headline(m)
             for channel in ("alerts", "monitoring", "deployments")
