@@ -22,6 +22,7 @@ import yaml
 from anyio.from_thread import start_blocking_portal
 
 from tests.receivers import LogCapture
+from watchkeeper.engine.api import check_rows
 
 ADMIN_TOKEN = "adm1n-T0ken-for-tests-9f2c"
 
@@ -168,11 +169,13 @@ class LiveDaemon:
         return self.portal.call(fn, *args)
 
     def status_of(self, name: str) -> str | None:
-        for row in self.daemon.runtime.check_status():
-            key = row["check"] + (f"@{row['environment']}" if row["environment"] else "")
-            if key == name:
-                return row["status"]
-        return None
+        """The status /api/status gives an instance of this daemon's (None for a location's
+        run, which shows under its check, and for an unknown name)."""
+        runtime = self.daemon.runtime
+        instance = runtime.instances.get(name)
+        if instance is None or not check_rows.listed(instance):
+            return None
+        return check_rows.LocalRuns(runtime).status(name)[0]
 
     def wait_status(self, name: str, status: str, timeout: float = 15.0) -> None:
         wait_until(lambda: self.status_of(name) == status, timeout, what=f"{name} {status}")

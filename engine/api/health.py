@@ -20,11 +20,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from watchkeeper.engine.api import views
+from watchkeeper.engine.api import check_rows, views
 from watchkeeper.engine.config.instances import split_key
 from watchkeeper.engine.observe.redaction import REDACTOR
-from watchkeeper.engine.observe.status import judge_composites
-from watchkeeper.engine.run.composite import members_of
 
 log = logging.getLogger("watchkeeper.api")
 
@@ -36,7 +34,6 @@ TURN = 0.005
 """The longest a build holds the event loop before letting other tasks run."""
 EVERY = 256
 """Checks handled between two looks at the clock."""
-BAD = frozenset(("down", "degraded"))
 
 
 class Encoded(bytes):
@@ -83,16 +80,9 @@ class Entry:
             and self.generation == REDACTOR.generation
         )
 
-    def row(self) -> dict[str, Any]:
-        """Return the row `judge_composites` reads and writes."""
-        return {
-            "check": self.check,
-            "environment": self.environment,
-            "status": self.status,
-            "last_run": self.last_run,
-            "ok": None,
-            "message": None,
-        }
+    def row(self, key: str) -> dict[str, Any]:
+        """Return the row `check_rows.judge` reads and writes."""
+        return check_rows.status_row(key, self.status, self.last_run)
 
 
 class HealthChecks:
@@ -146,7 +136,7 @@ class HealthChecks:
             entries = await self._entries()
             # the whole array at once: answers then only join a few pieces
             self.encoded = b"[" + b", ".join(e.encoded for e in entries) + b"]"
-            self.overall = "degraded" if any(e.status in BAD for e in entries) else "ok"
+            self.overall = "degraded" if any(e.status in check_rows.BAD for e in entries) else "ok"
             self.built_at = began
             self.builds += 1
         finally:
@@ -154,13 +144,12 @@ class HealthChecks:
             building.set()
 
     async def _entries(self) -> list[Entry]:
-        """Return every check's entry in `views.checks`'s order, judged as it judges."""
+        """Return every check's entry in `views.checks`'s order, judged as it judges (both
+        decide in check_rows.py)."""
         runtime = self.daemon.runtime
-        instances = runtime.instances
-        everything = getattr(runtime, "all_instances", None) or {}
-        firing = {key for (key, _rule), a in runtime.book.open.items() if a.status == "firing"}
-        latest_get = runtime.latest.get
-        instance_down = runtime.instance_down
+        everything, instances = check_rows.sources(runtime)
+        local = check_rows.LocalRuns(runtime)
+        listed = check_rows.listed
         kept_get = self.entries.get
         generation = REDACTOR.generation
         found: dict[str, Entry] = {}
@@ -172,18 +161,12 @@ class HealthChecks:
                 await anyio.lowlevel.checkpoint()
                 turn = time.perf_counter()
             for key, instance in items[start : start + EVERY]:
-                if instance.parent is not None:
-                    continue  # a location's run shows under its check
+                if not listed(instance):
+                    continue
                 if instance.probe_type == "composite":
                     composites.append(key)
-                latest = latest_get(key)
-                at = latest.get("at") if latest else None
-                if not latest:
-                    status = "unknown"
-                elif instance_down(key):
-                    status = "down"
-                else:
-                    status = "degraded" if key in firing else "up"
+                status, latest = local.status(key)
+                at = latest.get("at")
                 entry = kept_get(key)
                 # most entries show what they showed: compared inline, it is most of the work
                 if (
@@ -198,11 +181,18 @@ class HealthChecks:
         if remote:
             await self._remote(remote, everything, found, composites)
         if composites:
-            self._judge(composites, everything or instances, found, by_check=bool(remote))
+            self._judge(composites, everything, found, by_check=bool(remote))
         self.entries = found
         if not remote:
             return list(found.values())
-        return sorted(found.values(), key=lambda e: (e.check, e.environment or ""))
+        place = check_rows.place
+        return [
+            entry
+            for _, entry in sorted(
+                found.items(),
+                key=lambda kv: place(kv[0], kv[1].check, kv[1].environment, by_check=True),
+            )
+        ]
 
     async def _remote(
         self,
@@ -218,12 +208,12 @@ class HealthChecks:
             states = {}
         for key in sorted(keys):
             instance = everything[key]
-            if instance.parent is not None:
+            if not check_rows.listed(instance):
                 continue
             if instance.probe_type == "composite":
                 composites.append(key)
             state = states.get(key) or {}
-            status, at = views.remote_status(state), state.get("last_at")
+            status, at = check_rows.remote_status(state), state.get("last_at")
             entry = self.entries.get(key)
             if entry is None or not entry.shows(status, at):
                 entry = Entry(*split_key(key), status, at)
@@ -237,17 +227,11 @@ class HealthChecks:
         *,
         by_check: bool,
     ) -> None:
-        """Judge the composites from their members, as `views.checks` does: their rows
-        and their members' rows, in the order of the whole list."""
-        wanted = set(composites)
-        for key in composites:
-            wanted.update(members_of(instances[key], instances))
-        rows = {key: found[key].row() for key in wanted if key in found}
-        # in the list's order: a composite of composites sees what it would see there
-        ordered = sorted(rows.items(), key=itemgetter(0))
-        if by_check:
-            ordered.sort(key=lambda kv: (kv[1]["check"], kv[1]["environment"] or ""))
-        judge_composites([row for _, row in ordered], instances)
+        """Judge the composites from their members, as `views.checks` does (check_rows.py):
+        from their rows and their members' rows only."""
+        wanted = check_rows.with_members(composites, instances)
+        rows = {key: found[key].row(key) for key in wanted if key in found}
+        check_rows.judge(rows, instances, by_check=by_check)
         for key in composites:
             row = rows[key]
             entry = found[key]

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from watchkeeper.engine.api import check_rows
 from watchkeeper.engine.config.instances import split_key
 from watchkeeper.engine.observe.version import version as installed_version
 
@@ -143,50 +144,72 @@ def instance(daemon: Any, key: str) -> Any:
 
 async def checks(daemon: Any) -> list[dict[str, Any]]:
     """Return every check instance's state, including those another replica runs."""
-    rows = daemon.runtime.check_status()
-    everything = getattr(daemon.runtime, "all_instances", None) or {}
-    remote = sorted(k for k in everything if k not in daemon.runtime.instances)
+    runtime = daemon.runtime
+    everything, instances = check_rows.sources(runtime)
+    local = check_rows.LocalRuns(runtime)
+    alerts: dict[str, list[Any]] = {}
+    for (key, _rule), alert in runtime.book.open.items():
+        alerts.setdefault(key, []).append(alert)
+    rows: dict[str, dict[str, Any]] = {}
+    for key, instance in sorted(instances.items()):
+        if not check_rows.listed(instance):
+            continue
+        status, latest = local.status(key)
+        check, environment = split_key(key)
+        rows[key] = {
+            "check": check,
+            "environment": environment,
+            "status": status,
+            "probe": instance.probe_type,
+            "last_run": latest.get("at"),
+            "ok": latest.get("ok"),
+            "message": latest.get("message"),
+            "alerts": [a.public() for a in alerts.get(key, ())],
+            "labels": instance.labels,
+        }
+        if instance.locations is not None:
+            seen = runtime.location_states(instance)
+            rows[key]["locations"] = [s.public() for s in seen]
+    remote = sorted(k for k in everything if k not in instances)
     if remote:
         try:
             states = await daemon.store.get_all("check_state")
         except Exception:
             states = {}
         for key in remote:
-            if everything[key].parent is not None:
-                continue  # a location's run shows under its check
+            instance = everything[key]
+            if not check_rows.listed(instance):
+                continue
             state = states.get(key) or {}
             check, environment = split_key(key)
-            status = remote_status(state)
-            rows.append(
-                {
-                    "check": check,
-                    "environment": environment,
-                    "status": status,
-                    "probe": everything[key].probe_type,
-                    "last_run": state.get("last_at"),
-                    "ok": state.get("last_ok"),
-                    "message": None,
-                    "alerts": [],
-                    "labels": dict(everything[key].labels),
-                    "remote": True,
-                }
-            )
-            if everything[key].locations is not None:
-                seen = daemon.runtime.location_states(everything[key], states)
-                rows[-1]["locations"] = [s.public() for s in seen]
-        rows.sort(key=lambda r: (r["check"], r["environment"] or ""))
-    from watchkeeper.engine.observe.status import judge_composites
-
-    judge_composites(rows, everything or daemon.runtime.instances)
-    return rows
-
-
-def remote_status(state: dict[str, Any]) -> str:
-    """Return the status of a check another replica runs, from its stored state."""
-    if state.get("last_at") is None:
-        return "unknown"
-    up = (state.get("rules") or {}).get("up") or {}
-    return "down" if up.get("active") else "up"
+            rows[key] = {
+                "check": check,
+                "environment": environment,
+                "status": check_rows.remote_status(state),
+                "probe": instance.probe_type,
+                "last_run": state.get("last_at"),
+                "ok": state.get("last_ok"),
+                "message": None,
+                "alerts": [],
+                "labels": dict(instance.labels),
+                "remote": True,
+            }
+            if instance.locations is not None:
+                seen = runtime.location_states(instance, states)
+                rows[key]["locations"] = [s.public() for s in seen]
+    by_check = bool(remote)
+    check_rows.judge(rows, everything, by_check=by_check)
+    if not by_check:
+        return list(rows.values())
+    return [
+        row
+        for _, row in sorted(
+            rows.items(),
+            key=lambda kv: check_rows.place(
+                kv[0], kv[1]["check"], kv[1]["environment"], by_check=True
+            ),
+        )
+    ]
 
 
 def public_check(row: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +235,7 @@ def dated(row: dict[str, Any]) -> dict[str, Any]:
 
 def overall(rows: list[dict[str, Any]]) -> str:
     """Return `ok` when no check is down or degraded, else `degraded`."""
-    return "degraded" if any(r["status"] in ("down", "degraded") for r in rows) else "ok"
+    return "degraded" if any(r["status"] in check_rows.BAD for r in rows) else "ok"
 
 
 async def backups(daemon: Any, now: float | None = None) -> dict[str, Any]:

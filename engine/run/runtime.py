@@ -20,7 +20,7 @@ from typing import Any
 
 from watchkeeper.engine.alerting import events
 from watchkeeper.engine.alerting.alerts import Alert, AlertChange
-from watchkeeper.engine.config.instances import Instance, split_key
+from watchkeeper.engine.config.instances import Instance
 from watchkeeper.engine.plugins import Registry
 from watchkeeper.engine.run.conditions import RuntimeConditions
 from watchkeeper.engine.run.evaluate import UP, AlertBook, Evaluator
@@ -275,37 +275,3 @@ class Runtime(RuntimeOwnership, RuntimeConditions, RuntimeReload):
 
     def rule_alert(self, key: str, rule: str = UP) -> Alert | None:
         return self.book.get_open(key, rule)
-
-    # -- views ------------------------------------------------------------------------------
-
-    def check_status(self) -> list[dict[str, Any]]:
-        """Return each instance's current state for `status`, /health and the status page."""
-        rows = []
-        for key, instance in sorted(self.instances.items()):
-            if instance.parent is not None:
-                continue  # a location's run shows under its check
-            latest = self.latest.get(key, {})
-            open_alerts = self.book.open_for(key)
-            firing = [a for a in open_alerts if a.status == "firing"]
-            status = (
-                "unknown"
-                if not latest
-                else ("down" if self.instance_down(key) else ("degraded" if firing else "up"))
-            )
-            check, environment = split_key(key)
-            rows.append(
-                {
-                    "check": check,
-                    "environment": environment,
-                    "status": status,
-                    "probe": instance.probe_type,
-                    "last_run": latest.get("at"),
-                    "ok": latest.get("ok"),
-                    "message": latest.get("message"),
-                    "alerts": [a.public() for a in open_alerts],
-                    "labels": instance.labels,
-                }
-            )
-            if instance.locations is not None:
-                rows[-1]["locations"] = [s.public() for s in self.location_states(instance)]
-        return rows
