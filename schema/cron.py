@@ -262,4 +262,4 @@ def zone_error(name: str) -> str | None:
 
 
 def seconds_of(value: float | timedelta | None) -> float:
-    return value.totalseconds_of() if isinstance(value, timedelta) else float(value or 0)
+    return value.total_seconds() if isinstance(value, timedelta) else float(value or 0)

@@ -403,3 +403,10 @@ def test_matches_a_minute_by_minute_reference(expr, tz, around):
     start, end = around - timedelta(hours=4, seconds=1), around + timedelta(hours=4)
     got = fires(timetable.CronSeries(expr, tz, start=start), end)
     assert got == reference(expr, tz, start, end)
+
+
+def test_a_duration_reads_the_same_as_seconds_or_as_a_timedelta():
+    from watchkeeper.schema.cron import seconds_of
+
+    assert seconds_of(timedelta(minutes=2, seconds=3)) == seconds_of(123.0) == 123.0
+    assert seconds_of(None) == 0.0

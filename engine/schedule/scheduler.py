@@ -84,6 +84,10 @@ class Lateness:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+STALE_FLOOR = 64
+"""Heap entries of removed jobs kept before they are sifted out, however small the heap."""
+
+
 RunFn = Callable[[Job, float], Awaitable[None]]
 GateFn = Callable[[Job, float], bool]
 
@@ -109,6 +113,7 @@ class Scheduler:
         self._runners = 0
         self.jobs: dict[str, Job] = {}
         self.heap: list[tuple[float, int, Job]] = []
+        self._stale = 0  # heap entries of removed jobs
         self.counter = itertools.count()
         self.lateness = Lateness()
         self.running_count = 0
@@ -147,6 +152,17 @@ class Scheduler:
         job = self.jobs.pop(key, None)
         if job is not None:
             job.cancelled = True  # its heap entry is dropped when it comes up
+            self._stale += 1
+            # ...which for an hourly or daily job may be long after it was replaced: each
+            # reload would leave its replaced jobs (and their instances) in the heap. Past
+            # a bound proportional to the heap, sifting them out costs O(1) per removal
+            if self._stale > max(STALE_FLOOR, len(self.heap) // 2):
+                self._drop_stale()
+
+    def _drop_stale(self) -> None:
+        self.heap = [entry for entry in self.heap if not entry[2].cancelled]
+        heapq.heapify(self.heap)
+        self._stale = 0
 
     def _push(self, job: Job, at: float) -> None:
         job.next_at = at
@@ -168,6 +184,7 @@ class Scheduler:
                 at, _, job = self.heap[0]
                 if job.cancelled:
                     heapq.heappop(self.heap)
+                    self._stale -= 1
                     continue
                 now = self.clock.now()
                 if at > now:
