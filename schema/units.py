@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import PydanticCustomError, core_schema
+if TYPE_CHECKING:  # a probe worker formats durations without loading pydantic (~5 MB)
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import core_schema
 
 DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 SIZE_UNITS = {
@@ -39,19 +40,26 @@ SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT][iI]?[bB]|[bB])\s*$"
 PERCENT_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"
 
 
+def _invalid(kind: str, message: str, context: dict[str, Any] | None = None) -> Exception:
+    """The error pydantic reports at the value's place in the file."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError(kind, message, context)
+
+
 def parse_duration(value: Any) -> float:
     """Return seconds for `250ms`, `5s`, `1h30m`, `30d` or a bare number of seconds."""
     if isinstance(value, bool):
-        raise PydanticCustomError("duration", "expected a duration such as 30s, 5m or 1h")
+        raise _invalid("duration", "expected a duration such as 30s, 5m or 1h")
     if isinstance(value, int | float):
         if value < 0:
-            raise PydanticCustomError("duration", "a duration cannot be negative")
+            raise _invalid("duration", "a duration cannot be negative")
         return _finite(float(value))
     if isinstance(value, str):
         seconds = _duration_text(value)
         if seconds is not None:
             return _finite(seconds)
-    raise PydanticCustomError(
+    raise _invalid(
         "duration",
         "expected a duration such as 250ms, 30s, 5m, 1h or 1d, got '{value}'",
         {"value": value},
@@ -62,40 +70,40 @@ def _finite(seconds: float) -> float:
     # .inf, .nan and a 400-digit number of seconds are no time at all: every timer, window
     # and schedule built from them would overflow (bounds of each use are checked there)
     if not math.isfinite(seconds):
-        raise PydanticCustomError("duration", "expected a finite duration, got infinity")
+        raise _invalid("duration", "expected a finite duration, got infinity")
     return seconds
 
 
 def parse_ratio(value: Any) -> float:
     """Return a ratio for `85%` or a bare number between 0 and 1."""
     if isinstance(value, bool):
-        raise PydanticCustomError("ratio", "expected a percentage such as 85%")
+        raise _invalid("ratio", "expected a percentage such as 85%")
     if isinstance(value, int | float):
         ratio = float(value)
     elif isinstance(value, str) and (m := _PERCENT_RE.match(value)):
         ratio = float(m["num"]) / 100.0
     else:
-        raise PydanticCustomError(
+        raise _invalid(
             "ratio",
             "expected a percentage such as 99.9% or a ratio 0-1, got '{value}'",
             {"value": value},
         )
     if not 0.0 <= ratio <= 1.0:
-        raise PydanticCustomError("ratio", "expected a percentage between 0% and 100%")
+        raise _invalid("ratio", "expected a percentage between 0% and 100%")
     return ratio
 
 
 def parse_size(value: Any) -> int:
     """Return bytes for `512MB`, `2GiB` or a bare number of bytes (MB = 10^6, MiB = 2^20)."""
     if isinstance(value, bool):
-        raise PydanticCustomError("size", "expected a size such as 512MB or 2GB")
+        raise _invalid("size", "expected a size such as 512MB or 2GB")
     if isinstance(value, int | float):
         if value < 0:
-            raise PydanticCustomError("size", "a size cannot be negative")
+            raise _invalid("size", "a size cannot be negative")
         return int(value)
     if isinstance(value, str) and (m := _SIZE_RE.match(value)):
         return int(float(m["num"]) * SIZE_UNITS[m["unit"].lower()])
-    raise PydanticCustomError(
+    raise _invalid(
         "size", "expected a size such as 512MB, 2GB or 1GiB, got '{value}'", {"value": value}
     )
 
@@ -103,14 +111,14 @@ def parse_size(value: Any) -> int:
 def parse_quantity(value: Any) -> float:
     """Return the base-unit number of a threshold: a duration, percentage, size or number."""
     if isinstance(value, bool):
-        raise PydanticCustomError("quantity", "expected a number, duration, percentage or size")
+        raise _invalid("quantity", "expected a number, duration, percentage or size")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
         number = _quantity_text(value)
         if number is not None:
             return number
-    raise PydanticCustomError(
+    raise _invalid(
         "quantity",
         "expected a number or a value with a unit (2s, 85%, 512MB), got '{value}'",
         {"value": value},
@@ -283,6 +291,8 @@ class _Unit:
     def __get_pydantic_core_schema__(
         self, source: type[Any], handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
+        from pydantic_core import core_schema
+
         return core_schema.no_info_plain_validator_function(
             self.parse,
             serialization=core_schema.plain_serializer_function_ser_schema(lambda v: v),

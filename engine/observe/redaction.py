@@ -11,21 +11,38 @@ import functools
 import json
 import logging
 import re
+import sys
 import threading
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from pydantic import BaseModel, SecretStr
+if TYPE_CHECKING:
+    from pydantic import BaseModel, SecretStr
 
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASS|DSN|WEBHOOK", re.IGNORECASE)
 MASK = "**********"
 MIN_LENGTH = 4  # shorter values would blank out ordinary words
 
 
+class _NotImported:
+    """Stands for a pydantic class whose module is not imported: nothing is an instance."""
+
+
+def _secret_str() -> type:
+    """pydantic's SecretStr, if imported: a secret can only be one once it is, and a probe
+    worker that never validates a config does without pydantic."""
+    return getattr(sys.modules.get("pydantic.types"), "SecretStr", _NotImported)
+
+
+def _base_model() -> type:
+    """pydantic's BaseModel, if imported (see `_secret_str`)."""
+    return getattr(sys.modules.get("pydantic.main"), "BaseModel", _NotImported)
+
+
 def secret_value(value: Any) -> str:
     """Return the plain text of a secret setting ('' when unset)."""
-    if isinstance(value, SecretStr):
+    if isinstance(value, _secret_str()):
         value = value.get_secret_value()
     return (value or "").strip() if isinstance(value, str) else ""
 
@@ -47,7 +64,7 @@ class Redactor:
 
     def add(self, value: str | SecretStr | None) -> None:
         """Register a secret value (and the password inside it, when it is a URL)."""
-        if isinstance(value, SecretStr):
+        if isinstance(value, _secret_str()):
             value = value.get_secret_value()
         if not value or not isinstance(value, str):
             return
@@ -81,12 +98,12 @@ class Redactor:
         """Return a copy of JSON-like data with secrets masked in every string."""
         if isinstance(obj, str):
             return self.redact(obj)
-        if isinstance(obj, SecretStr):
-            return MASK
         if isinstance(obj, dict):
             return {self.redact_obj(k): self.redact_obj(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
             return [self.redact_obj(v) for v in obj]
+        if isinstance(obj, _secret_str()):
+            return MASK
         return obj
 
     def __contains__(self, value: str) -> bool:
@@ -231,18 +248,19 @@ _PLAIN = frozenset({str, int, float, bool, type(None), bytes})
 def _secrets_in(obj: Any) -> list[SecretStr]:
     found: list[SecretStr] = []
     seen: set[int] = set()  # checks share objects (a schedule, an empty map): walked once
+    secret_str, base_model = _secret_str(), _base_model()
     stack = [obj]
     while stack:
         obj = stack.pop()
         if type(obj) in _PLAIN:
             continue
-        if isinstance(obj, SecretStr):
+        if isinstance(obj, secret_str):
             found.append(obj)
             continue
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, BaseModel):
+        if isinstance(obj, base_model):
             # only the fields whose type can hold a secret: a large config is mostly
             # checks, thresholds and schedules, which never do
             stack.extend(getattr(obj, name, None) for name in _secret_fields(type(obj)))
@@ -272,9 +290,9 @@ def _may_hold_secret(annotation: Any) -> bool:
     if annotation is Any or annotation is object:
         return True  # could be anything: walk it
     if isinstance(annotation, type):
-        if issubclass(annotation, SecretStr):
+        if issubclass(annotation, _secret_str()):
             return True
-        if issubclass(annotation, BaseModel):
+        if issubclass(annotation, _base_model()):
             # a model being looked at already (a recursive type): its other fields decide
             return annotation not in _IN_PROGRESS and bool(_secret_fields(annotation))
         if annotation.__module__ == "builtins":

@@ -10,9 +10,10 @@ import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from watchkeeper.schema.checks import Extraction
+if TYPE_CHECKING:  # a probe worker reads extractions as they come, without the schema
+    from watchkeeper.schema.checks import Extraction
 
 UNIT_FACTORS: dict[str, float] = {
     "number": 1.0,

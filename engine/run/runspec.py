@@ -7,12 +7,16 @@ its per-check cost is the check's own strings plus two small slotted objects.
 
 Options of built-in probes travel as their field values and become an `OptionsRecord`
 in the worker: the same attributes, without a pydantic model per check. Their probes only
-read option attributes. A third-party probe's options travel as its model (its `check()`
-may call methods the model defines).
+read option attributes. Inside them, a model that only holds data (an `expect:`, an
+extraction) becomes a record too and a secret a `SecretValue`, so a worker of such checks
+unpickles no pydantic class and never imports pydantic. A third-party probe's options
+travel as its model (its `check()` may call methods the model defines).
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 from watchkeeper.engine.run.sharing import Interner
@@ -91,12 +95,89 @@ class _Values:
         return make_record, (self.probe_type, self.names, *self.values)
 
 
+class SecretValue:
+    """A secret option value in a worker: read as pydantic's SecretStr is, without pydantic."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __len__(self) -> int:  # false when empty, as a SecretStr
+        return len(self._value)
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __repr__(self) -> str:
+        return f"SecretValue({str(self)!r})"
+
+
+_SIMPLE = frozenset({str, int, float, bool, type(None), bytes})
+_FORMS = ("plain forms",)  # where `pack` keeps, in an Interner, the forms it has made
+
+
+def _plain(value: Any, forms: dict[int, tuple[Any, Any]]) -> Any:
+    """An option value with its data-only models as records and its secrets as
+    SecretValues; each object (shared by many checks once interned) converted once."""
+    if type(value) in _SIMPLE:
+        return value
+    known = forms.get(id(value))
+    if known is not None:
+        return known[1]
+    form: Any = value
+    kind = type(value)
+    if kind is dict:
+        items = {k: _plain(v, forms) for k, v in value.items()}
+        form = value if all(items[k] is v for k, v in value.items()) else items
+    elif kind is list or kind is tuple:
+        converted = [_plain(v, forms) for v in value]
+        form = value if all(map(operator.is_, converted, value)) else kind(converted)
+    elif _data_only(kind) and not getattr(value, "__pydantic_extra__", None):
+        names = tuple(kind.__pydantic_fields__)
+        fields = tuple(_plain(getattr(value, name), forms) for name in names)
+        form = _Values(kind.__name__, names, fields)
+    elif _is_secret(kind):
+        form = SecretValue(value.get_secret_value())
+    forms[id(value)] = (value, form)  # the value kept: its id stays its own
+    return form
+
+
+@functools.cache
+def _data_only(cls: type) -> bool:
+    """Whether a class is a pydantic model holding data only: no public method or
+    property of its own that a probe could call on it (those travel as models)."""
+    if getattr(cls, "__pydantic_fields__", None) is None:
+        return False
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("pydantic") or klass is object:
+            continue
+        for name, attr in vars(klass).items():
+            callable_ = callable(attr) or isinstance(
+                attr, property | classmethod | staticmethod | functools.cached_property
+            )
+            if callable_ and not name.startswith("_"):
+                return False
+    return True
+
+
+@functools.cache
+def _is_secret(cls: type) -> bool:
+    from pydantic import SecretStr  # the daemon's side: it has pydantic
+
+    return issubclass(cls, SecretStr)
+
+
 def pack(instance: Any, record: tuple[str, ...] | None, intern: Interner) -> Packed:
     """Describe an instance for a worker; `record` names the option fields sent as values
     (None: send the options model itself)."""
     options = instance.options
     if record is not None:
-        values = tuple(intern(getattr(options, name)) for name in record)
+        forms = intern.seen.setdefault(_FORMS, {})
+        values = tuple(_plain(intern(getattr(options, name)), forms) for name in record)
         sent: Any = _Values(intern(instance.probe_type), record, values)
     else:
         cls = instance.probe_class.Options

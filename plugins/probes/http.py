@@ -1,4 +1,9 @@
-"""The `http` probe: request a URL, check what comes back, extract metrics from the body."""
+"""The `http` probe: request a URL, check what comes back, extract metrics from the body.
+
+Its options model is in http_options.py: a probe worker runs checks from plain option
+values and never reads `HttpProbe.Options`, so it imports neither pydantic nor the
+config's models.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,8 @@ import re
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from pydantic import Field, model_validator
 
 from watchkeeper.engine.hookspecs import hookimpl
 from watchkeeper.engine.observe.redaction import MASK, REDACTOR, is_secret_name
@@ -23,93 +26,37 @@ from watchkeeper.engine.run.extract import (
 )
 from watchkeeper.engine.run.probe import Metric, OpenContext, Probe, ProbeContext, Result
 from watchkeeper.plugins.probes.http_errors import is_a
-from watchkeeper.schema.base import ConfigModel, Secret
-from watchkeeper.schema.checks import Extraction, ProbeOptions
-from watchkeeper.schema.units import Size, format_duration
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx
 
+    from watchkeeper.plugins.probes.http_options import HttpOptions
 
-class HttpExpect(ConfigModel):
-    """What a good response looks like; every given key must hold."""
-
-    status: int | list[int] | None = Field(
-        None, description="Accepted status code(s); default any 2xx or 3xx."
-    )
-    json_: Any = Field(
-        None,
-        alias="json",
-        description="A JSON subset the body must contain "
-        "(objects match key by key, lists element by element).",
-    )
-    body_regex: str | None = Field(None, description="A regular expression the body must match.")
-    body_contains: str | None = Field(None, description="Text the body must contain.")
-    headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Response headers that "
-        "must be present with these values (case-insensitive "
-        "names), e.g. the security headers X-Frame-Options: DENY.",
-    )
-
-    @model_validator(mode="after")
-    def _valid_regex(self) -> HttpExpect:
-        if self.body_regex is not None:
-            try:
-                re.compile(self.body_regex)
-            except re.error as exc:
-                raise ValueError(f"body_regex is not a valid regular expression: {exc}") from None
-        return self
+OPTION_MODELS = ("HttpOptions", "HttpExpect", "BasicAuth")
+"""The models moved to http_options.py, still found here by whoever imports them from it."""
 
 
-class BasicAuth(ConfigModel):
-    """HTTP basic authentication."""
+def __getattr__(name: str) -> Any:
+    if name in OPTION_MODELS:
+        from watchkeeper.plugins.probes import http_options
 
-    username: str = Field(description="User name.")
-    password: Secret = Field(description="Password.")
+        return getattr(http_options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class HttpOptions(ProbeOptions):
-    """Request a URL and check status, body, headers, timing and certificate."""
+class _OptionsModel:
+    """`HttpProbe.Options`: the model, imported from http_options.py when first read.
 
-    url: str = Field(description="URL to request; may use ${env.base_url}.")
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = Field(
-        "GET", description="HTTP method."
-    )
-    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-    body: str | None = Field(None, description="Request body text.")
-    json_body: Any = Field(None, description="Request body sent as JSON.")
-    auth: BasicAuth | None = Field(None, description="HTTP basic authentication.")
-    follow_redirects: bool = Field(True, description="Follow redirects.")
-    max_redirects: int = Field(10, ge=0, description="Most redirects followed.")
-    verify: bool = Field(True, description="Verify the server's TLS certificate.")
-    ca_bundle: str | None = Field(None, description="PEM file of CA certificates to trust.")
-    client_cert: str | None = Field(None, description="PEM client certificate (mutual TLS).")
-    client_key: str | None = Field(None, description="PEM key of the client certificate.")
-    proxy: Secret | None = Field(None, description="Proxy URL (may hold credentials).")
-    max_body: Size = Field(1_048_576, description="Read at most this much of the body.")
-    reuse_connections: bool = Field(
-        False,
-        description="Keep connections open between runs and send over them, for frequent "
-        "checks of one host: no connect or TLS handshake in `response_time`, and "
-        "`certificate_expiry` read from the kept connection.",
-    )
-    expect: HttpExpect = Field(
-        default_factory=HttpExpect, description="What a good response looks like."
-    )
-    extract: dict[str, Extraction] = Field(
-        default_factory=dict, description="Metrics read from the JSON body, with their unit."
-    )
+    The registry, validate and the schema read it; a worker running checks from their
+    option values never does, and so never imports pydantic.
+    """
 
-    @model_validator(mode="after")
-    def _consistent(self) -> HttpOptions:
-        if self.body is not None and self.json_body is not None:
-            raise ValueError("give either `body` or `json_body`, not both")
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("`client_key` needs `client_cert`")
-        return self
+    def __get__(self, instance: object, owner: type | None = None) -> type[HttpOptions]:
+        from watchkeeper.plugins.probes.http_options import HttpOptions
+
+        return HttpOptions
 
 
 USER_AGENT = "watchkeeper"
@@ -120,7 +67,7 @@ class HttpProbe(Probe):
     """Request a URL; judge its status, headers and body; read metrics from the body."""
 
     type = "http"
-    Options = HttpOptions
+    Options = _OptionsModel()
     metrics = (
         Metric(
             "response_time",
@@ -414,16 +361,9 @@ def _snippet(response: httpx.Response, body: bytes, limit: int = 200) -> str:
 def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOptions) -> str:
     import ssl
 
-    after = format_duration(timeout)
     via = " through the proxy" if options.proxy else ""
-    if is_a(exc, "ConnectTimeout"):
-        return f"timed out after {after} connecting to {shown}{via}"
-    if is_a(exc, "ReadTimeout"):
-        return f"timed out after {after} waiting for the response from {shown}"
-    if is_a(exc, "WriteTimeout"):
-        return f"timed out after {after} sending the request to {shown}"
     if is_a(exc, "TimeoutException"):
-        return f"timed out after {after} on {shown}"
+        return _describe_timeout(exc, shown, _format_duration(timeout), via)
     if is_a(exc, "TooManyRedirects"):
         return f"more than {options.max_redirects} redirects from {shown}"
     if is_a(exc, "ProxyError"):
@@ -446,6 +386,24 @@ def _describe_error(exc: Exception, shown: str, timeout: float, options: HttpOpt
             return f"TLS handshake with {shown} failed: {_reason(exc)}"
         return f"TLS error on the connection to {shown}: {_reason(exc)}"
     return f"request to {shown} failed: {_reason(exc)}"
+
+
+def _describe_timeout(exc: Exception, shown: str, after: str, via: str) -> str:
+    if is_a(exc, "ConnectTimeout"):
+        return f"timed out after {after} connecting to {shown}{via}"
+    if is_a(exc, "ReadTimeout"):
+        return f"timed out after {after} waiting for the response from {shown}"
+    if is_a(exc, "WriteTimeout"):
+        return f"timed out after {after} sending the request to {shown}"
+    return f"timed out after {after} on {shown}"
+
+
+def _format_duration(seconds: float) -> str:
+    # only on the paths that show a duration (a timeout, a response over a minute):
+    # schema.units brings pydantic, which a worker running checks otherwise does without
+    from watchkeeper.schema.units import format_duration
+
+    return format_duration(seconds)
 
 
 def _reason(exc: Exception) -> str:
@@ -515,7 +473,7 @@ def took(seconds: float) -> str:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.2f}s"
-    return format_duration(seconds)
+    return _format_duration(seconds)
 
 
 def time_budget(timeout: float) -> float:

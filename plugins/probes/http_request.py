@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from watchkeeper.plugins.probes.http import HttpOptions, TlsContexts
+    from watchkeeper.plugins.probes.http import TlsContexts
+    from watchkeeper.plugins.probes.http_options import HttpOptions
     from watchkeeper.plugins.probes.http_plain_hop import Pool
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
