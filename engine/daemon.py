@@ -4,6 +4,8 @@ the rest, with reload on SIGHUP or a changed config file and a bounded, clean sh
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import signal
@@ -274,20 +276,38 @@ class Daemon(Jobs, Reloading):
         if hasattr(self.executor, "prestart"):
             # the worker process starts while the checks are built and scheduled
             await self.executor.prestart()
+        # what start-up builds (instances, evaluators, jobs: some 100,000 objects at 10,000
+        # checks) stays: a collector passing over it meanwhile would cost more than the
+        # building, so it runs once the daemon is ready
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             await self.start()
         except BaseException:
+            if collecting:
+                gc.enable()
             await self.executor.close()  # the worker started early goes too
             raise
-        self.schedule_all()
         try:
+            self.schedule_all()
             # bound before anything runs: a taken address is a clear start-up error
             http = _bind_http(self)
+        except BaseException:
+            if collecting:
+                gc.enable()
+            raise
+        try:
             async with anyio.create_task_group() as tg:
-                # the checks first: each worker is sent them as it starts
+                # the checks first: each worker is sent them once it is up
                 await self.executor.load(self.runtime.instances)
                 if hasattr(self.executor, "serve"):
-                    await tg.start(self.executor.serve, name="probe workers")
+                    # ready does not wait for the workers to take their checks, nor the
+                    # building of them for ready (/ready: the config is loaded, the store
+                    # reachable, the checks scheduled): runs due meanwhile follow them
+                    await tg.start(
+                        functools.partial(self.executor.serve, after=self.ready),
+                        name="probe workers",
+                    )
                 await tg.start(self.writer.run, name="state writer")
                 await tg.start(self.outbox.run, name="outbox")
                 await tg.start(self.alerting.run, name="alerting")
@@ -310,6 +330,8 @@ class Daemon(Jobs, Reloading):
                     tg.start_soon(self.backups.catch_up, self.clock.now(), name="backup catch-up")
                 tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
+                if collecting:
+                    gc.enable()
                 # what start-up built and let go of (the config as it arrived, the frames
                 # of checks sent to workers) goes back to the system, off the loop
                 threading.Thread(target=release_free_memory, name="trim", daemon=True).start()
@@ -332,6 +354,8 @@ class Daemon(Jobs, Reloading):
                     await http.done.wait()
                 tg.cancel_scope.cancel()
         finally:
+            if collecting:
+                gc.enable()
             await self.shutdown()
 
     async def _backups_overdue(self) -> None:

@@ -69,8 +69,15 @@ def run(
     from watchkeeper.engine.config.process import ConfigLimitError
 
     def load_the_daemon() -> None:
+        # the daemon, and what it loads as it starts: anyio's event loop (what `anyio.run`
+        # imports), the arena limit, Sentry's set-up, the workers' frames
+        import anyio._backends._asyncio  # noqa: F401
+
         import watchkeeper.engine.api
-        import watchkeeper.engine.daemon  # noqa: F401
+        import watchkeeper.engine.daemon
+        import watchkeeper.engine.observe.memory
+        import watchkeeper.engine.observe.sentry
+        import watchkeeper.engine.run.worker  # noqa: F401
 
     # the config is read in a child process under a time and a memory limit: a hostile
     # file costs the child, and the daemon keeps nothing of the parse but the result;

@@ -130,10 +130,15 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
     out: dict[str, Instance] = {}
     share = Interner()  # equal labels and rule lists: one object for every instance
     env_lists = {name: check.environments for name, check in config.checks.items()}
+    # what a check that leaves a setting out gets: worked out once, not per check
+    fallbacks = {name: _setting(None, defaults, name) for name in SETTINGS}
+    classes: dict[str, type[Probe]] = {}
     for name, check in config.checks.items():
         if not check.enabled:
             continue
-        probe_class = reg.get("probe", check.probe)
+        probe_class = classes.get(check.probe)
+        if probe_class is None:
+            probe_class = classes[check.probe] = reg.get("probe", check.probe)
         for environment in check.environments or [None]:
             options = check
             if environment is not None:
@@ -149,8 +154,9 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
                 probe_class,
                 options,
                 defaults,
-                _parents(check.depends_on, environment, env_lists),
+                _parents(check.depends_on, environment, env_lists) if check.depends_on else [],
                 share,
+                fallbacks,
             )
             if host:
                 out[key].replica = replica
@@ -200,6 +206,11 @@ def check_schedule(check: Any, defaults: Any) -> tuple[Schedule, str]:
     return schedule, zone
 
 
+SETTINGS = ("timeout", "severity", "failure_threshold", "success_threshold", "min_samples",
+            "flap_threshold", "flap_window")  # fmt: skip
+"""The settings a check may leave to `defaults`, then to the built-in `DEFAULTS`."""
+
+
 def _instance(
     key: str,
     name: str,
@@ -209,6 +220,7 @@ def _instance(
     defaults: Any,
     parents: list[str],
     share: Any = None,
+    fallbacks: dict[str, Any] | None = None,
 ) -> Instance:
     passive = bool(getattr(probe_class, "passive", False))
     schedule, timezone = check_schedule(options, defaults)
@@ -218,6 +230,12 @@ def _instance(
     thresholds = list(options.thresholds)
     if share is not None:  # neither is changed once built
         labels, thresholds = share(labels), share(thresholds)
+    if fallbacks is None:
+        fallbacks = {name: _setting(None, defaults, name) for name in SETTINGS}
+    settings = {}
+    for setting in SETTINGS:
+        value = getattr(options, setting, None)
+        settings[setting] = fallbacks[setting] if value is None else value
     return Instance(
         key=key,
         check=name,
@@ -227,13 +245,7 @@ def _instance(
         options=options,
         schedule=schedule,
         timezone=timezone,
-        timeout=_setting(options, defaults, "timeout"),
-        severity=_setting(options, defaults, "severity"),
-        failure_threshold=_setting(options, defaults, "failure_threshold"),
-        success_threshold=_setting(options, defaults, "success_threshold"),
-        min_samples=_setting(options, defaults, "min_samples"),
-        flap_threshold=_setting(options, defaults, "flap_threshold"),
-        flap_window=_setting(options, defaults, "flap_window"),
+        **settings,
         labels=labels,
         thresholds=thresholds,
         runbook=options.runbook,

@@ -163,41 +163,57 @@ class _CheckPickler(pickle.Pickler):
         return NotImplemented
 
 
-def write_answer(answer: dict[str, Any]) -> bytes:
-    """The child's answer as the daemon reads it (`read_answer`).
+_PART = pickle.dumps(True, protocol=pickle.HIGHEST_PROTOCOL)
+"""Written before each part of the checks: a part, as models, follows."""
+_AS_DATA = pickle.dumps(False, protocol=pickle.HIGHEST_PROTOCOL)
+"""Written instead: every check follows as plain data (one of them could not be pickled)."""
 
-    The checks go as their validated models, with the values they share (a schedule, an
-    empty map, a default `expect:`) made one object first: pickle writes an object once
-    however often it is referred to, so the daemon unpickles one copy of what ten thousand
-    checks share, and validates nothing again. They follow the rest in parts from one
-    pickler, so the parts share objects and the daemon can take them a part at a time.
-    A check whose models cannot be pickled sends every check as plain data instead.
+
+def write_answer(answer: dict[str, Any], out: Any) -> None:
+    """Write the child's answer to `out` as `accept` reads it, each piece as soon as it is
+    made, so that the daemon takes in one while the next is made.
+
+    The rest of the config goes first. The checks follow as their validated models, a part
+    at a time, with the values they share (a schedule, an empty map, a default `expect:`)
+    made one object first: pickle writes an object once however often it is referred to,
+    so the daemon unpickles one copy of what ten thousand checks share, and validates
+    nothing again. The parts come from one pickler, so they share objects. A check whose
+    models cannot be pickled sends every check as plain data instead.
     """
     checks = answer.pop("checks", None)
-    if checks:
-        share = _Sharer()
-        for check in checks.values():
+    if not checks:
+        _put(out, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        return
+    names = list(checks)
+    parts = range(0, len(names), CHECKS_AT_ONCE)
+    _put(out, pickle.dumps({**answer, "parts": len(parts)}, protocol=pickle.HIGHEST_PROTOCOL))
+    share = _Sharer()
+    probes = {type(check): check.probe for check in checks.values()}
+    piece = io.BytesIO()
+    pickler = _CheckPickler(piece, probes)
+    for start in parts:
+        part = {name: checks[name] for name in names[start : start + CHECKS_AT_ONCE]}
+        for check in part.values():
             share.model(check)
-        names = list(checks)
-        parts = [
-            {name: checks[name] for name in names[i : i + CHECKS_AT_ONCE]}
-            for i in range(0, len(names), CHECKS_AT_ONCE)
-        ]
-        probes = {type(check): check.probe for check in checks.values()}
-        stream = io.BytesIO()
-        pickler = _CheckPickler(stream, probes)
         try:
-            pickler.dump({**answer, "parts": len(parts)})
-            for part in parts:
-                pickler.dump(part)
-            pickler.dump(pickler.layouts)
-            return stream.getvalue()
+            pickler.dump(part)
         except (pickle.PicklingError, TypeError, AttributeError):
-            answer["data"]["checks"] = {
+            plain = {
                 name: check.model_dump(by_alias=True, exclude_unset=True)
                 for name, check in checks.items()
             }
-    return pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            _put(out, _AS_DATA + pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL))
+            return
+        _put(out, _PART + piece.getvalue())
+        piece.seek(0)
+        piece.truncate()
+    pickler.dump(pickler.layouts)
+    _put(out, piece.getvalue())
+
+
+def _put(out: Any, data: bytes) -> None:
+    out.write(data)
+    out.flush()
 
 
 class _Sharer:
@@ -280,7 +296,7 @@ _UNPICKLING = threading.local()
 
 
 def _check_class(probe: str) -> type:
-    """The daemon's model of a probe type's checks (while `read_answer` unpickles)."""
+    """The daemon's model of a probe type's checks (while `_unpickled` unpickles)."""
     return _UNPICKLING.classes[probe]
 
 
@@ -345,23 +361,46 @@ def _timeout(path: str | os.PathLike[str], limits: Limits) -> ConfigLimitError:
     return ConfigLimitError(path, f"reading the config took longer than {_seconds(limits.seconds)}")
 
 
+class _Unreadable(Exception):
+    """The child's answer broke off or is not one (the child died, or was killed)."""
+
+
+def _load(stream: Any) -> Any:
+    """The next pickle of an answer (`stream` a file, or an Unpickler that reads one)."""
+    try:
+        return stream.load() if isinstance(stream, pickle.Unpickler) else pickle.load(stream)
+    except Exception:
+        raise _Unreadable from None
+
+
+def _unreadable(path: str | os.PathLike[str], stderr: bytes) -> OSError:
+    detail = stderr.decode("utf-8", "replace").strip().splitlines()
+    return OSError(
+        f"{path}: the config could not be checked" + (f": {detail[-1]}" if detail else "")
+    )
+
+
 def accept(
     path: str | os.PathLike[str], output: bytes, reg: Registry | None = None, stderr: bytes = b""
 ) -> Validation:
     """Turn the child's answer into a Validation (raise ConfigError or OSError if refused)."""
+    try:
+        return _take(path, io.BytesIO(output), reg)
+    except _Unreadable:
+        raise _unreadable(path, stderr) from None
+
+
+def _take(path: str | os.PathLike[str], stream: Any, reg: Registry | None) -> Validation:
+    """`accept` reading the answer from a stream as it arrives; raise _Unreadable when it
+    breaks off."""
     from watchkeeper.engine.config import loader
     from watchkeeper.engine.config.problems import ConfigError, Problem
     from watchkeeper.engine.config.validation import Validation, config_model
     from watchkeeper.engine.observe.redaction import REDACTOR
 
-    unpickler = pickle.Unpickler(io.BytesIO(output))
-    try:
-        answer = unpickler.load()
-    except Exception:
-        detail = stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OSError(
-            f"{path}: the config could not be checked" + (f": {detail[-1]}" if detail else "")
-        ) from None
+    answer = _load(stream)
+    if not isinstance(answer, dict):
+        raise _Unreadable
     if "oserror" in answer:
         raise OSError(answer["oserror"])
     for secret in answer.get("secrets", ()):
@@ -377,7 +416,7 @@ def accept(
     try:
         data = answer["data"]
         if "parts" in answer:
-            config = _unpickled(path, unpickler, answer, reg)
+            config = _unpickled(path, stream, answer, reg)
         else:
             config = _validated(config_model(reg, data), data)
     finally:
@@ -389,14 +428,22 @@ def accept(
         secrets=set(answer["secrets"]),
     )
     loader.register_secrets(accepted)
-    REDACTOR.add_from(config)
+    if "parts" in answer:
+        # the checks' secrets were registered part by part as they arrived
+        for name in type(config).model_fields:
+            if name != "checks":
+                REDACTOR.add_from(getattr(config, name))
+    else:
+        REDACTOR.add_from(config)
     return Validation(path=str(path), config=config, loaded=accepted, problems=problems)
 
 
-def _unpickled(path: Any, unpickler: pickle.Unpickler, answer: dict[str, Any], reg: Any) -> Any:
+def _unpickled(path: Any, stream: Any, answer: dict[str, Any], reg: Any) -> Any:
     """The config of an answer whose checks come as models (`write_answer`): the rest is
-    validated, the checks are taken as the child checked them, a part at a time."""
+    validated (while the child still sends the checks), the checks are taken as the child
+    checked them, a part at a time."""
     from watchkeeper.engine.config.validation import config_model
+    from watchkeeper.engine.observe.redaction import REDACTOR
 
     data = answer["data"]
     probes = answer["probes"]
@@ -405,11 +452,20 @@ def _unpickled(path: Any, unpickler: pickle.Unpickler, answer: dict[str, Any], r
     classes = _check_classes(model)
     config = model.model_validate({**data, "checks": {}})
     checks = config.checks
+    unpickler = pickle.Unpickler(stream)
     _UNPICKLING.classes = classes
     try:
         for _ in range(answer["parts"]):
-            checks.update(unpickler.load())
-        layouts = unpickler.load()
+            if not _load(stream):
+                # the child could not pickle a check's models: all of them come as data
+                data = {**data, "checks": _load(stream)}
+                config = _validated(config_model(reg, data), data)
+                REDACTOR.add_from(config.checks)
+                return config
+            part = _load(unpickler)
+            checks.update(part)
+            REDACTOR.add_from(part)  # while the child makes the next part
+        layouts = _load(unpickler)
     finally:
         del _UNPICKLING.classes
     for place, fields in layouts.items():
@@ -470,18 +526,73 @@ class Reading:
 
     def result(self) -> Validation:
         """Wait for the child; raise ConfigError, OSError or ConfigLimitError as
-        `load_config_isolated` does."""
-        with self.proc as proc:
-            try:
-                out, err = proc.communicate(timeout=max(0.0, self.deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                raise _timeout(self.path, self.limits) from None
-        refused = _refusal(self.path, proc.returncode, err)
+        `load_config_isolated` does.
+
+        The answer is taken in as the child writes it: the daemon validates the rest of
+        the config and unpickles the checks while the child still pickles the next ones.
+        """
+        from watchkeeper.engine.config.problems import ConfigError
+        from watchkeeper.engine.observe.memory import limit_arenas
+
+        limit_arenas()  # as the daemon does, before the threads below allocate
+        proc = self.proc
+        stderr = bytearray()
+        drain = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+        drain.start()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
+        failed: BaseException | None = None
+        try:
+            taken = _take(self.path, proc.stdout, self.reg)
+        except (_Unreadable, ConfigError, OSError) as exc:
+            failed = exc
+        except BaseException:
+            proc.kill()
+            _reap(proc, drain, timer)
+            raise
+        # an answer, or its end, that came past the time is refused as `communicate` with
+        # a timeout would: the child is past its limit whatever it says
+        late = expired.is_set() or time.monotonic() > self.deadline
+        if failed is None and not late:
+            # the whole answer is in and the child ends by itself (handing its memory back
+            # takes the system some 10 ms): reaped beside, not waited for
+            threading.Thread(target=_reap, args=(proc, drain, timer), daemon=True).start()
+            return taken
+        if late:
+            proc.kill()
+        _reap(proc, drain, timer)
+        if late:
+            raise _timeout(self.path, self.limits)
+        refused = _refusal(self.path, proc.returncode, bytes(stderr))
         if refused is not None:
             raise refused
-        return accept(self.path, out, self.reg, err)
+        if isinstance(failed, _Unreadable):
+            raise _unreadable(self.path, bytes(stderr))
+        raise failed  # type: ignore[misc]
+
+
+def _reap(proc: subprocess.Popen, drain: threading.Thread, timer: threading.Timer) -> None:
+    """Wait for the child to end (or its time to run out) and close its pipes."""
+    proc.wait()
+    timer.cancel()
+    drain.join()
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+
+
+def _drain(stream: Any, into: bytearray) -> None:
+    try:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            into += chunk
+    except (OSError, ValueError):
+        pass  # closed under it: the answer could not be taken in, and that is raised
 
 
 async def aload_config_isolated(
@@ -534,11 +645,13 @@ def main() -> None:
     if memory > 0:
         _limit_memory(memory)
     try:
-        answer = write_answer(_answer(sys.argv[1]))
+        write_answer(_answer(sys.argv[1]), sys.stdout.buffer)
     except MemoryError:
         os._exit(EXIT_MEMORY)  # the parent says so; nothing more is sure to fit
-    sys.stdout.buffer.write(answer)
-    sys.stdout.buffer.flush()
+    sys.stderr.flush()
+    # the daemon waits for this process to end: tearing down what checking the file built
+    # (some 90 MB of objects at 10,000 checks) is time it would wait for nothing
+    os._exit(0)
 
 
 if __name__ == "__main__":

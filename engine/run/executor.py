@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from watchkeeper.engine.run.probe import OpenContext, Probe, ProbeContext, Result, run_probe
+from watchkeeper.engine.run.sharing import Interner
 
 if TYPE_CHECKING:  # not imported at run time: a worker process needs neither
     from watchkeeper.engine.config.instances import Instance
@@ -26,6 +28,9 @@ RUN_WINDOW = 0.0
 """Seconds a run may wait for others to share its frame to a worker: none, as the
 scheduler releases runs due close together at once (`scheduler.TICK`), and every run
 queued before the sender wakes goes in its frame."""
+
+CHECKS_PER_TURN = 500
+"""Checks packed for a worker between two turns of the event loop (some 5 ms)."""
 
 log = logging.getLogger("watchkeeper.executor")
 
@@ -116,6 +121,25 @@ def _worker_environment() -> dict[str, str]:
     }
 
 
+class _SameFirst(Interner):
+    """An Interner that knows the objects it has been handed: the checks of an accepted
+    config share their values already (`config.process.write_answer`), so most values
+    are found by identity without working out their key."""
+
+    __slots__ = ("by_id",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[int, tuple[Any, Any]] = {}
+
+    def __call__(self, value: Any) -> Any:
+        found = self.by_id.get(id(value))
+        if found is None:
+            # the value kept beside its answer: its id stays its own while this lives
+            found = self.by_id[id(value)] = (value, Interner.__call__(self, value))
+        return found[1]
+
+
 class _Worker:
     """One worker process, the runs queued for it and the runs it has in flight."""
 
@@ -127,6 +151,9 @@ class _Worker:
         self.wake = anyio.Event()  # set when `queued` gets its first run
         self.send_lock = anyio.Lock()
         self.alive = True
+        # set once the worker has been sent its checks (or is gone): no run or `add`
+        # frame may reach it before the `load` frame, which replaces all it knows
+        self.has_checks = anyio.Event()
         # checks sent to this worker one by one since its last full load: key -> the
         # options object it was sent
         self.added: dict[str, Any] = {}
@@ -177,16 +204,29 @@ class ProcessExecutor:
         self._tg: Any = None
         self._closing = False
         self._early: Any = None  # the first worker's process, started by `prestart`
+        self._after: anyio.Event | None = None  # see `serve`
+        self._loads = 0  # full loads so far: a frame built across one is built again
 
-    async def serve(self, *, task_status=anyio.TASK_STATUS_IGNORED) -> None:
-        """Start the workers and keep them running until cancelled."""
+    async def serve(
+        self, *, after: anyio.Event | None = None, task_status=anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start the workers and keep them running until cancelled.
+
+        Reports itself started once every worker has been sent its checks; with `after`,
+        as soon as their processes are starting, and the checks are sent once `after` is
+        set (the daemon's start-up, which building them would slow, is over). Runs asked
+        for meanwhile are queued and sent after the checks.
+        """
+        self._after = after
         try:
             if callable(self.count):
                 self.count = self.count()
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for index in range(self.count):
-                    await self._spawn(index)
+                workers = [self._spawn(index) for index in range(self.count)]
+                if after is None:
+                    for worker in workers:
+                        await worker.has_checks.wait()
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -210,28 +250,59 @@ class ProcessExecutor:
             env=_worker_environment(),
         )
 
-    async def _spawn(self, index: int) -> _Worker:
+    def _spawn(self, index: int) -> _Worker:
+        """Take on a worker at `index`: its process starts (or the early one is taken), and
+        `_hand_over` sends it its checks once it is up; runs queue for it meanwhile."""
         process, self._early = self._early, None
-        if process is None or index != 0:
-            if process is not None:
-                process.kill()
-            process = await self._open()
+        if index != 0 and process is not None:
+            process.kill()
+            process = None
         worker = _Worker(index, process)
         if index < len(self.workers):
             self.workers[index] = worker
         else:
             self.workers.append(worker)
-        ready = anyio.Event()
-        self._tg.start_soon(self._read, worker, ready, name=f"worker {index} reader")
-        # built while the worker starts (its interpreter imports meanwhile), and again for
-        # each worker rather than kept: the frame of ten thousand checks is a megabyte
-        data = None if self._instances is None else self._load_frame("load", self._instances)
-        await ready.wait()
-        if data is not None:
-            await worker.send_frame(data)
-        worker.added.clear()
-        self._tg.start_soon(self._send_runs, worker, name=f"worker {index} sender")
+        self._tg.start_soon(self._hand_over, worker, name=f"worker {index} start")
         return worker
+
+    async def _hand_over(self, worker: _Worker) -> None:
+        """Start a worker's process if need be, send it its checks once it reports ready,
+        then its runs."""
+        try:
+            if worker.process is None:
+                worker.process = await self._open()
+                if not worker.alive:  # given up on while it opened: another takes over
+                    worker.process.kill()
+                    self._tg.start_soon(
+                        self._respawn, worker, name=f"respawn worker {worker.index}"
+                    )
+                    return
+            ready = anyio.Event()
+            self._tg.start_soon(self._read, worker, ready, name=f"worker {worker.index} reader")
+            if self._after is not None:
+                await self._after.wait()
+            await ready.wait()
+            data = None
+            while worker.alive and self._instances is not None:
+                loads = self._loads
+                # built for each worker rather than kept (the frame of ten thousand checks
+                # is a megabyte), in turns; a `load` meanwhile means building it again
+                data = await self._load_frame_in_turns(self._instances)
+                if self._loads == loads:
+                    break
+            if not worker.alive:
+                return
+            # from here on `load` sends this worker the checks of a reload itself, and
+            # `_introduce` the checks a run needs, after these (frames go in order)
+            worker.added.clear()
+            worker.has_checks.set()
+            if data is not None:
+                await worker.send_frame(data)
+            self._tg.start_soon(self._send_runs, worker, name=f"worker {worker.index} sender")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the worker is gone: its reader reports that and starts another
+        finally:
+            worker.has_checks.set()  # nothing waits on a worker that never took its checks
 
     async def _send_runs(self, worker: _Worker) -> None:
         """Send queued runs: those queued by the time this wakes (or within `window` of the
@@ -298,7 +369,7 @@ class ProcessExecutor:
     async def _respawn(self, worker: _Worker) -> None:
         if self.workers[worker.index] is worker and not self._closing:
             self.replaced += 1
-            await self._spawn(worker.index)
+            self._spawn(worker.index)
 
     def _record(self, instance: Instance) -> tuple[str, ...] | None:
         """The option fields a probe's options are sent as (None: send the model)."""
@@ -314,30 +385,60 @@ class ProcessExecutor:
 
     def _load_frame(self, kind: str, instances: dict[str, Instance]) -> bytes:
         """A `load` or `add` frame for these instances, equal values sent once."""
+        checks: dict[str, Any] = {}
+        records: dict[str, tuple[str, ...] | None] = {}
+        for _ in self._packing(instances.items(), checks, records):
+            pass
+        return self._frame(kind, records, checks)
+
+    async def _load_frame_in_turns(self, instances: dict[str, Instance]) -> bytes:
+        """`_load_frame("load", instances)`, letting the event loop run every
+        `CHECKS_PER_TURN` checks (ten thousand take some 0.1 s)."""
+        checks: dict[str, Any] = {}
+        records: dict[str, tuple[str, ...] | None] = {}
+        packing = self._packing(list(instances.items()), checks, records)
+        for done, _ in enumerate(packing, 1):
+            if done % CHECKS_PER_TURN == 0:
+                await anyio.lowlevel.checkpoint()
+        return self._frame("load", records, checks)
+
+    def _packing(
+        self,
+        instances: Iterable[tuple[str, Instance]],
+        checks: dict[str, Any],
+        records: dict[str, tuple[str, ...] | None],
+    ) -> Iterator[None]:
+        """Pack instances into `checks` (their probes' records into `records`), yielding
+        after each."""
+        from watchkeeper.engine.run.runspec import pack
+
+        intern = _SameFirst()
+        for key, instance in instances:
+            if not instance.passive:
+                record = records[instance.probe_type] = self._record(instance)
+                checks[key] = pack(instance, record, intern)
+            yield
+
+    def _frame(self, kind: str, records: dict, checks: dict[str, Any]) -> bytes:
+        # the checks' secrets are registered already, where their options were made: the
+        # config as it was accepted (`accept`, `load_config`), an environment's copy in
+        # `expand`
         from watchkeeper.engine.observe.redaction import REDACTOR
-        from watchkeeper.engine.run.runspec import Interner, pack
         from watchkeeper.engine.run.worker import frame
 
-        intern = Interner()
-        checks = {}
-        records: dict[str, tuple[str, ...] | None] = {}
-        for key, instance in instances.items():
-            if instance.passive:
-                continue
-            record = records[instance.probe_type] = self._record(instance)
-            REDACTOR.add_from(instance.options)  # ${env.*} may have made new ones
-            checks[key] = pack(instance, record, intern)
         return frame((kind, records, checks, REDACTOR.values()))
 
     async def load(self, instances: dict[str, Instance]) -> None:
         """Send every worker the checks it may be asked to run."""
         self._instances = instances
+        self._loads += 1
         self.loaded = {key: i.options for key, i in instances.items() if not i.passive}
         if not any(worker.alive for worker in self.workers):
             return  # workers started from now on are sent these
         data = self._load_frame("load", instances)
         for worker in self.workers:
-            if worker.alive:
+            # a worker still starting is sent these by `_hand_over`
+            if worker.alive and worker.has_checks.is_set():
                 await worker.send_frame(data)
                 worker.added.clear()
 
@@ -348,6 +449,7 @@ class ProcessExecutor:
         (a check taken over from a departed replica, or added by a reload, that is due at
         once). Frames reach a worker in order, so the run sent next finds its check.
         """
+        await worker.has_checks.wait()  # after the `load` frame, which would replace it
         worker.added[instance.key] = instance.options
         await worker.send_frame(self._load_frame("add", {instance.key: instance}))
 
@@ -404,7 +506,8 @@ class ProcessExecutor:
         if worker.alive:
             worker.alive = False
             try:
-                worker.process.kill()
+                if worker.process is not None:  # else `_hand_over` stops the one it opens
+                    worker.process.kill()
             except ProcessLookupError:
                 pass
 
@@ -415,7 +518,8 @@ class ProcessExecutor:
             if early is not None:  # started, never served (the daemon failed to start)
                 early.kill()
                 await early.wait()
-            for worker in self.workers:
+            started = [w for w in self.workers if w.process is not None]
+            for worker in started:
                 # not `alive`: its reader has been cancelled by now, which clears that
                 if worker.process.returncode is None:
                     try:
@@ -424,8 +528,8 @@ class ProcessExecutor:
                     except Exception:
                         pass
             with anyio.move_on_after(5):
-                for worker in self.workers:
+                for worker in started:
                     await worker.process.wait()
-            for worker in self.workers:
+            for worker in started:
                 if worker.process.returncode is None:
                     worker.process.kill()
