@@ -10,10 +10,8 @@ import gc
 from types import SimpleNamespace
 
 import anyio
-import pytest
 
 from tests.api_harness import ADMIN_TOKEN, LiveDaemon
-from tests.daemon_harness import Target
 from watchkeeper.engine.config.instances import Instance
 from watchkeeper.engine.schedule.clock import Clock
 from watchkeeper.engine.schedule.scheduler import STALE_FLOOR, Scheduler
@@ -40,13 +38,6 @@ def config(url: str, timeout: str) -> dict:
         "server": {"admin_token": "${ADMIN_TOKEN}"},
         "checks": checks,
     }
-
-
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
 
 
 def instances_alive() -> int:

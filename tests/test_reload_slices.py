@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from tests.api_harness import ADMIN_TOKEN, LiveDaemon, wait_until
-from tests.daemon_harness import Target
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +42,6 @@ def config(url: str, count: int, every: str, changed: int = 0, workers: int = 0)
         "server": {"admin_token": "${ADMIN_TOKEN}"},
         "checks": checks,
     }
-
-
-@pytest.fixture
-def target():
-    server = Target()
-    yield server
-    server.close()
 
 
 class Ticker:
