@@ -6,16 +6,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-import yaml
 
 from tests.api_harness import LiveDaemon, wait_until
-from watchkeeper.engine.config.instances import expand
-from watchkeeper.engine.config.validation import load_config
+from tests.worker_kit import hits, http_check, instances_for, one_then_two
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.run.executor import ProcessExecutor
 from watchkeeper.engine.testing import HttpTestServer
@@ -28,31 +25,12 @@ def anyio_backend():
     return "asyncio"
 
 
-def http_check(url: str) -> dict:
-    return {"probe": "http", "url": url, "schedule": {"every": "1m"}, "timeout": "5s"}
-
-
-def instances_for(tmp_path: Path, checks: dict) -> dict:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "checks": checks}))
-    return expand(load_config(path).config, registry())
-
-
-def hits(server: HttpTestServer, path: str) -> int:
-    return sum(1 for request in server.requests if request.path == path)
-
-
 async def test_runs_asked_for_before_the_workers_have_their_checks_follow_them(tmp_path):
     """`serve(after=...)` is started at once; a run asked for before `after` is set waits
     for the worker's checks, and one of a check the worker is not sent waits too (an `add`
     before the `load` would be lost)."""
     with HttpTestServer() as server:
-        server.reply("/a", status=200)
-        server.reply("/b", status=200)
-        first = instances_for(tmp_path, {"a": http_check(server.url("/a"))})
-        both = instances_for(
-            tmp_path, {"a": http_check(server.url("/a")), "b": http_check(server.url("/b"))}
-        )
+        first, both = one_then_two(server, tmp_path)
         executor = ProcessExecutor(registry(), tmp_path, 1)
         after = anyio.Event()
         results: dict[str, object] = {}

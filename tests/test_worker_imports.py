@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 import socket
-from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
-from watchkeeper.engine.config.instances import expand
+from tests.worker_kit import http_check, instances_for
 from watchkeeper.engine.config.problems import ConfigError
 from watchkeeper.engine.config.validation import load_config
 from watchkeeper.engine.plugins import registry
@@ -24,16 +22,6 @@ ALLOWED = {"watchkeeper.schema", "watchkeeper.schema.units"}
 """How durations are written (a timeout's message says its duration): no pydantic in it."""
 
 _IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", re.MULTILINE)
-
-
-def instances_for(tmp_path: Path, checks: dict) -> dict:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "checks": checks}))
-    return expand(load_config(path).config, registry())
-
-
-def http_check(url: str, **more) -> dict:
-    return {"probe": "http", "url": url, "schedule": {"every": "1m"}, "timeout": "5s", **more}
 
 
 def test_a_worker_running_http_checks_imports_no_pydantic(tmp_path, monkeypatch, capfd):

@@ -12,30 +12,13 @@ import pytest
 import yaml
 
 from tests.daemon_harness import Daemon, Target
-from watchkeeper.engine.config.instances import expand
-from watchkeeper.engine.config.validation import load_config
+from tests.worker_kit import hits, http_check, instances_for, one_then_two
 from watchkeeper.engine.daemon import worker_count
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.run.executor import ProcessExecutor
 from watchkeeper.engine.testing import HttpTestServer
 
 pytestmark = pytest.mark.anyio
-
-
-def instances_for(tmp_path: Path, checks: dict) -> dict:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "checks": checks}))
-    validation = load_config(path)
-    assert validation.config is not None, validation.problems
-    return expand(validation.config, registry())
-
-
-def hits(server: HttpTestServer, path: str) -> int:
-    return sum(1 for request in server.requests if request.path == path)
-
-
-def http_check(url: str) -> dict:
-    return {"probe": "http", "url": url, "schedule": {"every": "1m"}, "timeout": "5s"}
 
 
 @pytest.fixture
@@ -57,12 +40,7 @@ async def test_a_run_before_its_check_was_loaded_still_runs(tmp_path):
     """A check taken over from a departed replica runs at once: its run may reach the
     worker before the worker was sent the new share of checks."""
     with HttpTestServer() as server:
-        server.reply("/a", status=200)
-        server.reply("/b", status=200)
-        first = instances_for(tmp_path, {"a": http_check(server.url("/a"))})
-        both = instances_for(
-            tmp_path, {"a": http_check(server.url("/a")), "b": http_check(server.url("/b"))}
-        )
+        first, both = one_then_two(server, tmp_path)
 
         async def body(executor):
             await executor.load(first)
