@@ -21,6 +21,7 @@ from watchkeeper.engine.alerting.alerting import Alerting
 from watchkeeper.engine.alerting.maintenance import Maintenance
 from watchkeeper.engine.alerting.outbox import Outbox
 from watchkeeper.engine.backups import Backups
+from watchkeeper.engine.config.check_digests import CheckDigests
 from watchkeeper.engine.config.instances import Instance
 from watchkeeper.engine.config.validation import Validation
 from watchkeeper.engine.plugins import Registry, registry
@@ -102,6 +103,8 @@ class Daemon(Jobs, Reloading):
         self.path = Path(validation.path)
         self.base_dir = validation.base_dir
         self.config = validation.config
+        # what a reload's child compares its checks with, to send only the changed ones
+        self.check_digests = CheckDigests()
         self.reg = reg or registry()
         self.clock = clock or Clock()
         self.dry_run = dry_run

@@ -118,11 +118,19 @@ class Instance:
         return max([0.0, *windows])
 
 
-def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[str, Instance]:
+def expand(
+    config: Any,
+    reg: Registry,
+    *,
+    replica: str | None = None,
+    kept: dict[str, list[Instance]] | None = None,
+) -> dict[str, Instance]:
     """Return every enabled check instance of a validated config, by key.
 
     With `replica` (daemons sharing a store), host-scoped checks (system, command, env)
     watch each replica's own host: their instance is `key~replica`, one per replica.
+    `kept` (a reload): check name -> the running instances to keep for it, which the
+    caller knows would be built again unchanged.
     """
     from watchkeeper.engine.run.sharing import Interner
 
@@ -135,6 +143,10 @@ def expand(config: Any, reg: Registry, *, replica: str | None = None) -> dict[st
     classes: dict[str, type[Probe]] = {}
     for name, check in config.checks.items():
         if not check.enabled:
+            continue
+        same = kept.get(name) if kept else None
+        if same:
+            out.update((instance.key, instance) for instance in same)
             continue
         probe_class = classes.get(check.probe)
         if probe_class is None:

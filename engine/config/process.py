@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 # what checks a config is imported where it is used: the daemon starts the child first and
 # loads the rest of itself while the child reads the file (see `Reading`)
 if TYPE_CHECKING:
+    from watchkeeper.engine.config.check_digests import CheckDigests
     from watchkeeper.engine.config.problems import Problem
     from watchkeeper.engine.config.validation import Validation
     from watchkeeper.engine.plugins import Registry
@@ -169,7 +170,7 @@ _AS_DATA = pickle.dumps(False, protocol=pickle.HIGHEST_PROTOCOL)
 """Written instead: every check follows as plain data (one of them could not be pickled)."""
 
 
-def write_answer(answer: dict[str, Any], out: Any) -> None:
+def write_answer(answer: dict[str, Any], out: Any, known: Any = None) -> None:
     """Write the child's answer to `out` as `accept` reads it, each piece as soon as it is
     made, so that the daemon takes in one while the next is made.
 
@@ -179,6 +180,10 @@ def write_answer(answer: dict[str, Any], out: Any) -> None:
     so the daemon unpickles one copy of what ten thousand checks share, and validates
     nothing again. The parts come from one pickler, so they share objects. A check whose
     models cannot be pickled sends every check as plain data instead.
+
+    `known` (a reload: a callable that reads the daemon's digests of its running checks,
+    `check_digests`) leaves out every check the daemon runs as it is: its place in a part
+    holds None, which the daemon reads as "the one you run".
     """
     checks = answer.pop("checks", None)
     if not checks:
@@ -187,14 +192,19 @@ def write_answer(answer: dict[str, Any], out: Any) -> None:
     names = list(checks)
     parts = range(0, len(names), CHECKS_AT_ONCE)
     _put(out, pickle.dumps({**answer, "parts": len(parts)}, protocol=pickle.HIGHEST_PROTOCOL))
+    same = _unchanged(checks, known()) if known is not None else set()
     share = _Sharer()
     probes = {type(check): check.probe for check in checks.values()}
     piece = io.BytesIO()
     pickler = _CheckPickler(piece, probes)
     for start in parts:
-        part = {name: checks[name] for name in names[start : start + CHECKS_AT_ONCE]}
+        part = {
+            name: None if name in same else checks[name]
+            for name in names[start : start + CHECKS_AT_ONCE]
+        }
         for check in part.values():
-            share.model(check)
+            if check is not None:
+                share.model(check)
         try:
             pickler.dump(part)
         except (pickle.PicklingError, TypeError, AttributeError):
@@ -209,6 +219,30 @@ def write_answer(answer: dict[str, Any], out: Any) -> None:
         piece.truncate()
     pickler.dump(pickler.layouts)
     _put(out, piece.getvalue())
+
+
+def _unchanged(checks: dict[str, Any], known: dict[str, Any] | None) -> set[str]:
+    """Names of the checks whose digest is the daemon's for the same name."""
+    if not known:
+        return set()
+    from watchkeeper.engine.config.check_digests import digest
+
+    key, digests = known["key"], known["digests"]
+    return {
+        name
+        for name, check in checks.items()
+        if (d := digests.get(name)) is not None and digest(check, key) == d
+    }
+
+
+def _read_known() -> dict[str, Any] | None:
+    """The daemon's digests of its running checks, from stdin (see `check_digests`)."""
+    try:
+        known = pickle.loads(sys.stdin.buffer.read())
+    except Exception:  # nothing, or not what the daemon writes: every check is sent
+        return None
+    ok = isinstance(known, dict) and isinstance(known.get("key"), bytes)
+    return known if ok and isinstance(known.get("digests"), dict) else None
 
 
 def _put(out: Any, data: bytes) -> None:
@@ -334,16 +368,20 @@ def _layout(place: Any, classes: dict[str, type]) -> tuple[str, ...] | None:
     return None if fields is None else tuple(fields)
 
 
-def command(path: str | os.PathLike[str], limits: Limits | None = None) -> list[str]:
-    """Return the argv of the child that checks a config."""
+def command(
+    path: str | os.PathLike[str], limits: Limits | None = None, *, known: bool = False
+) -> list[str]:
+    """Return the argv of the child that checks a config; with `known`, it reads the
+    daemon's digests of its running checks on its stdin (`check_digests`)."""
     memory = (limits or Limits()).memory
-    return [
+    argv = [
         sys.executable,
         "-m",
         "watchkeeper.engine.config.process",
         os.fspath(path),
         str(memory),
     ]
+    return [*argv, "--known"] if known else argv
 
 
 def _refusal(
@@ -381,16 +419,28 @@ def _unreadable(path: str | os.PathLike[str], stderr: bytes) -> OSError:
 
 
 def accept(
-    path: str | os.PathLike[str], output: bytes, reg: Registry | None = None, stderr: bytes = b""
+    path: str | os.PathLike[str],
+    output: bytes,
+    reg: Registry | None = None,
+    stderr: bytes = b"",
+    running: dict[str, Any] | None = None,
 ) -> Validation:
-    """Turn the child's answer into a Validation (raise ConfigError or OSError if refused)."""
+    """Turn the child's answer into a Validation (raise ConfigError or OSError if refused).
+
+    `running`: the checks the daemon runs, by name, for the checks the child left out as
+    unchanged."""
     try:
-        return _take(path, io.BytesIO(output), reg)
+        return _take(path, io.BytesIO(output), reg, running)
     except _Unreadable:
         raise _unreadable(path, stderr) from None
 
 
-def _take(path: str | os.PathLike[str], stream: Any, reg: Registry | None) -> Validation:
+def _take(
+    path: str | os.PathLike[str],
+    stream: Any,
+    reg: Registry | None,
+    running: dict[str, Any] | None = None,
+) -> Validation:
     """`accept` reading the answer from a stream as it arrives; raise _Unreadable when it
     breaks off."""
     from watchkeeper.engine.config import loader
@@ -415,8 +465,9 @@ def _take(path: str | os.PathLike[str], stream: Any, reg: Registry | None) -> Va
     gc.disable()
     try:
         data = answer["data"]
+        sent = None
         if "parts" in answer:
-            config = _unpickled(path, stream, answer, reg)
+            config, sent = _unpickled(path, stream, answer, reg, running or {})
         else:
             config = _validated(config_model(reg, data), data)
     finally:
@@ -435,13 +486,18 @@ def _take(path: str | os.PathLike[str], stream: Any, reg: Registry | None) -> Va
                 REDACTOR.add_from(getattr(config, name))
     else:
         REDACTOR.add_from(config)
-    return Validation(path=str(path), config=config, loaded=accepted, problems=problems)
+    return Validation(
+        path=str(path), config=config, loaded=accepted, problems=problems, checks_sent=sent
+    )
 
 
-def _unpickled(path: Any, stream: Any, answer: dict[str, Any], reg: Any) -> Any:
+def _unpickled(
+    path: Any, stream: Any, answer: dict[str, Any], reg: Any, running: dict[str, Any]
+) -> tuple[Any, int]:
     """The config of an answer whose checks come as models (`write_answer`): the rest is
     validated (while the child still sends the checks), the checks are taken as the child
-    checked them, a part at a time."""
+    checked them, a part at a time; a check left out as unchanged is the running one.
+    Return the config and how many checks were sent."""
     from watchkeeper.engine.config.validation import config_model
     from watchkeeper.engine.observe.redaction import REDACTOR
 
@@ -454,6 +510,7 @@ def _unpickled(path: Any, stream: Any, answer: dict[str, Any], reg: Any) -> Any:
     checks = config.checks
     unpickler = pickle.Unpickler(stream)
     _UNPICKLING.classes = classes
+    count = 0
     try:
         for _ in range(answer["parts"]):
             if not _load(stream):
@@ -461,10 +518,20 @@ def _unpickled(path: Any, stream: Any, answer: dict[str, Any], reg: Any) -> Any:
                 data = {**data, "checks": _load(stream)}
                 config = _validated(config_model(reg, data), data)
                 REDACTOR.add_from(config.checks)
-                return config
+                return config, len(config.checks)
             part = _load(unpickler)
+            sent = {}
+            for name, check in part.items():
+                if check is None:
+                    check = running.get(name)
+                    if check is None:  # not asked for: the answer is not this daemon's
+                        raise _Unreadable
+                    part[name] = check
+                else:
+                    sent[name] = check
+            count += len(sent)
             checks.update(part)
-            REDACTOR.add_from(part)  # while the child makes the next part
+            REDACTOR.add_from(sent)  # while the child makes the next part
         layouts = _load(unpickler)
     finally:
         del _UNPICKLING.classes
@@ -476,7 +543,7 @@ def _unpickled(path: Any, stream: Any, answer: dict[str, Any], reg: Any) -> Any:
                 f"{path}: the config was checked by another version of watchkeeper than "
                 "the one running (restart it to load this file)"
             )
-    return config
+    return config, count
 
 
 def _validated(model: Any, data: dict[str, Any]) -> Any:
@@ -596,25 +663,50 @@ def _drain(stream: Any, into: bytearray) -> None:
 
 
 async def aload_config_isolated(
-    path: str | os.PathLike[str], *, reg: Registry | None = None, limits: Limits | None = None
+    path: str | os.PathLike[str],
+    *,
+    reg: Registry | None = None,
+    limits: Limits | None = None,
+    running: dict[str, Any] | None = None,
+    digests: CheckDigests | None = None,
 ) -> Validation:
     """`load_config` done in a child process under the limits, without blocking the event
-    loop (reloads); a child past its time is killed, as is one whose caller is cancelled."""
+    loop (reloads); a child past its time is killed, as is one whose caller is cancelled.
+
+    With `running` (the checks the daemon runs) and `digests` (its `CheckDigests`), the
+    child sends only the checks that are not the running ones; the others are taken as
+    they are, the very objects of `running`.
+    """
     import anyio
 
     limits = limits or Limits.from_env()
     out, err = bytearray(), bytearray()
-    async with await anyio.open_process(command(path, limits), stdin=subprocess.DEVNULL) as proc:
+    known = running is not None and digests is not None
+    argv = command(path, limits, known=known)
+    stdin = subprocess.PIPE if known else subprocess.DEVNULL
+    async with await anyio.open_process(argv, stdin=stdin) as proc:
 
         async def drain(stream: Any, into: bytearray) -> None:
             async for chunk in stream:
                 into += chunk
+
+        async def feed() -> None:
+            # digested while the child reads and checks the file (in a thread: a tenth of
+            # a second at 10,000 checks the first time, the new checks only afterwards)
+            payload = await anyio.to_thread.run_sync(digests.payload, running)  # type: ignore[union-attr]
+            try:
+                await proc.stdin.send(payload)  # type: ignore[union-attr]
+                await proc.stdin.aclose()  # type: ignore[union-attr]
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass  # a refused file: the child says so without reading them
 
         try:
             with anyio.move_on_after(limits.seconds) as scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(drain, proc.stdout, out)
                     tg.start_soon(drain, proc.stderr, err)
+                    if known:
+                        tg.start_soon(feed)
                 await proc.wait()
         finally:
             if proc.returncode is None:
@@ -628,7 +720,7 @@ async def aload_config_isolated(
         raise refused
     # checking the accepted data into models takes a while for a large file: not on the
     # event loop, which keeps probing and answering meanwhile
-    return await anyio.to_thread.run_sync(accept, path, bytes(out), reg, bytes(err))
+    return await anyio.to_thread.run_sync(accept, path, bytes(out), reg, bytes(err), running)
 
 
 def _limit_memory(limit: int) -> None:
@@ -645,7 +737,8 @@ def main() -> None:
     if memory > 0:
         _limit_memory(memory)
     try:
-        write_answer(_answer(sys.argv[1]), sys.stdout.buffer)
+        known = _read_known if "--known" in sys.argv[3:] else None
+        write_answer(_answer(sys.argv[1]), sys.stdout.buffer, known)
     except MemoryError:
         os._exit(EXIT_MEMORY)  # the parent says so; nothing more is sure to fit
     sys.stderr.flush()

@@ -128,6 +128,9 @@ class Validation:
     config: Any | None
     loaded: loader.Loaded | None
     problems: list[Problem] = field(default_factory=list)
+    # checks a reload's child sent as models; the rest were the running ones (None: the
+    # file was read another way)
+    checks_sent: int | None = None
 
     @property
     def errors(self) -> list[Problem]:

@@ -95,7 +95,9 @@ class Reloading:
     async def _reload(self) -> bool:
         at = time.time()
         try:
-            validation = await aload_config_isolated(self.path, reg=self.reg)
+            validation = await aload_config_isolated(
+                self.path, reg=self.reg, running=self.config.checks, digests=self.check_digests
+            )
         except (ConfigError, ConfigLimitError) as exc:
             for problem in exc.problems:
                 log.error("reload rejected: " + problem.text())
@@ -127,6 +129,9 @@ class Reloading:
             self._record(at, False, error=error, problems=[Problem.at(None, "", error)])
             return False
         self.reloads += 1
+        # the digests follow the running checks: the replaced models are let go, and the
+        # next reload digests nothing (in a thread: all of them may have changed)
+        await anyio.to_thread.run_sync(self.check_digests.of, self.config.checks)
         self._record(at, True, added=len(added), removed=len(removed), changed=len(changed))
         log.info(
             "config reloaded",
@@ -200,14 +205,18 @@ class Reloading:
             old = running.get(name)
             if old is not None and old is not check and old == check:
                 checks[name] = old
-        instances = expand(config, self.reg, replica=self.runtime.replica)
+        kept = self._kept_instances(config)
+        instances = expand(config, self.reg, replica=self.runtime.replica, kept=kept)
         # the loop compares old and new instances by fingerprint: worked out here, each is
         # a read there (some 50 us a check, half a second at 10,000 on the loop otherwise)
         for running in (self.runtime.all_instances, self.runtime.instances):
             for instance in list(running.values()):
                 instance.fingerprint  # noqa: B018 - computed once, kept by the instance
         start = datetime.fromtimestamp(self.clock.now(), UTC)
+        running_instances = self.runtime.all_instances
         for key, instance in instances.items():
+            if running_instances.get(key) is instance:
+                continue  # kept: its schedule is running
             instance.fingerprint  # noqa: B018
             if instance.schedule is not None:
                 series = timetable.series_for(
@@ -228,6 +237,24 @@ class Reloading:
         maintenance.under_way(now)
         maintenance.next_boundary(now)
         return {"maintenance": maintenance, "instances": instances}
+
+    def _kept_instances(self, config: Any) -> dict[str, list[Any]]:
+        """Check name -> its running instances, for every check whose instances the new
+        config would build again just as they are: its model is the running one, and so
+        is everything else an instance is made of (`defaults`, `environments`, the models
+        of the checks it depends on, which pair it with their environments)."""
+        running = self.config
+        if config.defaults != running.defaults or config.environments != running.environments:
+            return {}
+        old, new = running.checks, config.checks
+        by_check: dict[str, list[Any]] = {}
+        for instance in self.runtime.all_instances.values():
+            by_check.setdefault(instance.check, []).append(instance)
+        return {
+            name: by_check.get(name, [])
+            for name, check in new.items()
+            if old.get(name) is check and all(old.get(d) is new.get(d) for d in check.depends_on)
+        }
 
     async def _apply(self, validation: Validation, plan: dict[str, Any]) -> tuple[list[str], ...]:
         """Switch every part of the daemon to a checked configuration, in slices."""
