@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from array import array
 from collections import Counter
 from pathlib import Path
 
@@ -65,7 +66,10 @@ async def child(config: Path, out: Path, stacks: bool) -> None:
     from watchkeeper.engine.daemon import load_daemon
 
     daemon = load_daemon(config)
-    lags: list[tuple[float, float, float]] = []
+    # samples kept flat, as machine doubles: a tuple and its floats per sample would be
+    # a few MB of small objects by the end, counted in the daemon's RSS and scattered
+    # through the same arenas as its own objects
+    lags = array("d")  # when, lag, loop-thread CPU; three per sample
     answers: list[tuple[float, float]] = []  # (when, loop-thread CPU) of each /health answer
     slow: list[tuple[float, str]] = []
     health = public.health
@@ -77,7 +81,7 @@ async def child(config: Path, out: Path, stacks: bool) -> None:
         return response
 
     public.health = timed_health
-    late: list[tuple[float, float]] = []
+    late = array("d")  # when, lateness; two per run
     windows: list[tuple[float, float, bool]] = []
 
     async def no_watcher() -> None:
@@ -87,7 +91,7 @@ async def child(config: Path, out: Path, stacks: bool) -> None:
     lateness_add = daemon.scheduler.lateness.add
 
     def add(seconds: float) -> None:
-        late.append((time.time(), seconds))
+        late.extend((time.time(), seconds))
         lateness_add(seconds)
 
     daemon.scheduler.lateness.add = add
@@ -138,7 +142,7 @@ async def child(config: Path, out: Path, stacks: bool) -> None:
             mark[0] = time.thread_time()
             # wall: how late the wake-up was; CPU: what the loop's thread did meanwhile (a
             # bound on its longest step that other processes on the machine do not inflate)
-            lags.append((time.time(), time.perf_counter() - began - 0.01, time.thread_time() - cpu))
+            lags.extend((time.time(), time.perf_counter() - began - 0.01, time.thread_time() - cpu))
 
     if stacks:
         watch_stacks(mark, slow)
@@ -151,7 +155,12 @@ async def child(config: Path, out: Path, stacks: bool) -> None:
         await daemon.stopping.wait()
         await daemon.scheduler.finished.wait()
         # the figures first: a server cancelled mid-shutdown may raise on its way out
-        figures = {"lags": lags, "late": late, "windows": windows, "health": answers}
+        figures = {
+            "lags": [lags[i : i + 3].tolist() for i in range(0, len(lags), 3)],
+            "late": [late[i : i + 2].tolist() for i in range(0, len(late), 2)],
+            "windows": windows,
+            "health": answers,
+        }
         figures["phases"] = phases
         out.write_text(json.dumps({**figures, "slow": slow}))  # noqa: ASYNC240
         tg.cancel_scope.cancel()
@@ -282,6 +291,7 @@ def run(args: argparse.Namespace) -> None:
             poller = Poller(url)
             time.sleep(args.settle)
             before = rss(proc.pid)
+            steps = []  # the daemon's RSS after each reload: a step per reload, or a plateau
             with httpx.Client(timeout=120) as client:
                 for index in range(args.reloads):
                     path.write_text(second if index % 2 == 0 else first)
@@ -297,6 +307,7 @@ def run(args: argparse.Namespace) -> None:
                     if line[:1] != ["reloaded"] or line[-1] != "True":
                         raise SystemExit(f"reload {index + 1} failed: {line}")
                     time.sleep(args.pause)
+                    steps.append(rss(proc.pid)[0])
             time.sleep(max(0.0, args.settle - args.pause))
             after = rss(proc.pid)
             poller.stop()
@@ -306,10 +317,12 @@ def run(args: argparse.Namespace) -> None:
             if proc.poll() is None:
                 proc.kill()
             nginx.kill()
-        report(json.loads(out.read_text()), poller, before, after, args)
+        report(json.loads(out.read_text()), poller, before, after, steps, args)
 
 
-def report(figures: dict, poller: Poller, before, after, args: argparse.Namespace) -> None:
+def report(
+    figures: dict, poller: Poller, before, after, steps: list[float], args: argparse.Namespace
+) -> None:
     windows = [tuple(w) for w in figures["windows"]]
     took = [ended - began for began, ended, _ in windows]
     print(
@@ -382,6 +395,7 @@ def report(figures: dict, poller: Poller, before, after, args: argparse.Namespac
         f"RSS before the reloads: daemon {before[0]:.0f} MB, with workers {before[1]:.0f} MB; "
         f"after: daemon {after[0]:.0f} MB, with workers {after[1]:.0f} MB"
     )
+    print("daemon RSS after each reload (MB): " + " ".join(f"{mb:.0f}" for mb in steps))
     for what, index in (("daemon", 0), ("daemon with workers", 1)):
         grew = after[index] / before[index] - 1
         verdict(
