@@ -189,8 +189,8 @@ def test_no_check_runs_twice_or_is_lost_across_reloads(tmp_path, target):
             steps = {round(b - a, 3) for a, b in itertools.pairwise(inside)}
             # every fire time of the window, each once: phase-locked, a step of `every`
             assert steps <= {every}, (key, inside)
-            assert inside[0] - start < every + 0.01
-            assert end - inside[-1] < every + 0.01
+            assert inside[0] - start < every + 0.01, (key, start, inside)
+            assert end - inside[-1] < every + 0.01, (key, end, inside)
         # and each run of an unchanged check came back as a result (one of a replaced
         # instance that was under way is dropped: the four changed checks are let off)
         skipped = {k: j.skipped for k, j in daemon.scheduler.jobs.items()}

@@ -110,3 +110,29 @@ async def test_global_concurrency_limit_bounds_runs_at_once():
     schedules = {f"c{i}": Schedule(every=60) for i in range(10)}
     await simulate(schedules, utc(2026, 1, 1), utc(2026, 1, 1, 0, 5), run=busy, concurrency=3)
     assert peak == 3
+
+
+async def test_a_replaced_job_keeps_the_run_that_fell_due_before_it_was_released():
+    """A reload replaces a changed check's job; a run of it that was due and waiting for
+    its batch (or for the loop, busy switching) runs once, on the new job, and the new
+    job goes on phase-locked: none lost, none doubled (docs/running.md, reloads)."""
+    clock = FakeClock(utc(2026, 1, 1))
+    fired: dict[str, list[float]] = {}
+
+    async def record(job, at):
+        fired.setdefault(job.key, []).append(at)
+
+    scheduler = Scheduler(clock, record)
+    first = scheduler.add("s", "check", Schedule(every=60)).next_at
+    clock.set(first + 0.05)  # due, not yet released
+    assert scheduler.add("s", "check", Schedule(every=60)).next_at == first
+    # a job replaced before its run fell due just takes its own next time
+    later = scheduler.add("t", "check", Schedule(every=60)).next_at
+    assert later > clock.now()
+    assert scheduler.add("t", "check", Schedule(every=60)).next_at == later
+    async with anyio.create_task_group() as tg:
+        await tg.start(scheduler.run)
+        await clock.run_until(first + 150)
+        scheduler.stop(0)
+    assert fired["s"] == [first, first + 60, first + 120]
+    assert fired["t"] == [at for at in (later, later + 60, later + 120) if at <= first + 150]

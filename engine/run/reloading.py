@@ -299,8 +299,11 @@ class Reloading:
         for key in removed:
             self.scheduler.remove(f"check:{key}")
         for key in (*added, *changed):
-            self.scheduler.remove(f"check:{key}")
-            self._schedule(self.runtime.instances[key])
+            instance = self.runtime.instances[key]
+            if instance.schedule is None:
+                self.scheduler.remove(f"check:{key}")
+            else:  # replaces the job, keeping a run that fell due and was not yet released
+                self._schedule(instance)
 
     def _snapshot(self) -> dict[str, Any]:
         """Keep what `_apply` replaces, for `_roll_back`."""

@@ -137,14 +137,27 @@ class Scheduler:
         default_tz: str = "UTC",
         series_key: str | None = None,
     ) -> Job:
-        """Schedule a job from a schedule model (`every` or `cron`); replaces one of that key."""
+        """Schedule a job from a schedule model (`every` or `cron`); replaces one of that key.
+
+        A replaced job's run that fell due and was not yet released (a run waits up to a
+        tick to share its batch, and a reload's switch takes the loop's turns) is kept:
+        the new job runs it, then goes on with its own series. Otherwise a changed check
+        would lose the run due while it was being replaced.
+        """
+        old = self.jobs.get(key)
         self.remove(key)
-        start = datetime.fromtimestamp(self.clock.now(), UTC)
+        now = self.clock.now()
+        start = datetime.fromtimestamp(now, UTC)
         series = timetable.series_for(
             schedule, key=series_key or key, start=start, default_tz=default_tz
         )
+        first = next(series)
         job = Job(key=key, kind=kind, series=series, target=target)
-        self._push(job, next(series).timestamp())
+        if old is not None and old.next_at <= now and old.next_at < first.timestamp():
+            job.series = itertools.chain([first], series)
+            self._push(job, old.next_at)
+        else:
+            self._push(job, first.timestamp())
         self.jobs[key] = job
         return job
 
