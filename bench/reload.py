@@ -13,7 +13,9 @@ The scheduler's lateness of every run is kept with its time, and the loop thread
 from the start to the return of each /health request. This process polls /health every
 50 ms, triggers the reloads one after the other (each once the previous one is done,
 then `--pause` seconds of quiet) and reads the RSS of the daemon and its probe workers
-before the first reload (with /health already polled) and after the last. The
+before the first reload (with /health already polled) and after the last, each the
+median of five readings; before the reloads, the same RSS over as long a time without
+any is printed as a control (what the daemon takes over time anyway). The
 quiet-time figures beside each target show what is not the reload's. With `--stacks`, a
 thread samples where the loop is whenever its thread has spent over 30 ms of CPU since
 the ticker last woke, and the report lists those places. The config watcher is off in
@@ -223,6 +225,21 @@ class Poller:
         self._thread.join(15)
 
 
+def steady_rss(pid: int, samples: int = 5) -> tuple[float, float]:
+    """`rss` as the median of a few samples half a second apart: at 10,000 checks the
+    daemon's RSS moves by a few MB from one second to the next (results, the state
+    writer's batches), which a single reading would count as growth or shrinkage."""
+    taken = []
+    for index in range(samples):
+        if index:
+            time.sleep(0.5)
+        taken.append(rss(pid))
+    return (
+        statistics.median(t[0] for t in taken),
+        statistics.median(t[1] for t in taken),
+    )
+
+
 def rss(pid: int) -> tuple[float, float]:
     """MB of the daemon, and of the daemon with its workers."""
     main = psutil.Process(pid)
@@ -290,7 +307,13 @@ def run(args: argparse.Namespace) -> None:
             # checks takes memory of its own, which is not the reloads'
             poller = Poller(url)
             time.sleep(args.settle)
-            before = rss(proc.pid)
+            # the control: as long as the reloads will take, without any, so that memory
+            # the daemon takes over time anyway is told from the reloads'
+            quiet = args.reloads * (args.pause + 0.7)
+            control = [steady_rss(proc.pid)]
+            time.sleep(quiet)
+            control.append(steady_rss(proc.pid))
+            before = control[1]
             steps = []  # the daemon's RSS after each reload: a step per reload, or a plateau
             with httpx.Client(timeout=120) as client:
                 for index in range(args.reloads):
@@ -309,7 +332,7 @@ def run(args: argparse.Namespace) -> None:
                     time.sleep(args.pause)
                     steps.append(rss(proc.pid)[0])
             time.sleep(max(0.0, args.settle - args.pause))
-            after = rss(proc.pid)
+            after = steady_rss(proc.pid)
             poller.stop()
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -317,11 +340,17 @@ def run(args: argparse.Namespace) -> None:
             if proc.poll() is None:
                 proc.kill()
             nginx.kill()
-        report(json.loads(out.read_text()), poller, before, after, steps, args)
+        report(json.loads(out.read_text()), poller, before, after, steps, control, args)
 
 
 def report(
-    figures: dict, poller: Poller, before, after, steps: list[float], args: argparse.Namespace
+    figures: dict,
+    poller: Poller,
+    before,
+    after,
+    steps: list[float],
+    control: list[tuple[float, float]],
+    args: argparse.Namespace,
 ) -> None:
     windows = [tuple(w) for w in figures["windows"]]
     took = [ended - began for began, ended, _ in windows]
@@ -396,6 +425,12 @@ def report(
         f"after: daemon {after[0]:.0f} MB, with workers {after[1]:.0f} MB"
     )
     print("daemon RSS after each reload (MB): " + " ".join(f"{mb:.0f}" for mb in steps))
+    quiet = args.reloads * (args.pause + 0.7)
+    print(
+        f"control, {quiet:.0f} s without reloads just before them: daemon {control[0][0]:.0f} "
+        f"-> {control[1][0]:.0f} MB ({control[1][0] / control[0][0] - 1:+.1%}), with workers "
+        f"{control[0][1]:.0f} -> {control[1][1]:.0f} MB ({control[1][1] / control[0][1] - 1:+.1%})"
+    )
     for what, index in (("daemon", 0), ("daemon with workers", 1)):
         grew = after[index] / before[index] - 1
         verdict(

@@ -485,7 +485,7 @@ def test_what_validate_accepts_builds_every_schedule_and_window(config):
         runtime=SimpleNamespace(replica=None, all_instances={}, instances={}),
         clock=SimpleNamespace(now=time.time),
         config=SimpleNamespace(checks={}),  # nothing running yet to share models with
-        _kept_instances=lambda config: {},  # nor instances to keep
+        _kept_checks=lambda config: set(),  # nor instances to keep
     )
     plan = Daemon._prepare(daemon, result.config)
     maintenance = plan["maintenance"]

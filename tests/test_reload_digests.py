@@ -169,7 +169,7 @@ def test_the_child_takes_only_digests_of_its_own_daemon(tmp_path, write_config):
     assert taken.checks_sent == 0
     assert taken.config.checks["a"] is running["a"]
     other = CheckDigests(key=b"another daemon!!")
-    other.of = lambda checks: {n: digest(m, mine.key) for n, m in checks.items()}  # type: ignore[method-assign]
+    other.of = mine.of  # type: ignore[method-assign]
     taken = anyio.run(_load, path, running, other)
     assert taken.checks_sent == 2  # digested under `mine`'s key, compared under `other`'s
     assert taken.config.checks["a"] is not running["a"]
@@ -225,3 +225,38 @@ def test_odd_bytes_in_a_secret_still_tell_a_change(value, tmp_path, target):
         assert live.daemon.validation.checks_sent == 1
         auth = live.daemon.runtime.instances["private"].options.auth
         assert auth.password.get_secret_value() == value
+
+
+def test_the_new_config_is_keyed_by_the_running_names(tmp_path, target):
+    """The config a reload brings is keyed by the very strings the running one was, not
+    by new ones per reload: what outlives a reload is what changed."""
+    with LiveDaemon(tmp_path, config(target.url), ENV) as live:
+        daemon = live.daemon
+        names = {name: name for name in daemon.config.checks}
+        live.write(config(target.url, changed=1))
+        reload(live)
+        assert daemon.validation.checks_sent == 1
+        for name in daemon.config.checks:
+            assert name is names[name], name
+
+
+def test_digests_are_kept_flat_and_follow_the_running_checks(tmp_path, write_config):
+    path = write_config(
+        """
+        version: 1
+        checks:
+          a: {probe: http, url: "http://127.0.0.1:9/a"}
+          b: {probe: http, url: "http://127.0.0.1:9/b"}
+        """
+    )
+    first = load_config(path).config.checks
+    digests = CheckDigests()
+    flat = digests.of(first)
+    assert flat == digest(first["a"]) + digest(first["b"])
+    # a model of the same text digests alike; another model does not
+    again = load_config(path).config.checks
+    assert digests.of({"b": again["b"], "a": again["a"]}) == flat[16:] + flat[:16]
+    write_config(path.read_text().replace("/b", "/c"))
+    other = load_config(path).config.checks
+    assert digests.of(other)[16:] != flat[16:]
+    assert digests.of(other)[:16] == flat[:16]

@@ -70,27 +70,66 @@ def digest(model: Any, key: bytes = KEY) -> bytes | None:
     return hashlib.blake2b(buffer.getvalue(), key=key, digest_size=16).digest()
 
 
+SIZE = 16
+"""Bytes of a digest."""
+NONE = bytes(SIZE)
+"""In place of the digest of a model that has none: never matched, the model is sent."""
+
+
 class CheckDigests:
-    """The daemon's digests of its running checks, kept while a check's model is the same
-    object, so that each reload digests only the checks the previous one brought."""
+    """The daemon's digests of its running checks, kept while each check's model is the
+    same object, so that each reload digests only the checks the previous one brought.
+
+    Kept flat (the models in order and their digests end to end): 16 bytes and a
+    reference a check, rather than a few small objects each that would outlive a reload.
+    """
 
     def __init__(self, key: bytes = KEY) -> None:
         self.key = key
-        self._known: dict[str, tuple[Any, bytes | None]] = {}
+        self._models: tuple[Any, ...] = ()
+        self._digests = b""
 
-    def of(self, checks: Mapping[str, Any]) -> dict[str, bytes]:
-        """Check name -> digest of every check of `checks` that has one."""
-        known, kept = self._known, {}
-        for name, model in checks.items():
-            entry = known.get(name)
-            if entry is None or entry[0] is not model:
-                entry = (model, digest(model, self.key))
-            kept[name] = entry
-        self._known = kept
-        return {name: d for name, (_, d) in kept.items() if d is not None}
+    def of(self, checks: Mapping[str, Any]) -> bytes:
+        """The digests of `checks` in their order, `SIZE` bytes each (`NONE` for a model
+        that has none)."""
+        models, view = self._models, memoryview(self._digests)
+        out = bytearray()
+        for index, model in enumerate(checks.values()):
+            if index < len(models) and models[index] is model:
+                out += view[index * SIZE : (index + 1) * SIZE]
+            else:
+                out += digest(model, self.key) or NONE
+        self._models, self._digests = tuple(checks.values()), bytes(out)
+        return self._digests
 
     def payload(self, checks: Mapping[str, Any]) -> bytes:
-        """What the child reads on its stdin: the key and the digests of `checks`."""
-        return pickle.dumps(
-            {"key": self.key, "digests": self.of(checks)}, protocol=pickle.HIGHEST_PROTOCOL
-        )
+        """What the child reads on its stdin: the key, the names of `checks` and their
+        digests."""
+        known = {"key": self.key, "names": list(checks), "digests": self.of(checks)}
+        return pickle.dumps(known, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unchanged(checks: Mapping[str, Any], known: Mapping[str, Any]) -> set[str]:
+    """Names of the checks of `checks` (the child's) whose digest is the daemon's for the
+    same name (`known`: what `payload` wrote)."""
+    key, names, digests = known["key"], known["names"], known["digests"]
+    theirs = {name: digests[i * SIZE : (i + 1) * SIZE] for i, name in enumerate(names)}
+    return {
+        name
+        for name, check in checks.items()
+        if (d := theirs.get(name, NONE)) != NONE and digest(check, key) == d
+    }
+
+
+def well_formed(known: Any) -> bool:
+    """Whether `known` is what `payload` writes."""
+    if not isinstance(known, dict):
+        return False
+    key, names, digests = known.get("key"), known.get("names"), known.get("digests")
+    return (
+        isinstance(key, bytes)
+        and isinstance(names, list)
+        and all(isinstance(name, str) for name in names)
+        and isinstance(digests, bytes)
+        and len(digests) == SIZE * len(names)
+    )

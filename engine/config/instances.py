@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,14 +124,15 @@ def expand(
     reg: Registry,
     *,
     replica: str | None = None,
-    kept: dict[str, list[Instance]] | None = None,
+    running: Mapping[str, Instance] | None = None,
+    keep: Container[str] = (),
 ) -> dict[str, Instance]:
     """Return every enabled check instance of a validated config, by key.
 
     With `replica` (daemons sharing a store), host-scoped checks (system, command, env)
     watch each replica's own host: their instance is `key~replica`, one per replica.
-    `kept` (a reload): check name -> the running instances to keep for it, which the
-    caller knows would be built again unchanged.
+    `keep` (a reload): names of checks whose instances would be built again just as they
+    are in `running` (the running instances, by key); those are taken instead.
     """
     from watchkeeper.engine.run.sharing import Interner
 
@@ -144,19 +146,18 @@ def expand(
     for name, check in config.checks.items():
         if not check.enabled:
             continue
-        same = kept.get(name) if kept else None
-        if same:
-            out.update((instance.key, instance) for instance in same)
-            continue
         probe_class = classes.get(check.probe)
         if probe_class is None:
             probe_class = classes[check.probe] = reg.get("probe", check.probe)
+        host = replica is not None and getattr(probe_class, "scope", "global") == "host"
+        if running is not None and name in keep and _take_running(name, check, host, replica,
+                                                                  running, out):  # fmt: skip
+            continue
         for environment in check.environments or [None]:
             options = check
             if environment is not None:
                 options = _with_environment(check, config.environments.get(environment, {}))
             key = instance_key(name, environment)
-            host = replica is not None and getattr(probe_class, "scope", "global") == "host"
             if host:
                 key = f"{key}~{replica}"
             out[key] = _instance(
@@ -175,6 +176,33 @@ def expand(
             if check.locations is not None:
                 out.update(_located(out[key], check.locations))
     return out
+
+
+def _take_running(
+    name: str,
+    check: Any,
+    host: bool,
+    replica: str | None,
+    running: Mapping[str, Instance],
+    out: dict[str, Instance],
+) -> bool:
+    """Put a check's running instances in `out` under the keys `expand` would give them;
+    False if one is missing (then `expand` builds them all, over what was put)."""
+    for environment in check.environments or [None]:
+        key = instance_key(name, environment)
+        if host:
+            key = f"{key}~{replica}"
+        instance = running.get(key)
+        if instance is None:
+            return False
+        out[key] = instance
+        if instance.locations is not None:
+            for location in instance.location_keys:
+                run = running.get(location)
+                if run is None:
+                    return False
+                out[location] = run
+    return True
 
 
 def _located(judge: Instance, spec: Any) -> dict[str, Instance]:

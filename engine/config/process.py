@@ -225,24 +225,20 @@ def _unchanged(checks: dict[str, Any], known: dict[str, Any] | None) -> set[str]
     """Names of the checks whose digest is the daemon's for the same name."""
     if not known:
         return set()
-    from watchkeeper.engine.config.check_digests import digest
+    from watchkeeper.engine.config.check_digests import unchanged
 
-    key, digests = known["key"], known["digests"]
-    return {
-        name
-        for name, check in checks.items()
-        if (d := digests.get(name)) is not None and digest(check, key) == d
-    }
+    return unchanged(checks, known)
 
 
 def _read_known() -> dict[str, Any] | None:
     """The daemon's digests of its running checks, from stdin (see `check_digests`)."""
+    from watchkeeper.engine.config.check_digests import well_formed
+
     try:
         known = pickle.loads(sys.stdin.buffer.read())
     except Exception:  # nothing, or not what the daemon writes: every check is sent
         return None
-    ok = isinstance(known, dict) and isinstance(known.get("key"), bytes)
-    return known if ok and isinstance(known.get("digests"), dict) else None
+    return known if well_formed(known) else None
 
 
 def _put(out: Any, data: bytes) -> None:
@@ -511,6 +507,9 @@ def _unpickled(
     unpickler = pickle.Unpickler(stream)
     _UNPICKLING.classes = classes
     count = 0
+    # the running checks' names: the new config is keyed by the same strings, rather than
+    # ten thousand new ones per reload outliving it
+    names = {name: name for name in running}
     try:
         for _ in range(answer["parts"]):
             if not _load(stream):
@@ -522,15 +521,15 @@ def _unpickled(
             part = _load(unpickler)
             sent = {}
             for name, check in part.items():
+                name = names.get(name, name)
                 if check is None:
                     check = running.get(name)
                     if check is None:  # not asked for: the answer is not this daemon's
                         raise _Unreadable
-                    part[name] = check
                 else:
                     sent[name] = check
+                checks[name] = check
             count += len(sent)
-            checks.update(part)
             REDACTOR.add_from(sent)  # while the child makes the next part
         layouts = _load(unpickler)
     finally:

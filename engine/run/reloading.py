@@ -205,8 +205,13 @@ class Reloading:
             old = running.get(name)
             if old is not None and old is not check and old == check:
                 checks[name] = old
-        kept = self._kept_instances(config)
-        instances = expand(config, self.reg, replica=self.runtime.replica, kept=kept)
+        instances = expand(
+            config,
+            self.reg,
+            replica=self.runtime.replica,
+            running=self.runtime.all_instances,
+            keep=self._kept_checks(config),
+        )
         # the loop compares old and new instances by fingerprint: worked out here, each is
         # a read there (some 50 us a check, half a second at 10,000 on the loop otherwise)
         for running in (self.runtime.all_instances, self.runtime.instances):
@@ -238,23 +243,23 @@ class Reloading:
         maintenance.next_boundary(now)
         return {"maintenance": maintenance, "instances": instances}
 
-    def _kept_instances(self, config: Any) -> dict[str, list[Any]]:
-        """Check name -> its running instances, for every check whose instances the new
-        config would build again just as they are: its model is the running one, and so
-        is everything else an instance is made of (`defaults`, `environments`, the models
-        of the checks it depends on, which pair it with their environments)."""
+    def _kept_checks(self, config: Any) -> set[str]:
+        """Names of the checks whose instances the new config would build again just as
+        they run: the check's model is the running one, and so is everything else an
+        instance is made of (`defaults`, `environments`, the models of the checks it
+        depends on, which pair it with their environments)."""
         running = self.config
         if config.defaults != running.defaults or config.environments != running.environments:
-            return {}
+            return set()
         old, new = running.checks, config.checks
-        by_check: dict[str, list[Any]] = {}
-        for instance in self.runtime.all_instances.values():
-            by_check.setdefault(instance.check, []).append(instance)
-        return {
-            name: by_check.get(name, [])
-            for name, check in new.items()
-            if old.get(name) is check and all(old.get(d) is new.get(d) for d in check.depends_on)
-        }
+        kept = set()
+        for name, check in new.items():
+            if old.get(name) is not check:
+                continue
+            if check.depends_on and any(old.get(d) is not new.get(d) for d in check.depends_on):
+                continue
+            kept.add(name)
+        return kept
 
     async def _apply(self, validation: Validation, plan: dict[str, Any]) -> tuple[list[str], ...]:
         """Switch every part of the daemon to a checked configuration, in slices."""
