@@ -283,6 +283,7 @@ class Daemon(Jobs, Reloading):
         # checks) stays: a collector passing over it meanwhile would cost more than the
         # building, so it runs once the daemon is ready
         collecting = gc.isenabled()
+        frozen = False
         gc.disable()
         try:
             await self.start()
@@ -334,6 +335,13 @@ class Daemon(Jobs, Reloading):
                 tg.start_soon(self._backups_overdue, name="backup overdue")
                 self.ready.set()
                 if collecting:
+                    # what start-up built lives as long as the daemon (or until a reload
+                    # replaces it, when counting references frees it; a full pass at this
+                    # point finds a dozen objects to collect): moved out of the collector's
+                    # way, a full pass walks what came after, 6 ms instead of 40-55 ms in
+                    # one step of the loop at 10,000 checks
+                    gc.freeze()
+                    frozen = True
                     gc.enable()
                 # what start-up built and let go of (the config as it arrived, the frames
                 # of checks sent to workers) goes back to the system, off the loop
@@ -359,6 +367,8 @@ class Daemon(Jobs, Reloading):
         finally:
             if collecting:
                 gc.enable()
+            if frozen:  # collectable again (a process that goes on, as tests do)
+                gc.unfreeze()
             await self.shutdown()
 
     async def _backups_overdue(self) -> None:
