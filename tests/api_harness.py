@@ -27,6 +27,20 @@ from watchkeeper.engine.api import check_rows
 ADMIN_TOKEN = "adm1n-T0ken-for-tests-9f2c"
 
 
+def live_config(checks: dict, **more: object) -> dict:
+    """A config for a `LiveDaemon`: its checks on the daemon's own event loop (no worker),
+    SQLite state beside the file, the admin token from `ADMIN_TOKEN`; `more` adds or
+    replaces sections."""
+    return {
+        "version": 1,
+        "engine": {"workers": 0},
+        "state": {"type": "sqlite", "path": "state.db"},
+        "server": {"admin_token": "${ADMIN_TOKEN}"},
+        "checks": checks,
+        **more,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.api_harness import ADMIN_TOKEN, LiveDaemon, wait_until
+from tests.api_harness import ADMIN_TOKEN, LiveDaemon, live_config, wait_until
 from tests.daemon_harness import Target
 from watchkeeper.engine.api.health import FRESH
 
@@ -24,17 +24,6 @@ STATUSES = {"up", "down", "degraded", "unknown"}
 
 def http(url: str, every: str) -> dict:
     return {"probe": "http", "url": url, "schedule": {"every": every}, "timeout": "5s"}
-
-
-def config(checks: dict, **more: object) -> dict:
-    return {
-        **more,
-        "version": 1,
-        "engine": {"workers": 0},
-        "state": {"type": "sqlite", "path": "state.db"},
-        "server": {"admin_token": "${ADMIN_TOKEN}"},
-        "checks": checks,
-    }
 
 
 class LoopCPU:
@@ -90,7 +79,7 @@ def statuses(body: dict) -> dict[str, str]:
 def test_health_lists_thousands_of_checks_without_holding_the_loop(tmp_path, target):
     count = 4000
     checks = {f"c{i}": http(f"{target.url}/c{i}", "20s") for i in range(count)}
-    with LiveDaemon(tmp_path, config(checks), ENV) as live:
+    with LiveDaemon(tmp_path, live_config(checks), ENV) as live:
 
         def all_run() -> bool:
             # up, mostly; on a busy machine the odd one times out against the test server
@@ -124,7 +113,7 @@ def test_a_check_going_down_shows_in_health_within_its_staleness(tmp_path, targe
             "web": http(f"{target.url}/web", "1s"),
             "api": {**http(f"{failing.url}/api", "1s"), "failure_threshold": 1},
         }
-        with LiveDaemon(tmp_path, config(checks), ENV) as live:
+        with LiveDaemon(tmp_path, live_config(checks), ENV) as live:
             live.wait_status("api", "up")
             live.wait_status("web", "up")
             # a poller keeps the list warm: what it is served must not stay behind
@@ -166,7 +155,7 @@ def test_health_lists_what_the_status_api_lists(tmp_path, target):
             "never": http(f"{target.url}/never", "1h"),
         }
         environments = {"environments": {"prod": {}, "staging": {}}}
-        with LiveDaemon(tmp_path, config(checks, **environments), ENV) as live:
+        with LiveDaemon(tmp_path, live_config(checks, **environments), ENV) as live:
             live.wait_status("api", "down")
             live.wait_status("web@prod", "up")
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api_harness import ADMIN_TOKEN, LiveDaemon
+from tests.api_harness import ADMIN_TOKEN, LiveDaemon, live_config
 from watchkeeper.engine.config.check_digests import CheckDigests, digest
 from watchkeeper.engine.config.process import aload_config_isolated
 from watchkeeper.engine.config.validation import load_config
@@ -41,14 +41,7 @@ def config(url: str, *, changed: int = 0, password: str = "${SITE_PASSWORD}", **
         "schedule": {"every": "1h"},
         "auth": {"username": "ops", "password": password},
     }
-    return {
-        "version": 1,
-        "engine": {"workers": 0},
-        "state": {"type": "sqlite", "path": "state.db"},
-        "server": {"admin_token": "${ADMIN_TOKEN}"},
-        "checks": checks,
-        **extra,
-    }
+    return live_config(checks, **extra)
 
 
 def reload(live: LiveDaemon) -> dict:
@@ -149,20 +142,21 @@ def test_a_refused_reload_fed_digests_keeps_the_running_config(tmp_path, target)
         assert daemon.config is running
 
 
+TWO_CHECKS = """
+version: 1
+checks:
+  a: {probe: http, url: "http://127.0.0.1:9/a"}
+  b: {probe: http, url: "http://127.0.0.1:9/b"}
+"""
+
+
 async def _load(path, running, digests):
     return await aload_config_isolated(path, running=running, digests=digests)
 
 
 def test_the_child_takes_only_digests_of_its_own_daemon(tmp_path, write_config):
     """Digests under another key (another daemon's, or guessed) match nothing."""
-    path = write_config(
-        """
-        version: 1
-        checks:
-          a: {probe: http, url: "http://127.0.0.1:9/a"}
-          b: {probe: http, url: "http://127.0.0.1:9/b"}
-        """
-    )
+    path = write_config(TWO_CHECKS)
     running = load_config(path).config.checks
     mine = CheckDigests()
     taken = anyio.run(_load, path, running, mine)
@@ -241,14 +235,7 @@ def test_the_new_config_is_keyed_by_the_running_names(tmp_path, target):
 
 
 def test_digests_are_kept_flat_and_follow_the_running_checks(tmp_path, write_config):
-    path = write_config(
-        """
-        version: 1
-        checks:
-          a: {probe: http, url: "http://127.0.0.1:9/a"}
-          b: {probe: http, url: "http://127.0.0.1:9/b"}
-        """
-    )
+    path = write_config(TWO_CHECKS)
     first = load_config(path).config.checks
     digests = CheckDigests()
     flat = digests.of(first)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import anyio
 
-from tests.api_harness import ADMIN_TOKEN, LiveDaemon
+from tests.api_harness import ADMIN_TOKEN, LiveDaemon, live_config
 from watchkeeper.engine.config.instances import Instance
 from watchkeeper.engine.schedule.clock import Clock
 from watchkeeper.engine.schedule.scheduler import STALE_FLOOR, Scheduler
@@ -31,13 +31,7 @@ def config(url: str, timeout: str) -> dict:
         }
         for i in range(COUNT)
     }
-    return {
-        "version": 1,
-        "engine": {"workers": 0},
-        "state": {"type": "sqlite", "path": "state.db"},
-        "server": {"admin_token": "${ADMIN_TOKEN}"},
-        "checks": checks,
-    }
+    return live_config(checks)
 
 
 def instances_alive() -> int:
