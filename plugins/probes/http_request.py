@@ -317,10 +317,12 @@ def _set(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> list:
 PREPARED: dict[int, Prepared] = {}
 
 
-def _forget(ref: weakref.KeyedRef) -> None:
-    prepared = PREPARED.get(ref.key)
+def _forget(ref: weakref.KeyedRef, entries: dict[int, Prepared] = PREPARED) -> None:
+    # `entries`, not the global: options freed while the interpreter exits (objects the
+    # collector was told to leave alone, `gc.freeze`) outlive this module's globals
+    prepared = entries.get(ref.key)
     if prepared is not None and prepared._options is ref:
-        del PREPARED[ref.key]
+        del entries[ref.key]
 
 
 async def prepare(options: HttpOptions) -> Prepared:
