@@ -7,14 +7,11 @@ import itertools
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
-from watchkeeper.engine.config.instances import expand
-from watchkeeper.engine.config.validation import load_config
+from tests.worker_kit import http_check, instances_for
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.run import worker as worker_module
 from watchkeeper.engine.run.executor import ProcessExecutor
@@ -116,18 +113,6 @@ async def test_without_a_tick_every_run_starts_at_its_time():
     runs, scheduler = await simulate(schedules, 120, tick=0.0)
     assert all(started == at for _, at, started in runs)
     assert scheduler.lateness.worst == 0
-
-
-def instances_for(tmp_path: Path, checks: dict) -> dict:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "checks": checks}))
-    validation = load_config(path)
-    assert validation.config is not None, validation.problems
-    return expand(validation.config, registry())
-
-
-def http_check(url: str) -> dict:
-    return {"probe": "http", "url": url, "schedule": {"every": "1m"}, "timeout": "5s"}
 
 
 @pytest.mark.slow

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
-from watchkeeper.engine.config.instances import expand
-from watchkeeper.engine.config.validation import load_config
+from tests.worker_kit import http_check, instances_for
 from watchkeeper.engine.plugins import registry
 from watchkeeper.engine.run.executor import ProcessExecutor
 from watchkeeper.engine.run.runspec import OptionsRecord
@@ -27,18 +24,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-def instances_for(tmp_path: Path, checks: dict) -> dict:
-    path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "checks": checks}))
-    validation = load_config(path)
-    assert validation.config is not None, validation.problems
-    return expand(validation.config, registry())
-
-
-def http_check(url: str, **more) -> dict:
-    return {"probe": "http", "url": url, "schedule": {"every": "1m"}, "timeout": "5s", **more}
 
 
 @pytest.mark.parametrize("window", [0.004])
