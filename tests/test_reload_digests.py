@@ -8,6 +8,9 @@ unchanged: a changed secret, or a change of what an instance is made of besides 
 
 from __future__ import annotations
 
+import logging
+import pickle
+
 import anyio
 import pytest
 import yaml
@@ -50,7 +53,8 @@ def reload(live: LiveDaemon) -> dict:
     return response.json()
 
 
-def test_a_reload_sends_only_the_changed_checks_and_keeps_the_rest(tmp_path, target):
+def test_a_reload_sends_only_the_changed_checks_and_keeps_the_rest(tmp_path, target, caplog):
+    caplog.set_level(logging.INFO, logger="watchkeeper")
     with LiveDaemon(tmp_path, config(target.url), ENV) as live:
         daemon = live.daemon
         before = dict(daemon.config.checks)
@@ -62,6 +66,9 @@ def test_a_reload_sends_only_the_changed_checks_and_keeps_the_rest(tmp_path, tar
         answer = reload(live)
         assert answer["changed"] == ["c0", "c1"]
         assert daemon.validation.checks_sent == 2
+        # the operator reads it in the log line of the reload
+        (line,) = [r for r in caplog.records if r.getMessage() == "config reloaded"][-1:]
+        assert (line.changed, line.rebuilt) == (2, 2)
         checks = daemon.config.checks
         assert [n for n, m in before.items() if checks[n] is not m] == ["c0", "c1"]
         assert daemon.runtime.instances["c0"].timeout == 4.0
@@ -150,6 +157,15 @@ checks:
 """
 
 
+class _UnderAnotherKey(CheckDigests):
+    """Sends digests made under this process's key with another key."""
+
+    def payload(self, checks):
+        known = pickle.loads(super().payload(checks))
+        known["key"] = b"another daemon!!"
+        return pickle.dumps(known)
+
+
 async def _load(path, running, digests):
     return await aload_config_isolated(path, running=running, digests=digests)
 
@@ -162,9 +178,7 @@ def test_the_child_takes_only_digests_of_its_own_daemon(tmp_path, write_config):
     taken = anyio.run(_load, path, running, mine)
     assert taken.checks_sent == 0
     assert taken.config.checks["a"] is running["a"]
-    other = CheckDigests(key=b"another daemon!!")
-    other.of = mine.of  # type: ignore[method-assign]
-    taken = anyio.run(_load, path, running, other)
+    taken = anyio.run(_load, path, running, _UnderAnotherKey())
     assert taken.checks_sent == 2  # digested under `mine`'s key, compared under `other`'s
     assert taken.config.checks["a"] is not running["a"]
     assert taken.config.checks["a"] == running["a"]

@@ -135,7 +135,13 @@ class Reloading:
         self._record(at, True, added=len(added), removed=len(removed), changed=len(changed))
         log.info(
             "config reloaded",
-            extra={"added": len(added), "removed": len(removed), "changed": len(changed)},
+            extra={
+                "added": len(added),
+                "removed": len(removed),
+                "changed": len(changed),
+                # checks validated and built anew; the others run on as they were
+                "rebuilt": validation.checks_sent,
+            },
         )
         return True
 
