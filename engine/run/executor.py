@@ -123,7 +123,7 @@ def _worker_environment() -> dict[str, str]:
 
 class _SameFirst(Interner):
     """An Interner that knows the objects it has been handed: the checks of an accepted
-    config share their values already (`config.process.write_answer`), so most values
+    config share their values already (`config.child.write_answer`), so most values
     are found by identity without working out their key."""
 
     __slots__ = ("by_id",)
