@@ -12,6 +12,8 @@ from watchkeeper.schema.units import Duration, Ratio
 
 PING_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 """What a ping key or ping id looks like: long enough not to be guessed, safe in a URL."""
+MIN_RETENTION = 2 * 86400.0
+"""The shortest `state.retention`: a day's raw results outlive the making of its rollup."""
 
 
 def check_ping_secret(value: Secret | None, name: str) -> Secret | None:
@@ -31,10 +33,27 @@ class StoreOptions(PluginOptions):
 
     plugin_kind = "state store"
 
-    retention: Duration = Field(30 * 86400.0, description="Raw results are kept this long.")
+    retention: Duration = Field(
+        30 * 86400.0,
+        description="Raw results are kept this long (at least 2d: a day's rollup is made "
+        "from them once the day is over).",
+    )
     rollup_retention: Duration = Field(
         400 * 86400.0, description="Daily rollups (uptime bars, reports) are kept this long."
     )
+
+    @field_validator("retention")
+    @classmethod
+    def _outlives_a_day(cls, value: float) -> float:
+        # shorter, and a day's raw results could be pruned before its rollup is made: its
+        # uptime and SLO figures would be lost for good
+        if value < MIN_RETENTION:
+            raise ValueError(
+                "must be at least 2d: each day's rollup (uptime, reports, SLOs) is made from "
+                "its raw results after the day is over"
+            )
+        return value
+
     lease_time: Duration = Field(
         15.0,
         description="Replica membership lease; a dead replica's "

@@ -398,3 +398,15 @@ async def test_the_daemon_task_rolls_up_at_start_and_then_every_interval(tmp_pat
             tg.cancel_scope.cancel()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("retention", "refused"), [("1d", True), ("47h", True), ("2d", False)])
+def test_a_retention_too_short_for_the_day_rollup_is_refused(cli, tmp_path, retention, refused):
+    """A day's rollup is made from its raw results once the day is over: a retention
+    shorter than that would prune them first, and the day's uptime would be lost."""
+    (tmp_path / "monitor.yaml").write_text(config_text(retention=retention))
+    result = cli("validate")
+    assert (result.code != 0) == refused, result.output
+    if refused:
+        assert "monitor.yaml:2:" in result.output
+        assert "state.retention: must be at least 2d" in result.output
