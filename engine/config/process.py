@@ -3,9 +3,10 @@
 Checking a large config needs libyaml's node tree (kept for line numbers), the parsed data
 and the models at once: some 90 MB at 10,000 checks, which a long-running process keeps as
 its high-water mark after freeing them. The daemon instead has a child process read and
-check the file and hand back the accepted configuration as plain data, which it validates
-again (quickly: no YAML, no line numbers) into its own models. Problems come back as they
-are, so a rejected file reads exactly as `watchkeeper validate` prints it.
+check the file and hand back the accepted configuration: the checks as the models the
+child validated, the rest as plain data the daemon validates again (quickly: no YAML, no
+line numbers). Problems come back as they are, so a rejected file reads exactly as
+`watchkeeper validate` prints it.
 
 The child is also the daemon's shield against a hostile or broken file (an alias bomb, a
 `${file:}` that never ends, a huge include set): it runs under a time limit and a memory
