@@ -6,7 +6,7 @@ asyncio socket client in the same run; scheduling lateness at 10,000 checks/min;
                            [--skip-throughput] [--skip-lateness]
     python bench/engine.py --isolation [--steady-checks 4000] [--checks 5000]
                            [--seconds 30] [--repeat 3] [--shape both|steady|flat-out]
-    python bench/engine.py --day [--day-checks 10000] [--day-runs 14400000]
+    python bench/engine.py --day [--day-checks 10000] [--day-runs N] [--day-minutes M]
 
 The target is a local nginx (installed from Debian packages when missing) on a free port.
 Each repeat measures the raw client, then the engine in a fresh process (the daemon runs
@@ -27,8 +27,10 @@ one worker), with `/metrics` scraped from this process as often as a Prometheus 
 every 15 s would over the day the runs stand for. It reads RSS every minute and prints
 it beside the runs so far; memory is flat when the sum at the end is within 5 % of the
 sum after the first tenth of the runs (what a day adds is what this measures: state that
-grows with the runs made). It takes about 50 minutes at 5,000 runs/s. What depends on
-the wall clock, not on runs (hourly rollups, SLO windows), it does not reach.
+grows with the runs made). At 5,000 runs/s it takes 48 minutes; `--day-minutes` stops it
+sooner on a slower machine, and it says how many hours' worth it made. What depends on
+the wall clock, not on runs (hourly rollups, SLO windows), it does not reach. It also
+prints the state file's size per stored result, for sizing `state.retention`.
 
 Targets on this machine (issues 3 and 23): engine >= 0.3x the raw client with a fresh
 connection per check; p99 lateness <= 250 ms and max <= 1 s at 10,000 checks/min; RSS
@@ -362,9 +364,8 @@ def stored_results(folder: Path) -> int:
 
 
 def day(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> None:
-    checks, runs = args.day_checks, args.day_runs
-    # a Prometheus scraping every 15 s scrapes 5,760 times a day; the day's runs come
-    # `speed` times faster than at one run per check a minute, so do its scrapes
+    checks = args.day_checks
+    runs = args.day_runs or checks * 1440
     print(
         f"\n== a day's runs: {checks} http checks every 1s until {runs:,} runs (a day at "
         f"{checks} checks every 60s), default settings (HTTP server on, workers "
@@ -415,7 +416,8 @@ def day(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> None:
             sample = json.loads(raw)
             samples.append(sample)
             if len(samples) == 2 and sample["runs"]:
-                # runs/s over the first minute sets the scrape rate a day's scrapes need
+                # a Prometheus scraping every 15 s scrapes 5,760 times a day: the runs come
+                # rate / (checks / 60) times faster than a day's, and so do the scrapes
                 rate = sample["runs"] / (sample["minute"] * 60)
                 interval[0] = max(0.2, 15.0 * (checks / 60) / rate)
             if len(samples) == 1:
@@ -652,7 +654,9 @@ def main() -> None:
         help="only RSS over a day's runs of --day-checks checks a minute, made flat out",
     )
     parser.add_argument("--day-checks", type=int, default=10_000)
-    parser.add_argument("--day-runs", type=int, default=14_400_000)
+    parser.add_argument(
+        "--day-runs", type=int, help="runs to make (default: a day's, --day-checks x 1440)"
+    )
     parser.add_argument(
         "--day-minutes",
         type=float,
@@ -679,7 +683,7 @@ def main() -> None:
     if args.child == "day":
         import anyio
 
-        anyio.run(day_child, args.config, args.day_runs, args.day_minutes)
+        anyio.run(day_child, args.config, args.day_runs or 0, args.day_minutes)
         return
     if args.child:
         import anyio
