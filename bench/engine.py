@@ -458,6 +458,16 @@ def day(args: argparse.Namespace, tmp: Path, port: int, nginx_pid: int) -> None:
         "<= +5 %",
         growth <= 0.05,
     )
+    # the trend over the second half, for what the runs not made would add
+    half = [s for s in samples if s["runs"] >= last["runs"] / 2]
+    if len(half) >= 3:
+        slope = statistics.linear_regression(
+            [s["runs"] / 1e6 for s in half], [s["rss_total"] for s in half]
+        ).slope
+        print(
+            f"trend over the second half: {slope:+.3f} MB per million runs "
+            f"({slope * runs / 1e6:+.1f} MB over a whole day's {runs:,})"
+        )
     size = sum(f.stat().st_size for f in folder.glob("state.db*"))
     print(
         f"state.db: {size / 1e9:.2f} GB for {stored:,} stored results = {size / stored:.0f} "
