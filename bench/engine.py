@@ -239,12 +239,8 @@ def rss_mb() -> tuple[float, float]:
     return own / 1e6, total / 1e6
 
 
-async def child(mode: str, config: Path, seconds: float, warmup: float, nginx_pid: int) -> dict:
-    import anyio
-
-    from watchkeeper.engine.daemon import load_daemon
-
-    daemon = load_daemon(config)
+def count_results(daemon) -> dict[str, int]:
+    """Counts of the daemon's results (`n`) and failed ones, kept as they come."""
     counted = {"n": 0, "failed": 0}
 
     def count(instance, result, at) -> None:
@@ -253,6 +249,16 @@ async def child(mode: str, config: Path, seconds: float, warmup: float, nginx_pi
             counted["failed"] += 1
 
     daemon.runtime.result_handlers.append(count)
+    return counted
+
+
+async def child(mode: str, config: Path, seconds: float, warmup: float, nginx_pid: int) -> dict:
+    import anyio
+
+    from watchkeeper.engine.daemon import load_daemon
+
+    daemon = load_daemon(config)
+    counted = count_results(daemon)
     me = psutil.Process()
     nginx = nginx_processes(nginx_pid)
     peak = [0.0, 0.0]
@@ -318,22 +324,15 @@ async def day_child(config: Path, runs_wanted: int, minutes: float) -> None:
     from watchkeeper.engine.daemon import load_daemon
 
     daemon = load_daemon(config)
-    counted = [0, 0]
-
-    def count(instance, result, at) -> None:
-        counted[0] += 1
-        if not result.ok:
-            counted[1] += 1
-
-    daemon.runtime.result_handlers.append(count)
+    counted = count_results(daemon)
 
     def sample(t0: float, *, last: bool = False) -> None:
         own, total = rss_mb()
         line = {
             "last": last,
             "minute": round((time.perf_counter() - t0) / 60, 2),
-            "runs": counted[0],
-            "failed": counted[1],
+            "runs": counted["n"],
+            "failed": counted["failed"],
             "rss_main": own,
             "rss_total": total,
         }
@@ -345,7 +344,7 @@ async def day_child(config: Path, runs_wanted: int, minutes: float) -> None:
         t0 = time.perf_counter()
         sample(t0)
         next_sample, deadline = t0 + 60, t0 + 60 * minutes
-        while counted[0] < runs_wanted and time.perf_counter() < deadline:
+        while counted["n"] < runs_wanted and time.perf_counter() < deadline:
             await anyio.sleep(1.0)
             if time.perf_counter() >= next_sample:
                 sample(t0)
